@@ -1,0 +1,126 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Control the supd process supervisor (PM2's commands, over a Unix socket).
+#[derive(Parser)]
+#[command(name = "supctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The commands.
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Start the apps of an ecosystem file (*.toml), or one program.
+    Start(StartArgs),
+    /// Stop gracefully (kill_signal, then SIGKILL after kill_timeout).
+    Stop(TargetArg),
+    /// Stop, then start again.
+    Restart(TargetArg),
+    /// Stop and forget.
+    Delete(TargetArg),
+    /// The process table.
+    #[command(visible_aliases = ["ls", "status"])]
+    List(JsonArg),
+    /// Everything about one app.
+    Show {
+        /// App name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last lines of the logs, then follow them.
+    Logs(LogsArgs),
+    /// Empty log files.
+    Flush {
+        /// App name (default: every app).
+        name: Option<String>,
+    },
+    /// Send a signal to every instance of an app.
+    Signal {
+        /// Signal name or number (SIGUSR2, USR2, 12).
+        signal: String,
+        /// App name or `all`.
+        name: String,
+    },
+    /// Validate an ecosystem file without starting anything.
+    Check {
+        /// The ecosystem file.
+        file: PathBuf,
+        /// Also check that `env_NAME` applies.
+        #[arg(long)]
+        env: Option<String>,
+        /// Only these apps (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+    },
+    /// Is the daemon alive? (starts it if not, like PM2)
+    Ping(JsonArg),
+    /// Stop every app, then the daemon.
+    Kill,
+}
+
+/// `start FILE.toml` or `start CMD`.
+#[derive(Args)]
+pub struct StartArgs {
+    /// An ecosystem file (*.toml), or a program to run.
+    pub target: String,
+    /// Only these apps of the file (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Apply `env_NAME` of the file over `env`.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// App name for a program (default: its file name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Instances in cluster mode: a number, `max` (cores) or -1 (cores - 1).
+    #[arg(short = 'i', long = "instances", allow_hyphen_values = true)]
+    pub instances: Option<String>,
+    /// Port the daemon binds and hands to every instance.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Arguments for the program, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// One app name, or `all`.
+#[derive(Args)]
+pub struct TargetArg {
+    /// App name or `all`.
+    pub name: String,
+}
+
+/// `--json`.
+#[derive(Args)]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `logs` options.
+#[derive(Args)]
+pub struct LogsArgs {
+    /// App name (default: every app, each line tagged with its app).
+    pub name: Option<String>,
+    /// How many lines of each file to print first.
+    #[arg(long, default_value_t = 15)]
+    pub lines: usize,
+    /// Only stderr.
+    #[arg(long, conflicts_with = "out")]
+    pub err: bool,
+    /// Only stdout.
+    #[arg(long)]
+    pub out: bool,
+    /// Print and exit instead of following.
+    #[arg(long)]
+    pub nostream: bool,
+}

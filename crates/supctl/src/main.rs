@@ -1,0 +1,144 @@
+//! `supctl`: the command-line client of supd.
+//!
+//! Each command is one round trip to the daemon (started on demand), except
+//! `check`, which only reads a file, and `logs`, which reads the log files.
+//! Failures print one `error: …` line per problem on stderr and exit 1.
+
+mod args;
+mod client;
+mod logs;
+mod render;
+mod start;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Parser;
+use supd_config::LoadOptions;
+use supd_proto::{Home, Request, Response};
+
+use crate::args::{Cli, Cmd};
+use crate::client::Client;
+
+fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`supctl logs | head`), like any Unix tool.
+    // SAFETY: setting a signal disposition to its default before any thread exists.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env();
+    match cli.command {
+        Cmd::Start(args) => start::run(&home, &args),
+        Cmd::Stop(t) => simple(&home, Request::Stop { target: t.name }, "stopped"),
+        Cmd::Restart(t) => simple(&home, Request::Restart { target: t.name }, "restarted"),
+        Cmd::Delete(t) => simple(&home, Request::Delete { target: t.name }, "deleted"),
+        Cmd::List(j) => {
+            let processes = list(&home)?;
+            if j.json {
+                println!("{}", serde_json::to_string_pretty(&processes)?);
+            } else {
+                println!("{}", render::process_table(&processes));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Show { name, json } => {
+            let Response::Show { app } = Client::connect(&home)?.request(&Request::Show { name })? else {
+                bail!("unexpected answer from supd");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&app)?);
+            } else {
+                print!("{}", render::detail(&app));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Logs(args) => logs::run(&home, &args).map(|()| ExitCode::SUCCESS),
+        Cmd::Flush { name } => {
+            simple(&home, Request::Flush { target: name.unwrap_or_else(|| "all".into()) }, "flushed")
+        }
+        Cmd::Signal { signal, name } => {
+            let verb = format!("sent {signal} to");
+            simple(&home, Request::Signal { signal, target: name }, &verb)
+        }
+        Cmd::Check { file, env, only } => {
+            let eco = supd_config::load(&file, &LoadOptions { env, only })?;
+            let names: Vec<&str> = eco.apps.iter().map(|a| a.name.as_str()).collect();
+            println!("{}: ok, {} app(s): {}", file.display(), names.len(), names.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ping(j) => {
+            let Response::Pong { pid, version } = Client::connect(&home)?.request(&Request::Ping)? else {
+                bail!("unexpected answer from supd");
+            };
+            if j.json {
+                println!("{}", serde_json::json!({ "pid": pid, "version": version }));
+            } else {
+                println!("pong: supd {version}, pid {pid}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kill => kill(&home),
+    }
+}
+
+/// The process table.
+fn list(home: &Home) -> anyhow::Result<Vec<supd_proto::ProcessInfo>> {
+    match Client::connect(home)?.request(&Request::List)? {
+        Response::List { processes } => Ok(processes),
+        _ => bail!("unexpected answer from supd"),
+    }
+}
+
+/// A request answered with the names of the apps acted on.
+fn simple(home: &Home, request: Request, verb: &str) -> anyhow::Result<ExitCode> {
+    let Response::Done { apps } = Client::connect(home)?.request(&request)? else {
+        bail!("unexpected answer from supd");
+    };
+    for app in apps {
+        println!("{verb} {app}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops every app and the daemon, and waits until the daemon has exited.
+fn kill(home: &Home) -> anyhow::Result<ExitCode> {
+    let Some(mut client) = Client::connect_existing(home)? else {
+        println!("supd is not running");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Response::Pong { pid, .. } = client.request(&Request::Ping)? else {
+        bail!("unexpected answer from supd");
+    };
+    client.request(&Request::Kill)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(pid) {
+        if Instant::now() > deadline {
+            bail!("supd (pid {pid}) stopped its apps but has not exited after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("supd stopped (pid {pid})");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `pid` is a live process (a zombie awaiting its parent counts as gone).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,100 @@
+//! Human output: the process table and the `show` page.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use supd_proto::{AppDetail, ProcessInfo};
+
+/// The `list` table.
+pub fn process_table(processes: &[ProcessInfo]) -> String {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED).set_header([
+        "name", "id", "mode", "pid", "status", "restarts", "uptime", "cpu", "memory",
+    ]);
+    for p in processes {
+        table.add_row([
+            p.name.clone(),
+            p.instance.to_string(),
+            format!("{:?}", p.mode).to_lowercase(),
+            p.pid.map_or("-".into(), |pid| pid.to_string()),
+            p.status.as_str().to_string(),
+            p.restarts.to_string(),
+            if p.pid.is_some() { duration(p.uptime_ms) } else { "-".into() },
+            format!("{:.1}%", p.cpu),
+            bytes(p.memory),
+        ]);
+    }
+    table.to_string()
+}
+
+/// The `show` page.
+pub fn detail(app: &AppDetail) -> String {
+    let c = &app.config;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<26} {v}\n"));
+    line("name", c.name.clone());
+    line("script", c.script.clone());
+    line("args", format!("{:?}", c.args));
+    line("cwd", c.cwd.display().to_string());
+    line("exec_mode", format!("{:?}", c.exec_mode).to_lowercase());
+    line("instances", c.instances.to_string());
+    line("port", c.port.map_or("-".into(), |p| p.to_string()));
+    line("kill_signal", c.kill_signal.clone());
+    line("kill_timeout", duration(c.kill_timeout.as_millis() as u64));
+    line("autorestart", c.autorestart.to_string());
+    line("max_restarts", c.max_restarts.to_string());
+    line("min_uptime", duration(c.min_uptime.as_millis() as u64));
+    line("restart_delay", duration(c.restart_delay.as_millis() as u64));
+    line(
+        "exp_backoff_restart_delay",
+        c.exp_backoff_restart_delay.map_or("-".into(), |d| duration(d.as_millis() as u64)),
+    );
+    line("stop_exit_codes", format!("{:?}", c.stop_exit_codes));
+    line("max_instances", c.max_instances.map_or("-".into(), |m| m.to_string()));
+    line("out log", app.logs.out.display().to_string());
+    line("err log", app.logs.err.display().to_string());
+    for (k, v) in &c.env {
+        line(&format!("env.{k}"), v.clone());
+    }
+    let processes: Vec<ProcessInfo> = app.instances.iter().map(|i| i.process.clone()).collect();
+    out.push_str(&process_table(&processes));
+    out.push('\n');
+    for i in &app.instances {
+        let exit = i.last_exit.map_or("-".into(), |e| match (e.code, e.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (_, Some(sig)) => format!("signal {sig}"),
+            _ => "-".into(),
+        });
+        out.push_str(&format!(
+            "instance {}: last exit {exit}, unstable restarts {}{}\n",
+            i.process.instance,
+            i.unstable_restarts,
+            i.last_error.as_ref().map_or(String::new(), |e| format!(", last error: {e}")),
+        ));
+    }
+    out
+}
+
+/// `950ms`, `42s`, `5m`, `3h`, `2d`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{}s", ms / 1000),
+        60_000..3_600_000 => format!("{}m", ms / 60_000),
+        3_600_000..86_400_000 => format!("{}h", ms / 3_600_000),
+        _ => format!("{}d", ms / 86_400_000),
+    }
+}
+
+/// `512b`, `12.3kb`, `45.6mb`, `1.2gb`.
+pub fn bytes(n: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = n as f64;
+    if f < K {
+        format!("{n}b")
+    } else if f < K * K {
+        format!("{:.1}kb", f / K)
+    } else if f < K * K * K {
+        format!("{:.1}mb", f / K / K)
+    } else {
+        format!("{:.1}gb", f / K / K / K)
+    }
+}

@@ -1,0 +1,82 @@
+//! `supctl start`: an ecosystem file, or one program started ad hoc.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use supd_config::{AppConfig, ExecMode, LoadOptions};
+use supd_proto::{Home, Outcome, Request, Response};
+
+use crate::args::StartArgs;
+use crate::client::Client;
+use crate::render;
+
+/// Runs `supctl start`.
+pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
+    let apps = if args.target.ends_with(".toml") {
+        let opts = LoadOptions { env: args.env.clone(), only: args.only.clone() };
+        supd_config::load(Path::new(&args.target), &opts)?.apps
+    } else {
+        vec![adhoc(args)?]
+    };
+    let base_env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut client = Client::connect(home)?;
+    let Response::Started { apps: outcomes } = client.request(&Request::Start { apps, base_env })? else {
+        bail!("unexpected answer from supd");
+    };
+    let mut failed = false;
+    for o in &outcomes {
+        match o.outcome {
+            Outcome::Started => println!("started {}", o.name),
+            Outcome::AlreadyOnline => println!("{} is already online", o.name),
+            Outcome::Failed => {
+                failed = true;
+                eprintln!("error: {}", o.error.as_deref().unwrap_or("failed to start"));
+            }
+        }
+    }
+    if let Response::List { processes } = client.request(&Request::List)? {
+        println!("{}", render::process_table(&processes));
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The config of `supctl start CMD [--name] [-i] [--port] [-- ARGS]`.
+fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let script = if args.target.contains('/') {
+        cwd.join(&args.target).to_string_lossy().into_owned()
+    } else {
+        args.target.clone()
+    };
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => Path::new(&args.target)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| args.target.clone()),
+    };
+    let mut app = AppConfig::with_defaults(name.clone(), script, PathBuf::from(&cwd));
+    app.args = args.args.clone();
+    app.port = args.port;
+    if let Some(n) = &args.instances {
+        app.exec_mode = ExecMode::Cluster;
+        app.instances = instances(n).with_context(|| format!("app \"{name}\": -i {n}"))?;
+    }
+    app.validate().map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
+    Ok(app)
+}
+
+/// `-i N|max|-1`.
+fn instances(text: &str) -> anyhow::Result<u32> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    match text {
+        "max" => Ok(cores),
+        "-1" => Ok(cores.saturating_sub(1).max(1)),
+        n => match n.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => bail!("expected a positive number, max or -1"),
+        },
+    }
+}

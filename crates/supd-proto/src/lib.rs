@@ -1,0 +1,14 @@
+//! The control protocol between `supctl` and `supd`.
+//!
+//! A connection carries frames: a 4-byte big-endian length, then that many
+//! bytes of JSON. The client sends a [`Request`], the daemon answers with one
+//! [`Response`]. [`frame`] holds the framing (blocking for the CLI, async for
+//! the daemon); [`message`] holds the types.
+
+pub mod frame;
+pub mod home;
+pub mod message;
+
+pub use frame::{FrameError, MAX_FRAME};
+pub use home::Home;
+pub use message::*;

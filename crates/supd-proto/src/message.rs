@@ -1,0 +1,237 @@
+//! Requests, responses and the process views they carry.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use supd_config::{AppConfig, ExecMode};
+
+/// `"all"` or one app's name.
+pub type Target = String;
+
+/// What a client asks of the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the daemon alive?
+    Ping,
+    /// Start these apps; apps already online are left alone.
+    Start {
+        /// Resolved configs, in order.
+        apps: Vec<AppConfig>,
+        /// The caller's environment, under each app's own `env`.
+        base_env: BTreeMap<String, String>,
+    },
+    /// Graceful stop.
+    Stop {
+        /// App name or `all`.
+        target: Target,
+    },
+    /// Stop, then start.
+    Restart {
+        /// App name or `all`.
+        target: Target,
+    },
+    /// Stop and forget.
+    Delete {
+        /// App name or `all`.
+        target: Target,
+    },
+    /// The process table.
+    List,
+    /// Everything about one app.
+    Show {
+        /// App name.
+        name: String,
+    },
+    /// Where the log files of these apps are.
+    LogFiles {
+        /// App name or `all`.
+        target: Target,
+    },
+    /// Empty log files.
+    Flush {
+        /// App name or `all`.
+        target: Target,
+    },
+    /// Send a signal to every instance.
+    Signal {
+        /// Signal name, e.g. `SIGUSR2`.
+        signal: String,
+        /// App name or `all`.
+        target: Target,
+    },
+    /// Stop every app, then exit.
+    Kill,
+}
+
+/// What the daemon answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// The daemon's pid.
+        pid: u32,
+        /// The daemon's version.
+        version: String,
+    },
+    /// Answer to [`Request::Start`]: one line per app.
+    Started {
+        /// What happened to each app.
+        apps: Vec<StartOutcome>,
+    },
+    /// The command ran on these apps.
+    Done {
+        /// Names of the apps acted on.
+        apps: Vec<String>,
+    },
+    /// Answer to [`Request::List`].
+    List {
+        /// One entry per instance.
+        processes: Vec<ProcessInfo>,
+    },
+    /// Answer to [`Request::Show`].
+    Show {
+        /// The app.
+        app: Box<AppDetail>,
+    },
+    /// Answer to [`Request::LogFiles`].
+    LogFiles {
+        /// One entry per app.
+        apps: Vec<AppLogs>,
+    },
+    /// The request failed; `message` names the app and the reason.
+    Error {
+        /// One line.
+        message: String,
+    },
+}
+
+/// How `start` went for one app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartOutcome {
+    /// App name.
+    pub name: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why it failed, for [`Outcome::Failed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `start` did with one app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// New, or stopped and now started.
+    Started,
+    /// Was online already; left alone.
+    AlreadyOnline,
+    /// Could not be started; see `error`.
+    Failed,
+}
+
+/// An instance's lifecycle state, as `list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Spawned, not yet ready.
+    Launching,
+    /// Running (and ready, with `wait_ready`).
+    Online,
+    /// Being stopped gracefully.
+    Stopping,
+    /// Not running, by choice.
+    Stopped,
+    /// Gave up after too many unstable restarts, or could not start.
+    Errored,
+    /// Exited; restarting after a delay.
+    WaitingRestart,
+}
+
+impl Status {
+    /// The spec's spelling, e.g. `waiting-restart`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Launching => "launching",
+            Status::Online => "online",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Errored => "errored",
+            Status::WaitingRestart => "waiting-restart",
+        }
+    }
+}
+
+/// One instance, as `list --json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// App name.
+    pub name: String,
+    /// 0-based instance number.
+    pub instance: u32,
+    /// Current pid, if running.
+    pub pid: Option<u32>,
+    /// Lifecycle state.
+    pub status: Status,
+    /// Fork or cluster.
+    pub mode: ExecMode,
+    /// Restarts so far (automatic and requested).
+    pub restarts: u32,
+    /// Milliseconds since this process started (0 when not running).
+    pub uptime_ms: u64,
+    /// CPU percent of the instance's process tree.
+    pub cpu: f64,
+    /// RSS bytes of the instance's process tree.
+    pub memory: u64,
+    /// The app's port, if any.
+    pub port: Option<u16>,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal number, when a signal killed it.
+    pub signal: Option<i32>,
+    /// Unix time of the exit, in milliseconds.
+    pub at_ms: u64,
+}
+
+/// One instance, with the detail `show` adds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceDetail {
+    /// What `list` shows.
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Unstable runs in a row (reset by a stable run).
+    pub unstable_restarts: u32,
+    /// How the previous process ended.
+    pub last_exit: Option<ExitInfo>,
+    /// Why the instance is errored or was last restarted, if known.
+    pub last_error: Option<String>,
+}
+
+/// Everything about one app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppDetail {
+    /// The resolved config.
+    pub config: AppConfig,
+    /// The instances.
+    pub instances: Vec<InstanceDetail>,
+    /// Log files.
+    pub logs: AppLogs,
+}
+
+/// Where one app's logs are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppLogs {
+    /// App name.
+    pub name: String,
+    /// stdout file.
+    pub out: PathBuf,
+    /// stderr file.
+    pub err: PathBuf,
+}

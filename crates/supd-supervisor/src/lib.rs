@@ -1,0 +1,14 @@
+//! The per-instance lifecycle pieces of supd, usable without the control socket:
+//!
+//! - [`policy`]: the restart policy as a pure function, table-tested.
+//! - [`spawn`]: fork/exec into a new process group, and the one SIGCHLD
+//!   reaper that collects every exit status (the daemon is a child subreaper,
+//!   so orphaned grandchildren are reaped here too and never linger as zombies).
+//! - [`group`]: signalling a whole process group and telling when it is gone.
+
+pub mod group;
+pub mod policy;
+pub mod spawn;
+
+pub use policy::{Decision, Exit, Policy, RunHistory};
+pub use spawn::{Reaper, SpawnSpec};

@@ -1,0 +1,75 @@
+//! The control socket: accepts `supctl` connections and answers requests.
+//!
+//! Each connection gets its own task, so idle or slow clients cost one
+//! parked task and never delay anyone else. A peer whose uid is neither ours
+//! nor root is dropped before a byte is read. A malformed request gets an
+//! error reply; an oversized or truncated frame closes the connection.
+
+use supd_proto::frame::{read_frame_bytes_async, write_frame_async};
+use supd_proto::{FrameError, Request, Response};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use crate::registry::Registry;
+
+/// Accepts connections until the process exits. A `kill` request answered
+/// successfully flips `shutdown`.
+pub async fn serve(listener: UnixListener, registry: Registry, shutdown: watch::Sender<bool>) {
+    let me = nix::unistd::getuid().as_raw();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: log, breathe, keep serving.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == me || cred.uid() == 0 => {}
+            Ok(cred) => {
+                tracing::warn!(uid = cred.uid(), "refused a connection from another user");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("cannot read peer credentials: {e}");
+                continue;
+            }
+        }
+        tokio::spawn(connection(stream, registry.clone(), shutdown.clone()));
+    }
+}
+
+/// Serves one connection: request, response, until the peer hangs up.
+async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch::Sender<bool>) {
+    loop {
+        let bytes = match read_frame_bytes_async(&mut stream).await {
+            Ok(bytes) => bytes,
+            Err(FrameError::Closed) => return,
+            Err(e @ FrameError::TooLarge(_)) => {
+                let _ = write_frame_async(&mut stream, &Response::Error { message: e.to_string() }).await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("connection dropped: {e}");
+                return;
+            }
+        };
+        let (response, kill) = match serde_json::from_slice::<Request>(&bytes) {
+            Ok(request) => {
+                let kill = matches!(request, Request::Kill);
+                (registry.handle(request).await, kill)
+            }
+            Err(e) => (Response::Error { message: format!("malformed request: {e}") }, false),
+        };
+        let ok = !matches!(response, Response::Error { .. });
+        if write_frame_async(&mut stream, &response).await.is_err() {
+            return;
+        }
+        if kill && ok {
+            shutdown.send_replace(true);
+            return;
+        }
+    }
+}

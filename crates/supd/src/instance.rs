@@ -1,0 +1,100 @@
+//! One instance slot of an app: its state and what `list`/`show` see of it.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use supd_proto::{ExitInfo, InstanceDetail, ProcessInfo, Status};
+use supd_supervisor::{Exit, RunHistory};
+
+/// The daemon's record of one instance slot. Owned by its app actor.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// 0-based slot number, stable across restarts.
+    pub slot: u32,
+    /// Bumped at every spawn; events from an older process carry an older
+    /// generation and are ignored.
+    pub generation: u64,
+    /// Lifecycle state.
+    pub status: Status,
+    /// Pid (also the process group id) of the running process.
+    pub pid: Option<u32>,
+    /// When the running process started.
+    pub started: Option<Instant>,
+    /// Restarts so far, automatic and requested.
+    pub restarts: u32,
+    /// Unstable-run count and back-off, for the restart policy.
+    pub history: RunHistory,
+    /// How the previous process ended.
+    pub last_exit: Option<ExitInfo>,
+    /// Why it is errored, or why it was last restarted.
+    pub last_error: Option<String>,
+    /// During a stop: when SIGKILL goes to the group.
+    pub kill_deadline: Option<Instant>,
+}
+
+impl Instance {
+    /// A slot that has never run.
+    pub fn new(slot: u32) -> Instance {
+        Instance {
+            slot,
+            generation: 0,
+            status: Status::Stopped,
+            pid: None,
+            started: None,
+            restarts: 0,
+            history: RunHistory::default(),
+            last_exit: None,
+            last_error: None,
+            kill_deadline: None,
+        }
+    }
+
+    /// Whether a process is running or about to be (a stop has work to do).
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Launching | Status::Online | Status::Stopping | Status::WaitingRestart
+        )
+    }
+
+    /// Records how the process ended and forgets its pid.
+    pub fn record_exit(&mut self, exit: Exit) {
+        let (code, signal) = match exit {
+            Exit::Code(c) => (Some(c), None),
+            Exit::Signal(s) => (None, Some(s)),
+        };
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_exit = Some(ExitInfo { code, signal, at_ms });
+        self.pid = None;
+    }
+
+    /// Milliseconds the current process has been running (0 if none).
+    pub fn uptime_ms(&self) -> u64 {
+        match (self.pid, self.started) {
+            (Some(_), Some(t)) => t.elapsed().as_millis() as u64,
+            _ => 0,
+        }
+    }
+
+    /// The `show` view; `process` is the `list` view built by the caller.
+    pub fn detail(&self, process: ProcessInfo) -> InstanceDetail {
+        InstanceDetail {
+            process,
+            unstable_restarts: self.history.unstable_restarts,
+            last_exit: self.last_exit,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// Describes an exit for people: `exit code 1`, `signal 9 (SIGKILL)`.
+pub fn describe_exit(exit: Exit) -> String {
+    match exit {
+        Exit::Code(c) => format!("exit code {c}"),
+        Exit::Signal(s) => match nix::sys::signal::Signal::try_from(s) {
+            Ok(sig) => format!("signal {s} ({})", sig.as_str()),
+            Err(_) => format!("signal {s}"),
+        },
+    }
+}

@@ -1,0 +1,181 @@
+//! Moving the apps' stdout and stderr into their log files.
+//!
+//! Each app has one writer thread that owns its two files
+//! (`logs/<app>-out.log`, `logs/<app>-err.log`, opened in append mode). Each
+//! instance pipe has a reader task that cuts what it reads at the last
+//! newline and sends whole lines, so lines of different instances never
+//! interleave inside the file. The channel is bounded: when the disk is
+//! slower than the app, readers stop reading and the app blocks in `write`
+//! (backpressure) instead of lines being dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use supd_proto::{AppLogs, Home};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, oneshot};
+
+/// Chunks in flight per app before readers wait for the disk.
+const CHANNEL_DEPTH: usize = 32;
+/// Bytes read from a pipe at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// A line longer than this is cut, so one endless line cannot grow memory.
+const MAX_LINE: usize = 1 << 20;
+
+/// Which of the two files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// stdout → `-out.log`.
+    Out,
+    /// stderr → `-err.log`.
+    Err,
+}
+
+enum LogMsg {
+    Lines(Stream, Vec<u8>),
+    Truncate(oneshot::Sender<io::Result<()>>),
+}
+
+/// One app's log files and the channel to their writer thread.
+pub struct AppLog {
+    tx: mpsc::Sender<LogMsg>,
+}
+
+/// The log file paths of app `name` under `home`.
+pub fn paths(home: &Home, name: &str) -> AppLogs {
+    let dir = home.log_dir();
+    AppLogs {
+        name: name.to_string(),
+        out: dir.join(format!("{name}-out.log")),
+        err: dir.join(format!("{name}-err.log")),
+    }
+}
+
+impl AppLog {
+    /// Opens (creating) the files of app `name` and starts its writer thread.
+    /// The thread ends when the `AppLog` and every reader are gone.
+    pub fn open(home: &Home, name: &str) -> io::Result<AppLog> {
+        let paths = paths(home, name);
+        std::fs::create_dir_all(home.log_dir())?;
+        let out = open_append(&paths.out)?;
+        let err = open_append(&paths.err)?;
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let app = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("log-{name}"))
+            .spawn(move || write_loop(rx, out, err, &app))?;
+        Ok(AppLog { tx })
+    }
+
+    /// Starts copying a child's pipe into the file of `stream`, prefixing
+    /// each line with the time in `date_format` when set.
+    pub fn attach(&self, stream: Stream, fd: OwnedFd, date_format: Option<String>) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pump(fd, stream, tx, date_format).await {
+                tracing::warn!("log pipe read failed: {e}");
+            }
+        });
+    }
+
+    /// Empties both files.
+    pub async fn truncate(&self) -> io::Result<()> {
+        let (ack, done) = oneshot::channel();
+        let gone = || io::Error::other("log writer stopped");
+        self.tx.send(LogMsg::Truncate(ack)).await.map_err(|_| gone())?;
+        done.await.map_err(|_| gone())?
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// The writer thread: the only code that touches the app's files.
+fn write_loop(mut rx: mpsc::Receiver<LogMsg>, mut out: File, mut err: File, app: &str) {
+    let mut failing = false;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            LogMsg::Lines(stream, bytes) => {
+                let file = if stream == Stream::Out { &mut out } else { &mut err };
+                match file.write_all(&bytes) {
+                    Ok(()) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::error!(app, "cannot write log file: {e}");
+                    }
+                    Err(_) => {}
+                }
+            }
+            LogMsg::Truncate(ack) => {
+                let _ = ack.send(out.set_len(0).and_then(|()| err.set_len(0)));
+            }
+        }
+    }
+}
+
+/// Reads one pipe until EOF, sending whole lines.
+async fn pump(
+    fd: OwnedFd,
+    stream: Stream,
+    tx: mpsc::Sender<LogMsg>,
+    date_format: Option<String>,
+) -> io::Result<()> {
+    let mut pipe = pipe::Receiver::from_owned_fd(fd)?;
+    let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = pipe.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+        let cut = match pending.iter().rposition(|&b| b == b'\n') {
+            Some(pos) => pos + 1,
+            None if pending.len() >= MAX_LINE => {
+                pending.push(b'\n');
+                pending.len()
+            }
+            None => continue,
+        };
+        let rest = pending.split_off(cut);
+        let lines = std::mem::replace(&mut pending, rest);
+        if tx.send(LogMsg::Lines(stream, stamp(lines, date_format.as_deref()))).await.is_err() {
+            return Ok(());
+        }
+    }
+    if !pending.is_empty() {
+        pending.push(b'\n');
+        let _ = tx.send(LogMsg::Lines(stream, stamp(pending, date_format.as_deref()))).await;
+    }
+    Ok(())
+}
+
+/// Prefixes every line of `lines` (which ends with a newline) with
+/// `<time>: `, as PM2 does with `log_date_format`.
+fn stamp(lines: Vec<u8>, date_format: Option<&str>) -> Vec<u8> {
+    let Some(format) = date_format else { return lines };
+    let prefix = format!("{}: ", chrono::Local::now().format(format));
+    let count = lines.iter().filter(|&&b| b == b'\n').count();
+    let mut out = Vec::with_capacity(lines.len() + count * prefix.len());
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_prefixes_each_line() {
+        let out = stamp(b"a\nb\n".to_vec(), Some("T"));
+        assert_eq!(out, b"T: a\nT: b\n");
+        assert_eq!(stamp(b"a\n".to_vec(), None), b"a\n");
+    }
+}

@@ -1,0 +1,101 @@
+//! `supd`: the supervisor daemon.
+//!
+//! Normally started by `supctl` (detached, output to `SUPD_HOME/supd.log`);
+//! run it by hand or from systemd to keep it in the foreground. One daemon
+//! per `SUPD_HOME`, enforced by a lock on `supd.lock`.
+
+mod app;
+mod control;
+mod home;
+mod instance;
+mod logs;
+mod registry;
+mod usage;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use supd_proto::Home;
+use supd_supervisor::Reaper;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::registry::Registry;
+
+/// The supd daemon. Its state lives in SUPD_HOME (default ~/.supd).
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {}
+
+fn main() -> ExitCode {
+    Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("supd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    seal_inherited_fds();
+    let home = Home::from_env();
+    let _lock = home::claim(&home)?;
+    // Orphaned grandchildren are reparented to us, reaped, and never linger.
+    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(home))
+}
+
+/// Marks every descriptor we inherited beyond stdio close-on-exec, so a
+/// descriptor leaked by whoever started us never reaches an app.
+fn seal_inherited_fds() {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: only the flags of the descriptor change; it stays owned by
+        // whoever owns it (or by no one, for an inherited one).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
+}
+
+async fn serve(home: Home) -> anyhow::Result<()> {
+    let reaper = Reaper::start().context("cannot install the SIGCHLD handler")?;
+    let listener = home::bind_socket(&home)?;
+    home::write_pid(&home)?;
+    let registry = Registry::new(home.clone(), reaper);
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));
+    tracing::info!(pid = std::process::id(), home = %home.dir().display(), "supd ready");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping every app"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping every app"),
+        _ = shutdown_rx.changed() => tracing::info!("kill requested"),
+    }
+    registry.handle(supd_proto::Request::Kill).await;
+    home::remove_runtime_files(&home);
+    tracing::info!("supd stopped");
+    Ok(())
+}

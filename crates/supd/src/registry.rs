@@ -1,0 +1,204 @@
+//! The registry: every app known to the daemon, and the request handlers.
+//!
+//! It holds one [`AppHandle`] per app in start order behind a short-lived
+//! mutex (never held across an await); all per-app state lives in the app's
+//! actor.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use supd_config::AppConfig;
+use supd_proto::{
+    AppDetail, AppLogs, Home, Outcome, ProcessInfo, Request, Response, StartOutcome,
+};
+use supd_supervisor::Reaper;
+use supd_supervisor::group::parse_signal;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::app::{AppView, Command, spawn_actor};
+use crate::logs::{self, AppLog};
+
+/// The daemon's handle on one app's actor.
+#[derive(Clone)]
+pub struct AppHandle {
+    name: String,
+    commands: mpsc::UnboundedSender<Command>,
+    view: watch::Receiver<AppView>,
+}
+
+impl AppHandle {
+    /// Sends a command built around a fresh reply channel and awaits the reply.
+    async fn ask<T>(self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || format!("app \"{}\" is being deleted", self.name);
+        self.commands.send(make(tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
+/// Every app, in start order.
+#[derive(Clone)]
+pub struct Registry {
+    home: Home,
+    reaper: Reaper,
+    apps: Arc<Mutex<Vec<AppHandle>>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(home: Home, reaper: Reaper) -> Registry {
+        Registry { home, reaper, apps: Arc::default() }
+    }
+
+    fn apps(&self) -> std::sync::MutexGuard<'_, Vec<AppHandle>> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn find(&self, name: &str) -> Option<AppHandle> {
+        self.apps().iter().find(|a| a.name == name).cloned()
+    }
+
+    /// `all`, or the one app named; an unknown name is an error naming it.
+    fn resolve(&self, target: &str) -> Result<Vec<AppHandle>, String> {
+        if target == "all" {
+            return Ok(self.apps().clone());
+        }
+        self.find(target)
+            .map(|a| vec![a])
+            .ok_or_else(|| format!("unknown app \"{target}\" (see supctl list)"))
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request) -> Response {
+        let result = match request {
+            Request::Ping => Ok(Response::Pong {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+            Request::Start { apps, base_env } => Ok(self.start(apps, base_env).await),
+            Request::Stop { target } => self.each(&target, |a| a.ask(Command::Stop)).await,
+            Request::Restart { target } => {
+                self.each(&target, |a| async move { a.ask(Command::Restart).await? }).await
+            }
+            Request::Delete { target } => self.delete(&target).await,
+            Request::List => Ok(Response::List { processes: self.list() }),
+            Request::Show { name } => self.show(&name),
+            Request::LogFiles { target } => self.resolve(&target).map(|apps| Response::LogFiles {
+                apps: apps.iter().map(|a| logs::paths(&self.home, &a.name)).collect(),
+            }),
+            Request::Flush { target } => {
+                self.each(&target, |a| async move {
+                    let name = a.name.clone();
+                    a.ask(Command::Flush).await?.map_err(|e| format!("app \"{name}\": cannot flush logs: {e}"))
+                })
+                .await
+            }
+            Request::Signal { signal, target } => match parse_signal(&signal) {
+                Some(sig) => self.each(&target, move |a| a.ask(move |r| Command::Signal(sig, r))).await,
+                None => Err(format!("unknown signal \"{signal}\"")),
+            },
+            Request::Kill => self.each("all", |a| a.ask(Command::Stop)).await,
+        };
+        result.unwrap_or_else(|message| Response::Error { message })
+    }
+
+    /// Runs `op` on every targeted app concurrently; the first error wins.
+    async fn each<F, Fut>(&self, target: &str, op: F) -> Result<Response, String>
+    where
+        F: Fn(AppHandle) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let apps = self.resolve(target)?;
+        let names = apps.iter().map(|a| a.name.clone()).collect();
+        let mut tasks = JoinSet::new();
+        for app in apps {
+            tasks.spawn(op(app));
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(Response::Done { apps: names }), Err)
+    }
+
+    async fn start(&self, configs: Vec<AppConfig>, base_env: BTreeMap<String, String>) -> Response {
+        let mut outcomes = Vec::new();
+        for config in configs {
+            let name = config.name.clone();
+            let result = match self.find(&name) {
+                Some(app) => {
+                    let config = Some((config, base_env.clone()));
+                    app.ask(|reply| Command::Start { config, reply }).await.and_then(|r| r)
+                }
+                None => self.add(config, base_env.clone()).await,
+            };
+            outcomes.push(match result {
+                Ok(outcome) => StartOutcome { name, outcome, error: None },
+                Err(e) => StartOutcome { name, outcome: Outcome::Failed, error: Some(e) },
+            });
+        }
+        Response::Started { apps: outcomes }
+    }
+
+    /// Registers a new app and starts it.
+    async fn add(&self, config: AppConfig, base_env: BTreeMap<String, String>) -> Result<Outcome, String> {
+        config.validate().map_err(|e| format!("app \"{}\": {e}", config.name))?;
+        let name = config.name.clone();
+        let log = AppLog::open(&self.home, &name)
+            .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
+        let (commands, view) = spawn_actor(config, base_env, self.reaper.clone(), log);
+        let handle = AppHandle { name, commands, view };
+        self.apps().push(handle.clone());
+        handle.ask(|reply| Command::Start { config: None, reply }).await.and_then(|r| r)
+    }
+
+    async fn delete(&self, target: &str) -> Result<Response, String> {
+        let response = self.each(target, |a| a.ask(Command::Delete)).await?;
+        if let Response::Done { apps } = &response {
+            self.apps().retain(|a| !apps.contains(&a.name));
+        }
+        Ok(response)
+    }
+
+    fn list(&self) -> Vec<ProcessInfo> {
+        let apps = self.apps().clone();
+        apps.iter().flat_map(|a| processes(&a.view.borrow())).collect()
+    }
+
+    fn show(&self, name: &str) -> Result<Response, String> {
+        let app = self.find(name).ok_or_else(|| format!("unknown app \"{name}\" (see supctl list)"))?;
+        let view = app.view.borrow().clone();
+        let instances = view
+            .instances
+            .iter()
+            .zip(processes(&view))
+            .map(|(inst, process)| inst.detail(process))
+            .collect();
+        let logs: AppLogs = logs::paths(&self.home, name);
+        let config = (*view.config).clone();
+        Ok(Response::Show { app: Box::new(AppDetail { config, instances, logs }) })
+    }
+}
+
+/// The `list` rows of one app.
+fn processes(view: &AppView) -> Vec<ProcessInfo> {
+    let c = &view.config;
+    view.instances
+        .iter()
+        .map(|i| ProcessInfo {
+            name: c.name.clone(),
+            instance: i.slot,
+            pid: i.pid,
+            status: i.status,
+            mode: c.exec_mode,
+            restarts: i.restarts,
+            uptime_ms: i.uptime_ms(),
+            cpu: 0.0,
+            memory: i.pid.map_or(0, crate::usage::group_rss),
+            port: c.port,
+        })
+        .collect()
+}

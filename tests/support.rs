@@ -1,0 +1,244 @@
+//! Shared helpers for the end-to-end tests: locating binaries, free ports,
+//! and processes that are always cleaned up.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary (`supd`, `supctl`, `api-gateway`, ...) built in
+/// the same profile as this test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/e2e-HASH -> target/<profile>/NAME
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, panicking with `what`
+/// after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing
+/// test leaves nothing behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Makes this test process a child subreaper, once. A daemon started by
+/// `supctl` is orphaned when supctl exits; this way it is reparented to us
+/// and [`Supd`] can reap it, instead of leaving a zombie where PID 1 does
+/// not reap (as in some containers).
+fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    });
+}
+
+/// How long any single supctl invocation may take in a test.
+const CMD_LIMIT: Duration = Duration::from_secs(60);
+
+/// One daemon with its own temporary `SUPD_HOME` (and a work folder for the
+/// test's scripts and files). Dropping it runs `supctl kill`, reaps the
+/// daemon, and SIGKILLs any process group it still knew about.
+pub struct Supd {
+    /// The temporary folder: `home/` is SUPD_HOME, `work/` holds test files.
+    root: tempfile::TempDir,
+}
+
+impl Supd {
+    /// A fresh, not yet started daemon home.
+    pub fn new() -> Supd {
+        become_subreaper();
+        let root = tempfile::Builder::new().prefix("supd-e2e").tempdir().expect("tempdir");
+        std::fs::create_dir(root.path().join("work")).unwrap();
+        Supd { root }
+    }
+
+    /// `SUPD_HOME`.
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// The test's work folder.
+    pub fn work(&self) -> PathBuf {
+        self.root.path().join("work")
+    }
+
+    /// Writes a file under the work folder and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.work().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Writes an executable shell script under the work folder.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write(name, &format!("#!/bin/sh\n{body}\n"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A `supctl` command bound to this home, run from the work folder.
+    pub fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(bin("supctl"));
+        cmd.args(args).env("SUPD_HOME", self.home()).current_dir(self.work());
+        cmd
+    }
+
+    /// Runs supctl to completion; killed (and the test failed) after a minute.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.cmd(args);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn supctl");
+        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|s| Box::new(s) as _));
+        let stderr = drain(child.stderr.take().map(|s| Box::new(s) as _));
+        let deadline = Instant::now() + CMD_LIMIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait supctl") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("supctl {args:?} did not finish within {CMD_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+    }
+
+    /// Runs supctl, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "supctl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs supctl, asserts failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "supctl {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `supctl list --json`.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["list", "--json"])).expect("list --json is JSON")
+    }
+
+    /// The `list --json` row of one instance.
+    pub fn instance(&self, name: &str, instance: u64) -> serde_json::Value {
+        self.list()
+            .into_iter()
+            .find(|p| p["name"] == name && p["instance"] == instance)
+            .unwrap_or_else(|| panic!("{name}:{instance} is not in the list"))
+    }
+
+    /// Waits until `pred` holds for instance `instance` of `name`; returns its row.
+    pub fn wait_instance(
+        &self,
+        name: &str,
+        instance: u64,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_for(Duration::from_secs(20), what, || {
+            self.list().into_iter().find(|p| p["name"] == name && p["instance"] == instance && pred(p))
+        })
+    }
+
+    /// `supctl show NAME --json`.
+    pub fn show(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["show", name, "--json"])).expect("show --json is JSON")
+    }
+
+    /// The daemon's pid, if it wrote its pid file.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.home().join("supd.pid")).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Supd {
+    fn drop(&mut self) {
+        let daemon = self.daemon_pid();
+        let groups: Vec<u32> = if daemon.is_some() {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&self.run(&["list", "--json"]).stdout)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let _ = self.run(&["kill"]);
+        for pgid in groups {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(pid) = daemon {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            if alive(pid.as_raw() as u32) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            // Reap it if it was reparented to us; ECHILD otherwise.
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+/// Whether `pid` is running (a zombie counts as not running).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` exists at all, zombie or not.
+pub fn exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
