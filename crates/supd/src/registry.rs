@@ -4,7 +4,7 @@
 //! mutex (never held across an await); all per-app state lives in the app's
 //! actor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use supd_config::AppConfig;
@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::app::{AppView, Command, spawn_actor};
 use crate::logs::{self, AppLog};
+use crate::usage::{self, Usage};
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -164,17 +165,20 @@ impl Registry {
     }
 
     fn list(&self) -> Vec<ProcessInfo> {
-        let apps = self.apps().clone();
-        apps.iter().flat_map(|a| processes(&a.view.borrow())).collect()
+        let views: Vec<AppView> = self.apps().iter().map(|a| a.view.borrow().clone()).collect();
+        let pids: Vec<u32> = views.iter().flat_map(|v| v.instances.iter().filter_map(|i| i.pid)).collect();
+        let usage = usage::sample(&pids);
+        views.iter().flat_map(|v| processes(v, &usage)).collect()
     }
 
     fn show(&self, name: &str) -> Result<Response, String> {
         let app = self.find(name).ok_or_else(|| format!("unknown app \"{name}\" (see supctl list)"))?;
         let view = app.view.borrow().clone();
+        let pids: Vec<u32> = view.instances.iter().filter_map(|i| i.pid).collect();
         let instances = view
             .instances
             .iter()
-            .zip(processes(&view))
+            .zip(processes(&view, &usage::sample(&pids)))
             .map(|(inst, process)| inst.detail(process))
             .collect();
         let logs: AppLogs = logs::paths(&self.home, name);
@@ -184,7 +188,7 @@ impl Registry {
 }
 
 /// The `list` rows of one app.
-fn processes(view: &AppView) -> Vec<ProcessInfo> {
+fn processes(view: &AppView, usage: &HashMap<u32, Usage>) -> Vec<ProcessInfo> {
     let c = &view.config;
     view.instances
         .iter()
@@ -196,8 +200,8 @@ fn processes(view: &AppView) -> Vec<ProcessInfo> {
             mode: c.exec_mode,
             restarts: i.restarts,
             uptime_ms: i.uptime_ms(),
-            cpu: 0.0,
-            memory: i.pid.map_or(0, crate::usage::group_rss),
+            cpu: i.pid.and_then(|p| usage.get(&p)).map_or(0.0, |u| u.cpu),
+            memory: i.pid.and_then(|p| usage.get(&p)).map_or(0, |u| u.memory),
             port: c.port,
         })
         .collect()
