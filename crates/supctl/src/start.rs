@@ -62,21 +62,8 @@ fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
     app.port = args.port;
     if let Some(n) = &args.instances {
         app.exec_mode = ExecMode::Cluster;
-        app.instances = instances(n).with_context(|| format!("app \"{name}\": -i {n}"))?;
+        app.instances = supd_config::parse_instances(n).map_err(|e| anyhow::anyhow!("app \"{name}\": -i {n}: {e}"))?;
     }
     app.validate().map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
     Ok(app)
-}
-
-/// `-i N|max|-1`.
-fn instances(text: &str) -> anyhow::Result<u32> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    match text {
-        "max" => Ok(cores),
-        "-1" => Ok(cores.saturating_sub(1).max(1)),
-        n => match n.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => bail!("expected a positive number, max or -1"),
-        },
-    }
 }

@@ -1,0 +1,281 @@
+//! The ecosystem.toml schema: PM2's option names, typed and validated.
+//!
+//! [`load`] reads a file, checks every key and returns the resolved
+//! [`AppConfig`]s (relative paths made absolute, `env` merged with the
+//! selected `env_<name>`, `instances` resolved to a number). Every problem is
+//! reported as `file:line:column: message`, all of them in one pass.
+//!
+//! The resolved types are also the wire form: supctl parses the file and
+//! sends [`AppConfig`]s to the daemon, so they implement serde both ways.
+//!
+//! Inside, a file flows through small steps: `loader` (read, parse, top
+//! level, what apps must not share, `--only`) → `raw` (one `[[apps]]` table
+//! read key by key, with spans) → `resolve` (defaults, paths, `env`). Single
+//! values are checked by `units` (durations, sizes) and `values` (names,
+//! signals, instances, cron, date formats), which `validate` reuses for
+//! ad-hoc apps; `diag` turns byte spans into lines and columns.
+
+// PUBLIC CONTRACT (shared with the daemon and the CLI): keep these names and
+// field types; add fields only with a default.
+
+mod diag;
+mod loader;
+mod raw;
+mod resolve;
+#[cfg(test)]
+mod tests;
+mod units;
+mod validate;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Fork (one process per instance, the default) or cluster (N instances sharing a port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    /// Independent instances; the default.
+    #[default]
+    Fork,
+    /// Instances share the daemon-owned listening socket.
+    Cluster,
+}
+
+/// One app, fully resolved and validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppConfig {
+    /// `[A-Za-z0-9._-]+`.
+    pub name: String,
+    /// Program to exec: an absolute path, or a bare name looked up in PATH.
+    pub script: String,
+    /// Arguments after the program.
+    pub args: Vec<String>,
+    /// Absolute working directory (default: the ecosystem file's folder).
+    pub cwd: PathBuf,
+    /// Fork or cluster.
+    pub exec_mode: ExecMode,
+    /// Resolved instance count (`"max"` = cores, -1 = cores - 1, at least 1).
+    pub instances: u32,
+    /// Port the daemon binds and hands over as fd 3.
+    pub port: Option<u16>,
+    /// Online only after READY=1 (or `process.send('ready')`).
+    pub wait_ready: bool,
+    /// Bound on the wait for readiness (default 3 s, as PM2).
+    #[serde(with = "duration_ms")]
+    pub listen_timeout: Duration,
+    /// First signal on stop, e.g. `"SIGINT"` (default); always a valid name.
+    pub kill_signal: String,
+    /// Grace before SIGKILL to the process group (default 1.6 s, as PM2).
+    #[serde(with = "duration_ms")]
+    pub kill_timeout: Duration,
+    /// Restart when the process exits (default true).
+    pub autorestart: bool,
+    /// Unstable restarts in a row before `errored` (default 16, as PM2).
+    pub max_restarts: u32,
+    /// A run shorter than this is unstable (default 1 s).
+    #[serde(with = "duration_ms")]
+    pub min_uptime: Duration,
+    /// Fixed delay before a restart (default 0).
+    #[serde(with = "duration_ms")]
+    pub restart_delay: Duration,
+    /// Initial exponential back-off delay (x1.5 per unstable run, capped at 15 s).
+    #[serde(with = "opt_duration_ms")]
+    pub exp_backoff_restart_delay: Option<Duration>,
+    /// Exit codes that do not trigger a restart.
+    pub stop_exit_codes: Vec<i32>,
+    /// Restart when the instance's process tree RSS exceeds this many bytes.
+    pub max_memory_restart: Option<u64>,
+    /// 5-field cron expression for periodic graceful restarts (validated).
+    pub cron_restart: Option<String>,
+    /// Env var carrying the instance number (default `INSTANCE_ID`).
+    pub instance_var: String,
+    /// Hard cap on instances (start, scale, reload).
+    pub max_instances: Option<u32>,
+    /// Shown when the cap refuses something.
+    pub max_instances_reason: Option<String>,
+    /// chrono strftime format prefixed to every log line (validated).
+    pub log_date_format: Option<String>,
+    /// `env` with the selected `env_<name>` applied over it.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Everything read from one ecosystem file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ecosystem {
+    /// The file the apps came from (absolute).
+    pub path: PathBuf,
+    /// The apps, in file order, after `--only` filtering.
+    pub apps: Vec<AppConfig>,
+}
+
+/// Choices made on the command line when loading a file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--env NAME`: apply `env_NAME` over `env` (an app without it just gets `env`).
+    pub env: Option<String>,
+    /// `--only a,b`: keep only these apps; naming an app not in the file is an error.
+    pub only: Option<Vec<String>>,
+}
+
+/// One problem in a file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0 when the problem has no location, e.g. an unreadable file).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong, naming the key: `apps[1].port: 70000 is out of range (1-65535)`.
+    pub message: String,
+}
+
+/// Every problem found in a file; Display prints one `file:line:column: message` per line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", display_problems(.problems))]
+pub struct ConfigError {
+    /// All problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+fn display_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}:{}: {}",
+                p.file.display(),
+                p.line,
+                p.column,
+                p.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads, validates and resolves an ecosystem file.
+///
+/// Every problem of the file is reported at once, each at its line and column;
+/// problems in apps that `--only` leaves out count too (the file must be valid).
+pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Ecosystem, ConfigError> {
+    loader::load(path, opts)
+}
+
+impl AppConfig {
+    /// An app with every default, for `supctl start CMD`: `cwd` is the caller's directory.
+    ///
+    /// The defaults are PM2's: fork mode, 1 instance, SIGINT then SIGKILL after
+    /// 1.6 s, autorestart with up to 16 unstable restarts (min_uptime 1 s),
+    /// readiness wait bounded at 3 s, `INSTANCE_ID`, empty args and env.
+    pub fn with_defaults(name: String, script: String, cwd: PathBuf) -> AppConfig {
+        AppConfig {
+            name,
+            script,
+            args: Vec::new(),
+            cwd,
+            exec_mode: ExecMode::Fork,
+            instances: 1,
+            port: None,
+            wait_ready: false,
+            listen_timeout: Duration::from_millis(3000),
+            kill_signal: "SIGINT".to_owned(),
+            kill_timeout: Duration::from_millis(1600),
+            autorestart: true,
+            max_restarts: 16,
+            min_uptime: Duration::from_millis(1000),
+            restart_delay: Duration::ZERO,
+            exp_backoff_restart_delay: None,
+            stop_exit_codes: Vec::new(),
+            max_memory_restart: None,
+            cron_restart: None,
+            instance_var: "INSTANCE_ID".to_owned(),
+            max_instances: None,
+            max_instances_reason: None,
+            log_date_format: None,
+            env: BTreeMap::new(),
+        }
+    }
+
+    /// Checks the invariants `load` enforces that also apply to ad-hoc apps
+    /// (name charset, instances vs max_instances, port range); the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        validate::validate(self)
+    }
+}
+
+/// Parses a duration: an integer is milliseconds, else `500ms`, `10s`, `2m`, `1h`.
+/// Fractions (`1.5s`) are accepted; negative or unknown forms are errors.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    units::parse_duration(text)
+}
+
+/// Parses a size: an integer is bytes, else `512K`, `150M`, `1G` (powers of 1024).
+///
+/// Lower case and a trailing `B` are accepted (`150mb`); `0` parses (a
+/// caller that needs a positive size checks it).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    units::parse_size(text)
+}
+
+/// Whether `name` is a valid app name: `[A-Za-z0-9._-]+`.
+///
+/// `.` and `..` are refused too: names become log file names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Normalizes a signal name for `kill_signal` or `supctl signal`: `int`,
+/// `SIGINT` and `sigint` all give `"SIGINT"`; unknown names are errors.
+pub fn parse_signal(text: &str) -> Result<String, String> {
+    values::parse_signal(text)
+}
+
+/// Parses an instance count as `-i` takes it: a positive integer, `max`
+/// (one per core) or `-1` (cores - 1, at least 1); 0 is an error.
+pub fn parse_instances(text: &str) -> Result<u32, String> {
+    values::Instances::from_text(text).map(|i| i.resolve(values::cores()))
+}
+
+/// Whether `name` is a valid environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn valid_env_name(name: &str) -> bool {
+    values::valid_env_name(name)
+}
+
+/// Serde helper: a `Duration` as integer milliseconds.
+mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Serde helper: an `Option<Duration>` as integer milliseconds or null.
+mod opt_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
+    }
+}

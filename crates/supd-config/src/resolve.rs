@@ -1,0 +1,156 @@
+//! From an app as written to an [`AppConfig`] ready to run: defaults filled
+//! in, paths made absolute against the file's folder, `instances` counted,
+//! `env_<name>` applied over `env`, and the rules that tie keys together.
+
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+
+use crate::AppConfig;
+use crate::diag::Diag;
+use crate::raw::RawApp;
+use crate::values::{self, Instances};
+
+/// What resolving needs besides the app itself.
+pub(crate) struct Context<'a> {
+    /// The ecosystem file's folder (canonical, absolute).
+    pub dir: &'a Path,
+    /// `--env NAME`.
+    pub env: Option<&'a str>,
+    /// Cores, for `instances = "max"` and `-1`.
+    pub cores: u32,
+}
+
+/// Resolves one app; `None` when a required key is missing or invalid (already reported).
+pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Option<AppConfig> {
+    let index = raw.index;
+    let instances = raw
+        .instances
+        .as_ref()
+        .map(|at| at.get_ref().resolve(ctx.cores));
+
+    // max_instances caps instances; its reason means nothing without it.
+    if let (Some(at), Some(count)) = (&raw.instances, instances) {
+        let reason = raw
+            .max_instances_reason
+            .as_ref()
+            .map(|r| r.get_ref().as_str());
+        if let Err(message) = values::check_instance_cap(count, raw.max_instances, reason) {
+            let how = match at.get_ref() {
+                Instances::Count(_) => String::new(),
+                Instances::Max => format!(" (\"max\" is {count} on this machine)"),
+                Instances::AllButOne => format!(" (-1 is {count} on this machine)"),
+            };
+            diag.at(
+                at.span(),
+                format!("apps[{index}].instances: {message}{how}"),
+            );
+        }
+    }
+    if let (Some(reason), None) = (&raw.max_instances_reason, raw.max_instances) {
+        diag.at(
+            reason.span(),
+            format!("apps[{index}].max_instances_reason: has no effect without max_instances"),
+        );
+    }
+
+    let name = raw.name?.into_inner();
+    let script = resolve_script(&raw.script?, ctx.dir);
+    let cwd = raw
+        .cwd
+        .map_or_else(|| ctx.dir.to_path_buf(), |cwd| resolve_path(&cwd, ctx.dir));
+    let mut app = AppConfig::with_defaults(name, script, cwd);
+    app.args = raw.args.unwrap_or(app.args);
+    app.exec_mode = raw.exec_mode.unwrap_or(app.exec_mode);
+    app.instances = instances.unwrap_or(app.instances);
+    app.port = raw.port.map(Spanned::into_inner);
+    app.wait_ready = raw.wait_ready.unwrap_or(app.wait_ready);
+    app.listen_timeout = raw.listen_timeout.unwrap_or(app.listen_timeout);
+    app.kill_signal = raw.kill_signal.unwrap_or(app.kill_signal);
+    app.kill_timeout = raw.kill_timeout.unwrap_or(app.kill_timeout);
+    app.autorestart = raw.autorestart.unwrap_or(app.autorestart);
+    app.max_restarts = raw.max_restarts.unwrap_or(app.max_restarts);
+    app.min_uptime = raw.min_uptime.unwrap_or(app.min_uptime);
+    app.restart_delay = raw.restart_delay.unwrap_or(app.restart_delay);
+    app.exp_backoff_restart_delay = raw.exp_backoff_restart_delay;
+    app.stop_exit_codes = raw.stop_exit_codes.unwrap_or(app.stop_exit_codes);
+    app.max_memory_restart = raw.max_memory_restart;
+    app.cron_restart = raw.cron_restart;
+    app.instance_var = raw.instance_var.unwrap_or(app.instance_var);
+    app.max_instances = raw.max_instances;
+    app.max_instances_reason = raw.max_instances_reason.map(Spanned::into_inner);
+    app.log_date_format = raw.log_date_format;
+    app.env = raw.env;
+    if let Some(set) = ctx.env.and_then(|name| raw.env_sets.get(name)) {
+        app.env
+            .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    Some(app)
+}
+
+/// A script with a `/` is a path (relative to the file's folder); a bare
+/// name stays as is, for a PATH lookup when the app starts.
+fn resolve_script(script: &str, dir: &Path) -> String {
+    if script.contains('/') {
+        resolve_path(script, dir).to_string_lossy().into_owned()
+    } else {
+        script.to_owned()
+    }
+}
+
+/// Makes `path` absolute: `~/` is the user's home, a relative path is
+/// relative to `dir`. `.` components are dropped; a leading `..` climbs out
+/// of `dir` (canonical, so that is exact), while a `..` after a folder name
+/// is kept, since that folder may be a symlink.
+fn resolve_path(path: &str, dir: &Path) -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let (mut resolved, rest, mut canonical) = match (home, path.strip_prefix('~')) {
+        (Some(home), Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
+            (home, rest.trim_start_matches('/'), false)
+        }
+        _ => (dir.to_path_buf(), path, true),
+    };
+    for component in Path::new(rest).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if canonical => {
+                resolved.pop();
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                resolved = PathBuf::from(component.as_os_str());
+                canonical = false;
+            }
+            other => {
+                resolved.push(other);
+                canonical = false;
+            }
+        }
+    }
+    resolved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let dir = Path::new("/srv/eco");
+        assert_eq!(resolve_path(".", dir), dir);
+        assert_eq!(
+            resolve_path("./app/../x", dir),
+            Path::new("/srv/eco/app/../x")
+        );
+        assert_eq!(resolve_path("/opt/x", dir), Path::new("/opt/x"));
+        assert_eq!(resolve_path("data", dir), Path::new("/srv/eco/data"));
+        assert_eq!(resolve_script("node", dir), "node");
+        assert_eq!(resolve_script("./bin/api", dir), "/srv/eco/bin/api");
+        assert_eq!(
+            resolve_script("target/release/api", dir),
+            "/srv/eco/target/release/api"
+        );
+        assert_eq!(resolve_script("/usr/bin/env", dir), "/usr/bin/env");
+    }
+}

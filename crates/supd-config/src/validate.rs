@@ -1,0 +1,61 @@
+//! [`AppConfig::validate`](crate::AppConfig::validate): the invariants of a
+//! resolved app, for apps that did not come from a file (`supctl start CMD`)
+//! and for configs received over the wire.
+
+use std::time::Duration;
+
+use crate::AppConfig;
+use crate::values;
+
+/// Checks `app`; the message starts with the offending key.
+pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
+    let key = |key: &str, check: Result<(), String>| check.map_err(|m| format!("{key}: {m}"));
+    key("name", values::check_name(&app.name))?;
+    if app.script.trim().is_empty() {
+        return Err("script: must not be empty".into());
+    }
+    if app.instances == 0 {
+        return Err("instances: must be at least 1".into());
+    }
+    if app.max_instances == Some(0) {
+        return Err("max_instances: must be at least 1".into());
+    }
+    key(
+        "instances",
+        values::check_instance_cap(
+            app.instances,
+            app.max_instances,
+            app.max_instances_reason.as_deref(),
+        ),
+    )?;
+    if app.port == Some(0) {
+        return Err("port: 0 is out of range (1-65535)".into());
+    }
+    if app.max_memory_restart == Some(0) {
+        return Err("max_memory_restart: 0 bytes is impossible; a size must be more than 0".into());
+    }
+    if app.exp_backoff_restart_delay == Some(Duration::ZERO) {
+        return Err("exp_backoff_restart_delay: must be more than 0".into());
+    }
+    match values::parse_signal(&app.kill_signal) {
+        Ok(normal) if normal == app.kill_signal => {}
+        Ok(normal) => {
+            return Err(format!(
+                "kill_signal: write {:?} as {normal:?}",
+                app.kill_signal
+            ));
+        }
+        Err(message) => return Err(format!("kill_signal: {message}")),
+    }
+    key("instance_var", values::check_env_name(&app.instance_var))?;
+    for name in app.env.keys() {
+        key("env", values::check_env_name(name))?;
+    }
+    if let Some(cron) = &app.cron_restart {
+        key("cron_restart", values::check_cron(cron))?;
+    }
+    if let Some(format) = &app.log_date_format {
+        key("log_date_format", values::check_date_format(format))?;
+    }
+    Ok(())
+}

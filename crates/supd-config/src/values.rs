@@ -1,0 +1,241 @@
+//! Checks on single values, shared by [`crate::load`] and [`crate::AppConfig::validate`].
+//!
+//! Each check returns a message *without* the key in front, so the caller can
+//! prefix `apps[2].kill_signal: ` (a file) or `kill_signal: ` (an ad-hoc app).
+
+use chrono::format::{Item, StrftimeItems};
+use croner::parser::{CronParser, Seconds, Year};
+
+/// Signal names accepted for `kill_signal` (Linux; all known to `nix`).
+const SIGNALS: &[&str] = &[
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+    "PIPE", "ALRM", "TERM", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
+    "VTALRM", "PROF", "WINCH", "IO", "SYS",
+];
+
+/// Checks an app name: the charset of [`crate::valid_name`], and not a word
+/// the CLI gives a meaning to.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("must not be empty".into())
+    } else if !crate::valid_name(name) {
+        Err(format!(
+            "{name:?} is not a valid name; use only letters, digits, '.', '_' and '-'"
+        ))
+    } else if name == "all" {
+        Err("\"all\" is reserved (`supctl stop all` means every app)".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Normalizes a signal name: `int`, `INT`, `sigint` and `SIGINT` all give `"SIGINT"`.
+pub(crate) fn parse_signal(text: &str) -> Result<String, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if SIGNALS.contains(&bare) {
+        Ok(format!("SIG{bare}"))
+    } else {
+        Err(format!(
+            "{text:?} is not a known signal (e.g. SIGINT, SIGTERM, SIGUSR2, SIGHUP, SIGQUIT, SIGKILL)"
+        ))
+    }
+}
+
+/// `instances` as written, before the number of cores is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Instances {
+    /// A fixed positive count.
+    Count(u32),
+    /// `"max"`: one per core.
+    Max,
+    /// `-1`: one per core but one, at least 1.
+    AllButOne,
+}
+
+/// What `instances` may be, for error messages.
+pub(crate) const INSTANCES_FORMS: &str = "an integer, \"max\" or -1";
+
+impl Instances {
+    /// Reads an integer form: a positive count or -1.
+    pub(crate) fn from_int(n: i64) -> Result<Instances, String> {
+        match n {
+            -1 => Ok(Instances::AllButOne),
+            n if n >= 1 => u32::try_from(n)
+                .map(Instances::Count)
+                .map_err(|_| format!("{n} is too many")),
+            n => Err(format!(
+                "{n} is not allowed; use a positive integer, \"max\" or -1"
+            )),
+        }
+    }
+
+    /// Reads a string form: `"max"`, `"-1"` or a positive count.
+    pub(crate) fn from_text(text: &str) -> Result<Instances, String> {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("max") {
+            return Ok(Instances::Max);
+        }
+        match trimmed.parse::<i64>() {
+            Ok(n) => Instances::from_int(n),
+            Err(_) => Err(format!("{text:?} is not {INSTANCES_FORMS}")),
+        }
+    }
+
+    /// The count on a machine with `cores` cores.
+    pub(crate) fn resolve(self, cores: u32) -> u32 {
+        match self {
+            Instances::Count(n) => n,
+            Instances::Max => cores.max(1),
+            Instances::AllButOne => cores.saturating_sub(1).max(1),
+        }
+    }
+}
+
+/// The number of cores this process may use (at least 1).
+pub(crate) fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+/// Checks `instances` against `max_instances`, quoting the reason when refused.
+pub(crate) fn check_instance_cap(
+    instances: u32,
+    max_instances: Option<u32>,
+    reason: Option<&str>,
+) -> Result<(), String> {
+    match max_instances {
+        Some(max) if instances > max => {
+            let mut message = format!("{instances} instances exceed max_instances = {max}");
+            if let Some(reason) = reason {
+                message.push_str(&format!(" ({reason})"));
+            }
+            Err(message)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a standard 5-field cron expression (nicknames like `@daily` too).
+pub(crate) fn check_cron(expr: &str) -> Result<(), String> {
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map(drop)
+        .map_err(|e| format!("{expr:?} is not a valid 5-field cron expression: {e}"))
+}
+
+/// Checks a chrono strftime format.
+pub(crate) fn check_date_format(format: &str) -> Result<(), String> {
+    if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+        Err(format!(
+            "{format:?} is not a valid strftime format (see chrono's format::strftime)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `name` is a portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Checks an environment variable name, for `instance_var` and `env` keys.
+pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
+    if valid_env_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["api", "api-gateway", "a.b_c-1", "ALL"] {
+            assert_eq!(check_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "a/b", "a b", "é", "all", ".", ".."] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        for (text, want) in [
+            ("SIGINT", "SIGINT"),
+            ("sigterm", "SIGTERM"),
+            ("USR2", "SIGUSR2"),
+            ("hup", "SIGHUP"),
+            ("SigQuit", "SIGQUIT"),
+            ("KILL", "SIGKILL"),
+        ] {
+            assert_eq!(parse_signal(text).as_deref(), Ok(want));
+        }
+        for bad in ["", "SIG", "SIGFOO", "15", "SIGSIGINT"] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn instances() {
+        assert_eq!(Instances::from_int(4), Ok(Instances::Count(4)));
+        assert_eq!(Instances::from_int(-1), Ok(Instances::AllButOne));
+        assert!(Instances::from_int(0).is_err());
+        assert!(Instances::from_int(-2).is_err());
+        assert!(Instances::from_int(i64::MAX).is_err());
+        assert_eq!(Instances::from_text("MAX"), Ok(Instances::Max));
+        assert_eq!(Instances::from_text("3"), Ok(Instances::Count(3)));
+        assert!(Instances::from_text("many").is_err());
+        assert_eq!(Instances::Max.resolve(8), 8);
+        assert_eq!(Instances::AllButOne.resolve(8), 7);
+        assert_eq!(Instances::AllButOne.resolve(1), 1);
+        assert_eq!(Instances::Count(3).resolve(8), 3);
+    }
+
+    #[test]
+    fn instance_cap() {
+        assert_eq!(check_instance_cap(1, Some(1), None), Ok(()));
+        assert_eq!(check_instance_cap(5, None, None), Ok(()));
+        let err = check_instance_cap(2, Some(1), Some("one socket")).unwrap_err();
+        assert_eq!(err, "2 instances exceed max_instances = 1 (one socket)");
+    }
+
+    #[test]
+    fn cron() {
+        for ok in ["0 3 * * *", "*/5 * * * *", "0 0 * * MON", "@daily"] {
+            assert_eq!(check_cron(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "0 3 * *", "0 0 3 * * *", "61 * * * *", "every day"] {
+            assert!(check_cron(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn date_formats() {
+        assert_eq!(check_date_format("%Y-%m-%d %H:%M:%S%.3f"), Ok(()));
+        assert!(check_date_format("%Y-%").is_err());
+        assert!(check_date_format("%Q").is_err());
+    }
+
+    #[test]
+    fn env_names() {
+        for ok in ["A", "_", "NODE_ENV", "a1"] {
+            assert!(valid_env_name(ok), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "A=B"] {
+            assert!(!valid_env_name(bad), "{bad}");
+        }
+    }
+}
