@@ -170,11 +170,11 @@ fn sigkill_after_kill_timeout_for_a_process_ignoring_signals() {
 }
 
 #[test]
-fn instances_get_the_spec_environment_and_no_other_fd() {
+fn instances_get_the_spec_environment_the_socket_and_no_other_fd() {
     let supd = Supd::new();
     let script = supd.script(
         "envy.sh",
-        "echo \"name=$SUPD_APP_NAME id=$INSTANCE_ID node=$NODE_APP_INSTANCE port=$PORT mine=$MINE\"\nexec sleep 300",
+        "echo \"name=$SUPD_APP_NAME id=$INSTANCE_ID node=$NODE_APP_INSTANCE port=$PORT mine=$MINE fds=$LISTEN_FDS pidok=$([ \"$LISTEN_PID\" = $$ ] && echo yes) names=$LISTEN_FDNAMES\"\nexec sleep 300",
     );
     let port = crate::support::free_port();
     let file = one_app(
@@ -192,7 +192,9 @@ fn instances_get_the_spec_environment_and_no_other_fd() {
             .collect();
         let mut fds = fds;
         fds.sort();
-        assert_eq!(fds, ["0", "1", "2"], "instance {i} inherited only stdio");
+        assert_eq!(fds, ["0", "1", "2", "3"], "instance {i} inherited stdio and the socket only");
+        let socket = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
+        assert!(socket.to_string_lossy().starts_with("socket:"), "fd 3 is the listening socket");
         // Its own process group.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let pgrp: u32 = stat.rsplit_once(')').unwrap().1.split(' ').nth(3).unwrap().parse().unwrap();
@@ -204,9 +206,22 @@ fn instances_get_the_spec_environment_and_no_other_fd() {
         (t.lines().count() >= 2).then_some(t)
     });
     for i in 0..2 {
-        let want = format!("name=envy id={i} node={i} port={port} mine=prod");
+        let want = format!("name=envy id={i} node={i} port={port} mine=prod fds=1 pidok=yes names=envy");
         assert!(text.contains(&want), "{want} in {text}");
     }
+}
+
+#[test]
+fn an_app_without_a_port_inherits_only_stdio() {
+    let supd = Supd::new();
+    supd.ok(&["start", "sleep", "--name", "plain", "--", "300"]);
+    let pid = pid_of(&supd.wait_instance("plain", 0, "online", |p| p["status"] == "online"));
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
 }
 
 #[test]

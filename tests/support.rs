@@ -242,3 +242,66 @@ pub fn alive(pid: u32) -> bool {
 pub fn exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// One HTTP/1.1 GET on a fresh connection to 127.0.0.1:`port`
+/// (`Connection: close`); the status code and body.
+pub fn get_fresh(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    Ok((status, body))
+}
+
+/// Constant load: `threads` clients sending fresh-connection GETs to `port`
+/// until stopped; every failure (refused, reset, non-200) is recorded.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Load {
+    /// Starts the clients.
+    pub fn start(port: u16, path: &'static str, threads: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut ok, mut failures) = (0, Vec::new());
+                    // Bounded: stops when told, or after five minutes at most.
+                    let deadline = Instant::now() + Duration::from_secs(300);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                        match get_fresh(port, path) {
+                            Ok((200, _)) => ok += 1,
+                            Ok((status, body)) => failures.push(format!("HTTP {status}: {body}")),
+                            Err(e) => failures.push(e.to_string()),
+                        }
+                    }
+                    (ok, failures)
+                })
+            })
+            .collect();
+        Load { stop, workers }
+    }
+
+    /// Stops the clients; (successful requests, failures).
+    pub fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = (0, Vec::new());
+        for w in self.workers {
+            let (ok, failures) = w.join().expect("load thread");
+            total.0 += ok;
+            total.1.extend(failures);
+        }
+        total
+    }
+}

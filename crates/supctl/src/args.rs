@@ -22,6 +22,16 @@ pub enum Cmd {
     Stop(TargetArg),
     /// Stop, then start again.
     Restart(TargetArg),
+    /// Zero-downtime replace, instance by instance (NAME, all, or FILE.toml).
+    Reload(ReloadArgs),
+    /// Set the number of instances: N, +N or -N.
+    Scale {
+        /// App name.
+        name: String,
+        /// N, +N or -N.
+        #[arg(allow_hyphen_values = true)]
+        count: String,
+    },
     /// Stop and forget.
     Delete(TargetArg),
     /// The process table.
@@ -89,6 +99,19 @@ pub struct StartArgs {
     /// Arguments for the program, after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// `reload NAME|all` or `reload FILE.toml`.
+#[derive(Args)]
+pub struct ReloadArgs {
+    /// App name, `all`, or an ecosystem file (*.toml) to re-read.
+    pub target: String,
+    /// Only these apps of the file (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Apply `env_NAME` of the file over `env`.
+    #[arg(long)]
+    pub env: Option<String>,
 }
 
 /// One app name, or `all`.

@@ -42,11 +42,23 @@ impl Client {
 
     /// Sends one request and returns the answer; an error answer becomes an `Err`.
     pub fn request(&mut self, request: &Request) -> anyhow::Result<Response> {
+        self.request_with_progress(request, |_| {})
+    }
+
+    /// Like [`Client::request`], passing each progress line of a long
+    /// operation to `on_progress` as it arrives.
+    pub fn request_with_progress(
+        &mut self,
+        request: &Request,
+        mut on_progress: impl FnMut(&str),
+    ) -> anyhow::Result<Response> {
         write_frame(&mut self.stream, request).context("cannot send the request to supd")?;
-        let response = read_frame(&mut self.stream).context("supd did not answer")?;
-        match response {
-            Response::Error { message } => bail!(message),
-            other => Ok(other),
+        loop {
+            match read_frame(&mut self.stream).context("supd did not answer")? {
+                Response::Progress { message } => on_progress(&message),
+                Response::Error { message } => bail!(message),
+                other => return Ok(other),
+            }
         }
     }
 }

@@ -46,6 +46,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Stop(t) => simple(&home, Request::Stop { target: t.name }, "stopped"),
         Cmd::Restart(t) => simple(&home, Request::Restart { target: t.name }, "restarted"),
         Cmd::Delete(t) => simple(&home, Request::Delete { target: t.name }, "deleted"),
+        Cmd::Reload(args) => {
+            let request = if args.target.ends_with(".toml") {
+                let opts = LoadOptions { env: args.env, only: args.only };
+                let apps = supd_config::load(std::path::Path::new(&args.target), &opts)?.apps;
+                Request::ReloadApps { apps, base_env: std::env::vars().collect() }
+            } else {
+                Request::Reload { target: args.target }
+            };
+            with_progress(&home, request, "reloaded")
+        }
+        Cmd::Scale { name, count } => {
+            let to = count.parse().map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
+            with_progress(&home, Request::Scale { name, to }, "scaled")
+        }
         Cmd::List(j) => {
             let processes = list(&home)?;
             if j.json {
@@ -106,6 +120,19 @@ fn list(home: &Home) -> anyhow::Result<Vec<supd_proto::ProcessInfo>> {
 /// A request answered with the names of the apps acted on.
 fn simple(home: &Home, request: Request, verb: &str) -> anyhow::Result<ExitCode> {
     let Response::Done { apps } = Client::connect(home)?.request(&request)? else {
+        bail!("unexpected answer from supd");
+    };
+    for app in apps {
+        println!("{verb} {app}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A long request whose steps are printed as they happen.
+fn with_progress(home: &Home, request: Request, verb: &str) -> anyhow::Result<ExitCode> {
+    let mut client = Client::connect(home)?;
+    let response = client.request_with_progress(&request, |step| println!("{step}"))?;
+    let Response::Done { apps } = response else {
         bail!("unexpected answer from supd");
     };
     for app in apps {

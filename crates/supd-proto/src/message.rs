@@ -32,6 +32,25 @@ pub enum Request {
         /// App name or `all`.
         target: Target,
     },
+    /// Zero-downtime replace, slot by slot.
+    Reload {
+        /// App name or `all`.
+        target: Target,
+    },
+    /// Roll new configs onto running apps the reload way; start new apps.
+    ReloadApps {
+        /// Resolved configs, in order.
+        apps: Vec<AppConfig>,
+        /// The caller's environment, under each app's own `env`.
+        base_env: BTreeMap<String, String>,
+    },
+    /// Change the number of instances.
+    Scale {
+        /// App name.
+        name: String,
+        /// The new count, or a change to it.
+        to: ScaleTo,
+    },
     /// Stop and forget.
     Delete {
         /// App name or `all`.
@@ -63,6 +82,31 @@ pub enum Request {
     },
     /// Stop every app, then exit.
     Kill,
+}
+
+/// The argument of `scale`: `N`, `+N` or `-N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleTo {
+    /// Exactly this many.
+    Exactly(u32),
+    /// This many more.
+    Add(u32),
+    /// This many fewer.
+    Remove(u32),
+}
+
+impl std::str::FromStr for ScaleTo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ScaleTo, String> {
+        let number = |t: &str| t.parse::<u32>().map_err(|_| format!("expected N, +N or -N, got \"{s}\""));
+        match s.as_bytes().first() {
+            Some(b'+') => number(&s[1..]).map(ScaleTo::Add),
+            Some(b'-') => number(&s[1..]).map(ScaleTo::Remove),
+            _ => number(s).map(ScaleTo::Exactly),
+        }
+    }
 }
 
 /// What the daemon answers.
@@ -100,6 +144,11 @@ pub enum Response {
     LogFiles {
         /// One entry per app.
         apps: Vec<AppLogs>,
+    },
+    /// A step of a long operation (reload, scale); the final answer follows.
+    Progress {
+        /// One line.
+        message: String,
     },
     /// The request failed; `message` names the app and the reason.
     Error {
@@ -212,6 +261,9 @@ pub struct InstanceDetail {
     pub last_exit: Option<ExitInfo>,
     /// Why the instance is errored or was last restarted, if known.
     pub last_error: Option<String>,
+    /// The last `STATUS=…` the process sent on its notify socket.
+    #[serde(default)]
+    pub status_text: Option<String>,
 }
 
 /// Everything about one app.

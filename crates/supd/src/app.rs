@@ -1,60 +1,97 @@
 //! The app actor: one task per app owns its instances and runs their lifecycle.
 //!
-//! Commands from the control socket and events from children (exits, timers)
-//! arrive on two channels; the task handles one at a time, so no state is
-//! shared and no lock is held across an await. After each step it publishes
-//! an [`AppView`] on a `watch` channel: `list` reads that and never waits
-//! behind a graceful stop.
+//! Commands and events from children (exits, readiness, timers) arrive on
+//! two channels; the task handles one at a time, so no state is shared and
+//! no lock is held across an await. After each step it publishes an
+//! [`AppView`] on a `watch` channel: `list` reads that and never waits behind
+//! a graceful stop.
+//!
+//! The actor offers primitives — launch one slot, retire one process, stop
+//! all — and applies the restart policy to crashes by itself. Multi-step
+//! operations (start, restart, reload, scale) are sequenced on top of these
+//! by [`crate::ops`].
 
-use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
+use socket2::Socket;
 use supd_config::AppConfig;
-use supd_proto::{Outcome, Status};
+use supd_proto::Status;
 use supd_supervisor::group::{self, parse_signal};
 use supd_supervisor::{Decision, Exit, Policy, Reaper, RunHistory, SpawnSpec};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::instance::{Instance, describe_exit};
+use crate::listeners;
 use crate::logs::{AppLog, Stream};
+use crate::readiness::{self, Notice};
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How often a draining group is polled.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
+/// The descriptor number of the listening socket in every instance.
+const LISTEN_FD: i32 = 3;
 
 /// Environment variables of the caller that must not leak into an app:
 /// they describe the caller's own supervisor, not ours.
-const NOT_INHERITED: &[&str] = &["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"];
+const NOT_INHERITED: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "NODE_CHANNEL_FD",
+    "NODE_CHANNEL_SERIALIZATION_MODE",
+];
 
 /// What the rest of the daemon sees of an app.
 #[derive(Debug, Clone)]
 pub struct AppView {
-    /// The config the instances run with.
+    /// The config new processes start with.
     pub config: Arc<AppConfig>,
-    /// Every slot, in order.
+    /// Every process record, by slot; during a reload a slot has two.
     pub instances: Vec<Instance>,
 }
 
 /// A request to the actor, with the channel its answer goes back on.
 pub enum Command {
-    /// Start every slot that is not running, first replacing the config if
-    /// one is given (a user action: restart counters and errored state reset).
-    Start {
-        /// New config and caller environment, for `start FILE` of a known app.
-        config: Option<(AppConfig, BTreeMap<String, String>)>,
-        /// Started, already online, or why not.
-        reply: oneshot::Sender<Result<Outcome, String>>,
+    /// Start a process for `slot` and answer once it is online (ready, with
+    /// `wait_ready`) with its pid, or with why not. If the slot already has
+    /// a live process (a reload), the new one runs beside it.
+    Launch {
+        /// Instance number.
+        slot: u32,
+        /// Count this as a restart of the slot.
+        restart: bool,
+        /// Pid, or the reason it failed.
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
+    /// Stop one process gracefully; answer once its whole group is gone.
+    Retire {
+        /// The process record, by generation.
+        generation: u64,
+        /// Forget the record afterwards (reload, scale down).
+        remove: bool,
+        /// Done.
+        reply: oneshot::Sender<()>,
+    },
+    /// Replace the config (and caller environment) new processes get;
+    /// rebinds the port if it changed.
+    Configure {
+        /// The new config.
+        config: Box<AppConfig>,
+        /// The new caller environment, if any.
+        base_env: Option<BTreeMap<String, String>>,
+        /// Done, or why not (the new port could not be bound).
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// Graceful stop of every instance.
     Stop(oneshot::Sender<()>),
-    /// Stop, then start.
-    Restart(oneshot::Sender<Result<(), String>>),
     /// Stop, then end the actor.
     Delete(oneshot::Sender<()>),
     /// Send a signal to every running instance.
@@ -63,23 +100,30 @@ pub enum Command {
     Flush(oneshot::Sender<std::io::Result<()>>),
 }
 
-/// Something that happened to a child, delivered to its actor.
+/// Something that happened to a process, delivered to its actor. Every
+/// event names the process by generation: events about a process that has
+/// since been replaced find no record and are ignored.
 enum Event {
-    /// The instance's main process ended.
-    Exited { slot: u32, generation: u64, exit: Exit },
+    /// The main process ended.
+    Exited { generation: u64, exit: Exit },
+    /// The process said something on its notify socket or IPC channel.
+    Notice { generation: u64, notice: Notice },
+    /// `listen_timeout` is over.
+    ReadyTimeout { generation: u64 },
     /// A restart delay is over.
-    RestartDue { slot: u32, generation: u64 },
+    RestartDue { generation: u64 },
     /// `kill_timeout` is over during a stop.
-    KillDue { slot: u32, generation: u64 },
-    /// The process group of a stopped instance is empty.
-    GroupGone { slot: u32, generation: u64 },
+    KillDue { generation: u64 },
+    /// The process group of a stopped process is empty.
+    GroupGone { generation: u64 },
 }
 
-/// What to do once every instance is stopped.
-enum AfterStop {
-    Reply(oneshot::Sender<()>),
-    Start(oneshot::Sender<Result<(), String>>),
-    Delete(oneshot::Sender<()>),
+/// Replies waiting on one process.
+#[derive(Default)]
+struct Waiting {
+    launch: Option<oneshot::Sender<Result<u32, String>>>,
+    retire: Vec<oneshot::Sender<()>>,
+    remove_when_gone: bool,
 }
 
 /// The actor's state.
@@ -87,40 +131,57 @@ struct App {
     config: Arc<AppConfig>,
     base_env: BTreeMap<String, String>,
     instances: Vec<Instance>,
+    listener: Option<Socket>,
     reaper: Reaper,
     log: AppLog,
     events: mpsc::UnboundedSender<Event>,
     view: watch::Sender<AppView>,
-    after_stop: Vec<AfterStop>,
+    waiting: HashMap<u64, Waiting>,
+    next_generation: u64,
+    /// Replies of `Stop`/`Delete`, answered once nothing is stopping.
+    after_stop: Vec<(oneshot::Sender<()>, bool)>,
     deleted: bool,
 }
 
 /// Creates the actor of a new app (nothing started yet) and returns its
-/// command channel and view.
+/// command channel and view. Binds the app's port first, if it has one.
 pub fn spawn_actor(
     config: AppConfig,
     base_env: BTreeMap<String, String>,
     reaper: Reaper,
     log: AppLog,
-) -> (mpsc::UnboundedSender<Command>, watch::Receiver<AppView>) {
+) -> Result<(mpsc::UnboundedSender<Command>, watch::Receiver<AppView>), String> {
+    let listener = bind(&config)?;
     let config = Arc::new(config);
-    let instances = (0..config.instances).map(Instance::new).collect::<Vec<_>>();
-    let (view_tx, view_rx) = watch::channel(AppView { config: config.clone(), instances: instances.clone() });
+    let (view_tx, view_rx) = watch::channel(AppView { config: config.clone(), instances: Vec::new() });
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let app = App {
         config,
         base_env,
-        instances,
+        instances: Vec::new(),
+        listener,
         reaper,
         log,
         events: ev_tx,
         view: view_tx,
+        waiting: HashMap::new(),
+        next_generation: 1,
         after_stop: Vec::new(),
         deleted: false,
     };
     tokio::spawn(app.run(cmd_rx, ev_rx));
-    (cmd_tx, view_rx)
+    Ok((cmd_tx, view_rx))
+}
+
+/// The daemon-owned listening socket of an app with a port.
+fn bind(config: &AppConfig) -> Result<Option<Socket>, String> {
+    config
+        .port
+        .map(|port| {
+            listeners::bind(port).map_err(|e| format!("app \"{}\": cannot bind port {port}: {e}", config.name))
+        })
+        .transpose()
 }
 
 impl App {
@@ -138,24 +199,36 @@ impl App {
             self.settle();
             self.publish();
         }
-    }
-
-    fn name(&self) -> &str {
-        &self.config.name
+        tracing::info!(app = %self.config.name, "deleted");
     }
 
     fn publish(&self) {
         self.view.send_replace(AppView { config: self.config.clone(), instances: self.instances.clone() });
     }
 
+    fn find(&self, generation: u64) -> Option<usize> {
+        self.instances.iter().position(|i| i.generation == generation)
+    }
+
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Start { config, reply } => {
-                let _ = reply.send(self.start(config));
+            Command::Launch { slot, restart, reply } => self.launch(slot, restart, reply),
+            Command::Retire { generation, remove, reply } => match self.find(generation) {
+                Some(i) => {
+                    let waiting = self.waiting.entry(generation).or_default();
+                    waiting.retire.push(reply);
+                    waiting.remove_when_gone |= remove;
+                    self.retire(i);
+                }
+                None => {
+                    let _ = reply.send(());
+                }
+            },
+            Command::Configure { config, base_env, reply } => {
+                let _ = reply.send(self.configure(*config, base_env));
             }
-            Command::Stop(reply) => self.stop_all(AfterStop::Reply(reply)),
-            Command::Restart(reply) => self.stop_all(AfterStop::Start(reply)),
-            Command::Delete(reply) => self.stop_all(AfterStop::Delete(reply)),
+            Command::Stop(reply) => self.stop_all(reply, false),
+            Command::Delete(reply) => self.stop_all(reply, true),
             Command::Signal(sig, reply) => {
                 for pid in self.instances.iter().filter_map(|i| i.pid) {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
@@ -168,85 +241,115 @@ impl App {
         }
     }
 
-    /// `start`: a user action on a stopped or errored app.
-    fn start(&mut self, config: Option<(AppConfig, BTreeMap<String, String>)>) -> Result<Outcome, String> {
-        if self.instances.iter().any(Instance::is_active) {
-            return Ok(Outcome::AlreadyOnline);
+    fn configure(&mut self, config: AppConfig, base_env: Option<BTreeMap<String, String>>) -> Result<(), String> {
+        if config.port != self.config.port {
+            self.listener = bind(&config)?;
         }
-        if let Some((config, base_env)) = config {
-            self.config = Arc::new(config);
-            self.base_env = base_env;
+        self.config = Arc::new(config);
+        if let Some(env) = base_env {
+            self.base_env = env;
         }
-        self.resize();
-        self.spawn_all(false)?;
-        Ok(Outcome::Started)
+        Ok(())
     }
 
-    /// Before a user's start or restart (every slot stopped): matches the
-    /// slots to the configured count and forgets unstable runs and errors,
-    /// since a user acting is what ends `errored`.
-    fn resize(&mut self) {
-        let want = self.config.instances;
-        self.instances.truncate(want as usize);
-        while (self.instances.len() as u32) < want {
-            self.instances.push(Instance::new(self.instances.len() as u32));
-        }
-        for inst in &mut self.instances {
-            inst.history = RunHistory::default();
-            inst.last_error = None;
-        }
-    }
-
-    /// Spawns every slot; the first failure is returned after trying all.
-    fn spawn_all(&mut self, counts_as_restart: bool) -> Result<(), String> {
-        let mut first_error = None;
-        for i in 0..self.instances.len() {
-            if counts_as_restart {
-                self.instances[i].restarts += 1;
+    /// Starts a process for `slot`: in a stopped record of that slot if there
+    /// is one, else in a new record (beside a live one, during a reload).
+    fn launch(&mut self, slot: u32, restart: bool, reply: oneshot::Sender<Result<u32, String>>) {
+        let live = |i: &Instance| matches!(i.status, Status::Online | Status::Launching | Status::Stopping);
+        let index = match self.instances.iter().position(|i| i.slot == slot && !live(i)) {
+            Some(i) => i,
+            None => {
+                let mut record = Instance::new(slot);
+                if let Some(old) = self.instances.iter().find(|i| i.slot == slot) {
+                    record.restarts = old.restarts;
+                }
+                let at = self.instances.iter().rposition(|i| i.slot <= slot).map_or(0, |p| p + 1);
+                self.instances.insert(at, record);
+                at
             }
-            if let Err(e) = self.spawn_slot(i) {
-                first_error.get_or_insert(e);
-            }
+        };
+        let inst = &mut self.instances[index];
+        // A user's start or restart is what ends `errored`.
+        inst.history = RunHistory::default();
+        inst.last_error = None;
+        if restart {
+            inst.restarts += 1;
         }
-        first_error.map_or(Ok(()), Err)
+        self.spawn_record(index, Some(reply));
     }
 
-    /// Starts the process of slot `i`. On failure the slot is `errored`.
-    fn spawn_slot(&mut self, i: usize) -> Result<(), String> {
+    /// Spawns the process of record `i`. A launch reply is answered now
+    /// (failure, or no `wait_ready`) or when the process is ready.
+    fn spawn_record(&mut self, i: usize, reply: Option<oneshot::Sender<Result<u32, String>>>) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
         let slot = self.instances[i].slot;
-        let result = self.try_spawn(slot);
+        let result = self.try_spawn(slot, generation);
+        let name = self.config.name.clone();
+        let wait_ready = self.config.wait_ready;
         let inst = &mut self.instances[i];
-        inst.generation += 1;
+        inst.generation = generation;
         inst.kill_deadline = None;
+        inst.status_text = None;
         match result {
-            Ok((pid, exit)) => {
+            Ok(pid) => {
                 inst.pid = Some(pid);
                 inst.started = Some(Instant::now());
-                inst.status = Status::Online;
-                let (events, generation) = (self.events.clone(), inst.generation);
-                tokio::spawn(async move {
-                    if let Ok(exit) = exit.await {
-                        let _ = events.send(Event::Exited { slot, generation, exit });
+                tracing::info!(app = %name, instance = slot, pid, "started");
+                if wait_ready {
+                    inst.status = Status::Launching;
+                    self.waiting.entry(generation).or_default().launch = reply;
+                    let (events, timeout) = (self.events.clone(), self.config.listen_timeout);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(timeout).await;
+                        let _ = events.send(Event::ReadyTimeout { generation });
+                    });
+                } else {
+                    inst.status = Status::Online;
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(pid));
                     }
-                });
-                tracing::info!(app = %self.config.name, instance = slot, pid, "started");
-                Ok(())
+                }
             }
             Err(e) => {
-                let msg = format!("app \"{}\" instance {slot}: {e}", self.config.name);
+                let msg = format!("app \"{name}\" instance {slot}: {e}");
                 tracing::error!("{msg}");
                 inst.status = Status::Errored;
                 inst.last_error = Some(e);
-                Err(msg)
+                inst.pid = None;
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(msg));
+                }
             }
         }
     }
 
-    fn try_spawn(&self, slot: u32) -> Result<(u32, oneshot::Receiver<Exit>), String> {
-        let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create pipe: {e}"));
+    /// Forks and execs one process with its pipes, sockets and environment,
+    /// and starts the task that watches it.
+    fn try_spawn(&self, slot: u32, generation: u64) -> Result<u32, String> {
+        let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"));
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let env = self.instance_env(slot);
+        let channels = readiness::channels(self.config.wait_ready)
+            .map_err(|e| format!("cannot create the notify socket: {e}"))?;
+        let mut env = self.instance_env(slot);
+        env.insert("NOTIFY_SOCKET".into(), channels.notify_address.clone());
+        let mut pass_fds = Vec::new();
+        if let Some(listener) = &self.listener {
+            pass_fds.push((listener.as_fd(), LISTEN_FD));
+            env.insert("LISTEN_FDS".into(), "1".into());
+            env.insert("LISTEN_FDNAMES".into(), self.config.name.clone());
+        }
+        let ipc_fd = LISTEN_FD + pass_fds.len() as i32;
+        let (ipc_ours, ipc_theirs): (Option<_>, Option<OwnedFd>) = match channels.ipc {
+            Some((ours, theirs)) => (Some(ours), Some(theirs)),
+            None => (None, None),
+        };
+        if let Some(theirs) = &ipc_theirs {
+            pass_fds.push((theirs.as_fd(), ipc_fd));
+            env.insert("NODE_CHANNEL_FD".into(), ipc_fd.to_string());
+            env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
+        }
         let spec = SpawnSpec {
             program: &self.config.script,
             args: &self.config.args,
@@ -254,12 +357,28 @@ impl App {
             env: &env,
             stdout: out_w,
             stderr: err_w,
+            listen_pid: self.listener.is_some(),
+            pass_fds,
         };
-        let spawned = self.reaper.spawn(spec).map_err(|e| e.to_string())?;
+        let (pid, exit) = self.reaper.spawn(spec).map_err(|e| e.to_string())?;
+        drop(ipc_theirs);
         let format = self.config.log_date_format.clone();
         self.log.attach(Stream::Out, OwnedFd::from(out_r), format.clone());
         self.log.attach(Stream::Err, OwnedFd::from(err_r), format);
-        Ok(spawned)
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let notices = events.clone();
+            let on_notice = move |notice| {
+                let _ = notices.send(Event::Notice { generation, notice });
+            };
+            tokio::select! {
+                exit = exit => if let Ok(exit) = exit {
+                    let _ = events.send(Event::Exited { generation, exit });
+                },
+                () = readiness::listen(channels.notify, ipc_ours, on_notice) => {}
+            }
+        });
+        Ok(pid)
     }
 
     /// The caller's environment, then the app's `env`, then what supd adds.
@@ -280,70 +399,153 @@ impl App {
         env
     }
 
-    /// Begins a graceful stop of every instance; `then` runs once all are down.
-    fn stop_all(&mut self, then: AfterStop) {
+    /// Begins the graceful stop of record `i` (kill_signal to its group,
+    /// SIGKILL at kill_timeout). A record with no process is stopped at once.
+    fn retire(&mut self, i: usize) {
         let signal = parse_signal(&self.config.kill_signal).unwrap_or(Signal::SIGINT);
         let timeout = self.config.kill_timeout;
-        for inst in &mut self.instances {
-            match (inst.status, inst.pid) {
-                (Status::Launching | Status::Online, Some(pid)) => {
-                    inst.status = Status::Stopping;
-                    inst.kill_deadline = Some(Instant::now() + timeout);
-                    group::signal(pid, signal);
-                    let (events, slot, generation) = (self.events.clone(), inst.slot, inst.generation);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(timeout).await;
-                        let _ = events.send(Event::KillDue { slot, generation });
-                    });
-                }
-                (Status::Stopping, _) => {}
-                _ => inst.status = Status::Stopped,
+        let inst = &mut self.instances[i];
+        match (inst.status, inst.pid) {
+            (Status::Launching | Status::Online, Some(pid)) => {
+                inst.status = Status::Stopping;
+                inst.kill_deadline = Some(Instant::now() + timeout);
+                group::signal(pid, signal);
+                let (events, generation) = (self.events.clone(), inst.generation);
+                tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    let _ = events.send(Event::KillDue { generation });
+                });
+            }
+            (Status::Stopping, _) => {}
+            _ => {
+                inst.status = Status::Stopped;
+                let generation = inst.generation;
+                self.gone(generation);
             }
         }
-        self.after_stop.push(then);
+    }
+
+    /// Stops every record; `reply` once all are down (then the actor ends,
+    /// if `delete`).
+    fn stop_all(&mut self, reply: oneshot::Sender<()>, delete: bool) {
+        let generations: Vec<u64> = self.instances.iter().map(|i| i.generation).collect();
+        for generation in generations {
+            if let Some(i) = self.find(generation) {
+                self.retire(i);
+            }
+        }
+        self.after_stop.push((reply, delete));
+    }
+
+    /// A record's process group is gone: answer its waiters, forget it if asked.
+    fn gone(&mut self, generation: u64) {
+        let Some(waiting) = self.waiting.remove(&generation) else { return };
+        if let Some(launch) = waiting.launch {
+            let _ = launch.send(Err("stopped before it was ready".into()));
+        }
+        if waiting.remove_when_gone
+            && let Some(i) = self.find(generation)
+        {
+            self.instances.remove(i);
+        }
+        for reply in waiting.retire {
+            let _ = reply.send(());
+        }
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Exited { slot, generation, exit } => self.on_exit(slot, generation, exit),
-            Event::RestartDue { slot, generation } => {
-                if let Some(i) = self.current(slot, generation, Status::WaitingRestart) {
+            Event::Exited { generation, exit } => self.on_exit(generation, exit),
+            Event::Notice { generation, notice } => self.on_notice(generation, notice),
+            Event::ReadyTimeout { generation } => self.on_ready_timeout(generation),
+            Event::RestartDue { generation } => {
+                if let Some(i) = self.find(generation)
+                    && self.instances[i].status == Status::WaitingRestart
+                {
                     self.instances[i].restarts += 1;
-                    let _ = self.spawn_slot(i);
+                    self.spawn_record(i, None);
                 }
             }
-            Event::KillDue { slot, generation } => {
-                if let Some(i) = self.current(slot, generation, Status::Stopping)
+            Event::KillDue { generation } => {
+                if let Some(i) = self.find(generation)
+                    && self.instances[i].status == Status::Stopping
                     && let Some(pid) = self.instances[i].pid
                 {
-                    tracing::warn!(app = %self.config.name, instance = slot, pid, "kill_timeout reached: SIGKILL to the process group");
+                    tracing::warn!(app = %self.config.name, pid, "kill_timeout reached: SIGKILL to the process group");
                     group::signal(pid, Signal::SIGKILL);
                 }
             }
-            Event::GroupGone { slot, generation } => {
-                if let Some(i) = self.current(slot, generation, Status::Stopping) {
+            Event::GroupGone { generation } => {
+                if let Some(i) = self.find(generation)
+                    && self.instances[i].status == Status::Stopping
+                {
                     self.instances[i].status = Status::Stopped;
                 }
+                self.gone(generation);
             }
         }
     }
 
-    /// The index of `slot` if it is still in `generation` and `status`.
-    fn current(&self, slot: u32, generation: u64, status: Status) -> Option<usize> {
-        self.instances
-            .iter()
-            .position(|i| i.slot == slot && i.generation == generation && i.status == status)
+    fn on_notice(&mut self, generation: u64, notice: Notice) {
+        let Some(i) = self.find(generation) else { return };
+        let inst = &mut self.instances[i];
+        match notice {
+            Notice::Ready if inst.status == Status::Launching => {
+                inst.status = Status::Online;
+                tracing::info!(app = %self.config.name, instance = inst.slot, pid = inst.pid, "ready");
+                let pid = inst.pid.unwrap_or_default();
+                if let Some(reply) = self.waiting.get_mut(&generation).and_then(|w| w.launch.take()) {
+                    let _ = reply.send(Ok(pid));
+                }
+            }
+            Notice::Ready => {}
+            Notice::Stopping => inst.status_text = Some("stopping".into()),
+            Notice::Status(text) => inst.status_text = Some(text),
+        }
     }
 
-    fn on_exit(&mut self, slot: u32, generation: u64, exit: Exit) {
-        let Some(i) = self.instances.iter().position(|i| i.slot == slot && i.generation == generation) else {
+    /// Not ready within `listen_timeout`: the process is killed and the
+    /// launch fails; a new process beside a live one (a reload) is forgotten.
+    fn on_ready_timeout(&mut self, generation: u64) {
+        let Some(i) = self.find(generation) else { return };
+        if self.instances[i].status != Status::Launching {
             return;
-        };
+        }
+        let reason = format!("not ready within listen_timeout ({} ms)", self.config.listen_timeout.as_millis());
+        self.fail_launch(i, reason, true);
+    }
+
+    /// Ends a launch that failed: kills what is left of the process group,
+    /// answers the launch, and marks the record errored (or forgets it if its
+    /// slot has another live process).
+    fn fail_launch(&mut self, i: usize, reason: String, kill: bool) {
+        let inst = &mut self.instances[i];
+        let (slot, generation) = (inst.slot, inst.generation);
+        if kill && let Some(pid) = inst.pid {
+            group::signal(pid, Signal::SIGKILL);
+        }
+        tracing::error!(app = %self.config.name, instance = slot, "{reason}");
+        inst.status = Status::Errored;
+        inst.last_error = Some(reason.clone());
+        if let Some(reply) = self.waiting.remove(&generation).and_then(|w| w.launch) {
+            let _ = reply.send(Err(reason));
+        }
+        let beside_live = self
+            .instances
+            .iter()
+            .any(|o| o.slot == slot && o.generation != generation && o.is_active());
+        if beside_live {
+            self.instances.remove(i);
+        }
+    }
+
+    fn on_exit(&mut self, generation: u64, exit: Exit) {
+        let Some(i) = self.find(generation) else { return };
         let name = self.config.name.clone();
         let policy = Policy::from(&*self.config);
         let events = self.events.clone();
         let inst = &mut self.instances[i];
-        let pgid = inst.pid.unwrap_or_default();
+        let (slot, pgid) = (inst.slot, inst.pid.unwrap_or_default());
         let uptime = inst.started.map_or(Duration::ZERO, |t| t.elapsed());
         inst.record_exit(exit);
         tracing::info!(app = %name, instance = slot, pid = pgid, "exited with {}", describe_exit(exit));
@@ -352,8 +554,12 @@ impl App {
                 let deadline = inst.kill_deadline.unwrap_or_else(Instant::now);
                 tokio::spawn(async move {
                     drain_group(pgid, deadline).await;
-                    let _ = events.send(Event::GroupGone { slot, generation });
+                    let _ = events.send(Event::GroupGone { generation });
                 });
+            }
+            Status::Launching if self.waiting.get(&generation).is_some_and(|w| w.launch.is_some()) => {
+                group::signal(pgid, Signal::SIGKILL);
+                self.fail_launch(i, format!("exited with {} before it was ready", describe_exit(exit)), false);
             }
             Status::Launching | Status::Online => {
                 // The instance is its process group: leftovers of a crashed
@@ -362,13 +568,13 @@ impl App {
                 match policy.on_exit(&mut inst.history, exit, uptime) {
                     Decision::Restart { delay } if delay.is_zero() => {
                         inst.restarts += 1;
-                        let _ = self.spawn_slot(i);
+                        self.spawn_record(i, None);
                     }
                     Decision::Restart { delay } => {
                         inst.status = Status::WaitingRestart;
                         tokio::spawn(async move {
                             tokio::time::sleep(delay).await;
-                            let _ = events.send(Event::RestartDue { slot, generation });
+                            let _ = events.send(Event::RestartDue { generation });
                         });
                     }
                     Decision::Stop => inst.status = Status::Stopped,
@@ -383,28 +589,14 @@ impl App {
         }
     }
 
-    /// Runs the continuations of stops once no instance is still stopping.
+    /// Answers `Stop`/`Delete` once no record is still stopping.
     fn settle(&mut self) {
         if self.after_stop.is_empty() || self.instances.iter().any(|i| i.status == Status::Stopping) {
             return;
         }
-        for then in std::mem::take(&mut self.after_stop) {
-            match then {
-                AfterStop::Reply(reply) => {
-                    let _ = reply.send(());
-                }
-                AfterStop::Start(reply) => {
-                    self.resize();
-                    let _ = reply.send(self.spawn_all(true));
-                }
-                AfterStop::Delete(reply) => {
-                    self.deleted = true;
-                    let _ = reply.send(());
-                }
-            }
-        }
-        if self.deleted {
-            tracing::info!(app = %self.name(), "deleted");
+        for (reply, delete) in std::mem::take(&mut self.after_stop) {
+            self.deleted |= delete;
+            let _ = reply.send(());
         }
     }
 }

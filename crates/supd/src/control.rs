@@ -8,7 +8,7 @@
 use supd_proto::frame::{read_frame_bytes_async, write_frame_async};
 use supd_proto::{FrameError, Request, Response};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::registry::Registry;
 
@@ -59,7 +59,10 @@ async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch:
         let (response, kill) = match serde_json::from_slice::<Request>(&bytes) {
             Ok(request) => {
                 let kill = matches!(request, Request::Kill);
-                (registry.handle(request).await, kill)
+                match answer(&mut stream, &registry, request).await {
+                    Some(response) => (response, kill),
+                    None => return,
+                }
             }
             Err(e) => (Response::Error { message: format!("malformed request: {e}") }, false),
         };
@@ -72,4 +75,30 @@ async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch:
             return;
         }
     }
+}
+
+/// Runs one request in its own task (so it completes even if the client
+/// goes away), writing its progress lines as they come. `None` if the client
+/// is gone.
+async fn answer(stream: &mut UnixStream, registry: &Registry, request: Request) -> Option<Response> {
+    let (progress, mut steps) = mpsc::unbounded_channel();
+    let registry = registry.clone();
+    let mut task = tokio::spawn(async move { registry.handle(request, &progress).await });
+    let mut client_gone = false;
+    let response = loop {
+        tokio::select! {
+            Some(message) = steps.recv() => {
+                if !client_gone {
+                    client_gone = write_frame_async(stream, &Response::Progress { message }).await.is_err();
+                }
+            }
+            done = &mut task => break done.unwrap_or_else(|e| Response::Error { message: format!("internal error: {e}") }),
+        }
+    };
+    while let Ok(message) = steps.try_recv() {
+        if !client_gone {
+            client_gone = write_frame_async(stream, &Response::Progress { message }).await.is_err();
+        }
+    }
+    (!client_gone).then_some(response)
 }

@@ -29,6 +29,8 @@ pub struct Instance {
     pub last_error: Option<String>,
     /// During a stop: when SIGKILL goes to the group.
     pub kill_deadline: Option<Instant>,
+    /// The last `STATUS=` (or `STOPPING=1`) the process sent.
+    pub status_text: Option<String>,
 }
 
 impl Instance {
@@ -45,10 +47,11 @@ impl Instance {
             last_exit: None,
             last_error: None,
             kill_deadline: None,
+            status_text: None,
         }
     }
 
-    /// Whether a process is running or about to be (a stop has work to do).
+    /// Whether a process is running or about to be.
     pub fn is_active(&self) -> bool {
         matches!(
             self.status,
@@ -84,6 +87,7 @@ impl Instance {
             unstable_restarts: self.history.unstable_restarts,
             last_exit: self.last_exit,
             last_error: self.last_error.clone(),
+            status_text: self.status_text.clone(),
         }
     }
 }

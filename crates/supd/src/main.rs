@@ -8,7 +8,10 @@ mod app;
 mod control;
 mod home;
 mod instance;
+mod listeners;
 mod logs;
+mod ops;
+mod readiness;
 mod registry;
 mod usage;
 
@@ -94,7 +97,8 @@ async fn serve(home: Home) -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT: stopping every app"),
         _ = shutdown_rx.changed() => tracing::info!("kill requested"),
     }
-    registry.handle(supd_proto::Request::Kill).await;
+    let (progress, _) = tokio::sync::mpsc::unbounded_channel();
+    registry.handle(supd_proto::Request::Kill, &progress).await;
     home::remove_runtime_files(&home);
     tracing::info!("supd stopped");
     Ok(())

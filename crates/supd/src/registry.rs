@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::app::{AppView, Command, spawn_actor};
+use crate::ops::{self, Progress};
 use crate::logs::{self, AppLog};
 use crate::usage::{self, Usage};
 
@@ -26,6 +27,8 @@ pub struct AppHandle {
     name: String,
     commands: mpsc::UnboundedSender<Command>,
     view: watch::Receiver<AppView>,
+    /// Held by the one multi-step operation (start, reload, scale…) running.
+    pub op: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppHandle {
@@ -35,6 +38,32 @@ impl AppHandle {
         let gone = || format!("app \"{}\" is being deleted", self.name);
         self.commands.send(make(tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    /// The latest published view.
+    pub fn view(&self) -> AppView {
+        self.view.borrow().clone()
+    }
+
+    /// Starts a process for `slot`; its pid once online.
+    pub async fn launch(&self, slot: u32, restart: bool) -> Result<u32, String> {
+        self.clone().ask(|reply| Command::Launch { slot, restart, reply }).await?
+    }
+
+    /// Stops one process gracefully (forgetting its record if `remove`).
+    pub async fn retire(&self, generation: u64, remove: bool) {
+        let _ = self.clone().ask(|reply| Command::Retire { generation, remove, reply }).await;
+    }
+
+    /// Replaces the config new processes get.
+    pub async fn configure(&self, config: AppConfig, base_env: Option<BTreeMap<String, String>>) -> Result<(), String> {
+        let config = Box::new(config);
+        self.clone().ask(|reply| Command::Configure { config, base_env, reply }).await?
+    }
+
+    /// Graceful stop of every instance.
+    pub async fn stop(&self) -> Result<(), String> {
+        self.clone().ask(Command::Stop).await
     }
 }
 
@@ -65,22 +94,40 @@ impl Registry {
         if target == "all" {
             return Ok(self.apps().clone());
         }
-        self.find(target)
-            .map(|a| vec![a])
-            .ok_or_else(|| format!("unknown app \"{target}\" (see supctl list)"))
+        self.find(target).map(|a| vec![a]).ok_or_else(|| unknown(target))
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, request: Request) -> Response {
+    /// Answers one request; long operations report steps on `progress`.
+    pub async fn handle(&self, request: Request, progress: &Progress) -> Response {
         let result = match request {
             Request::Ping => Ok(Response::Pong {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
             Request::Start { apps, base_env } => Ok(self.start(apps, base_env).await),
-            Request::Stop { target } => self.each(&target, |a| a.ask(Command::Stop)).await,
-            Request::Restart { target } => {
-                self.each(&target, |a| async move { a.ask(Command::Restart).await? }).await
+            Request::Stop { target } => {
+                self.each(&target, |a| async move {
+                    let _op = a.op.lock().await;
+                    a.stop().await
+                })
+                .await
+            }
+            Request::Restart { target } => self.each(&target, |a| async move { ops::restart(&a).await }).await,
+            Request::Reload { target } => {
+                let progress = progress.clone();
+                self.each(&target, move |a| {
+                    let progress = progress.clone();
+                    async move { ops::reload(&a, &progress).await }
+                })
+                .await
+            }
+            Request::ReloadApps { apps, base_env } => self.reload_apps(apps, base_env, progress).await,
+            Request::Scale { name, to } => {
+                let app = self.find(&name).ok_or_else(|| unknown(&name));
+                match app {
+                    Ok(app) => ops::scale(&app, to, progress).await.map(|()| Response::Done { apps: vec![name] }),
+                    Err(e) => Err(e),
+                }
             }
             Request::Delete { target } => self.delete(&target).await,
             Request::List => Ok(Response::List { processes: self.list() }),
@@ -99,7 +146,7 @@ impl Registry {
                 Some(sig) => self.each(&target, move |a| a.ask(move |r| Command::Signal(sig, r))).await,
                 None => Err(format!("unknown signal \"{signal}\"")),
             },
-            Request::Kill => self.each("all", |a| a.ask(Command::Stop)).await,
+            Request::Kill => self.each("all", |a| async move { a.stop().await }).await,
         };
         result.unwrap_or_else(|message| Response::Error { message })
     }
@@ -130,10 +177,7 @@ impl Registry {
         for config in configs {
             let name = config.name.clone();
             let result = match self.find(&name) {
-                Some(app) => {
-                    let config = Some((config, base_env.clone()));
-                    app.ask(|reply| Command::Start { config, reply }).await.and_then(|r| r)
-                }
+                Some(app) => ops::start(&app, Some((config, base_env.clone()))).await,
                 None => self.add(config, base_env.clone()).await,
             };
             outcomes.push(match result {
@@ -150,10 +194,33 @@ impl Registry {
         let name = config.name.clone();
         let log = AppLog::open(&self.home, &name)
             .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
-        let (commands, view) = spawn_actor(config, base_env, self.reaper.clone(), log);
-        let handle = AppHandle { name, commands, view };
+        let (commands, view) = spawn_actor(config, base_env, self.reaper.clone(), log)?;
+        let handle = AppHandle { name, commands, view, op: Arc::default() };
         self.apps().push(handle.clone());
-        handle.ask(|reply| Command::Start { config: None, reply }).await.and_then(|r| r)
+        ops::start(&handle, None).await
+    }
+
+    /// `reload FILE`: running apps get the new config the reload way, new
+    /// apps start. Stops at the first failure.
+    async fn reload_apps(
+        &self,
+        configs: Vec<AppConfig>,
+        base_env: BTreeMap<String, String>,
+        progress: &Progress,
+    ) -> Result<Response, String> {
+        let mut names = Vec::new();
+        for config in configs {
+            let name = config.name.clone();
+            match self.find(&name) {
+                Some(app) => ops::reload_with(&app, config, base_env.clone(), progress).await?,
+                None => {
+                    self.add(config, base_env.clone()).await?;
+                    let _ = progress.send(format!("{name}: started (new in the file)"));
+                }
+            }
+            names.push(name);
+        }
+        Ok(Response::Done { apps: names })
     }
 
     async fn delete(&self, target: &str) -> Result<Response, String> {
@@ -185,6 +252,10 @@ impl Registry {
         let config = (*view.config).clone();
         Ok(Response::Show { app: Box::new(AppDetail { config, instances, logs }) })
     }
+}
+
+fn unknown(name: &str) -> String {
+    format!("unknown app \"{name}\" (see supctl list)")
 }
 
 /// The `list` rows of one app.

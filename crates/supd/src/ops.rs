@@ -1,0 +1,192 @@
+//! Multi-step operations on one app, sequenced on the actor's primitives:
+//! start, restart, reload (rolling, or stop-then-start for an app capped at
+//! one instance) and scale.
+//!
+//! One operation runs at a time per app (the handle's operation lock), so two
+//! reloads never interleave; the actor keeps handling crashes and `list`
+//! meanwhile.
+
+use std::collections::BTreeMap;
+
+use supd_config::AppConfig;
+use supd_proto::{Outcome, ScaleTo, Status};
+use tokio::task::JoinSet;
+
+use crate::registry::AppHandle;
+
+/// Where an operation reports its steps (`supctl` prints them as they come).
+pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// Starts every slot of an app that is not running, after replacing its
+/// config if a new one is given. Apps with a live instance are left alone.
+pub async fn start(app: &AppHandle, new: Option<(AppConfig, BTreeMap<String, String>)>) -> Result<Outcome, String> {
+    let _op = app.op.lock().await;
+    if app.view().instances.iter().any(|i| i.is_active()) {
+        return Ok(Outcome::AlreadyOnline);
+    }
+    if let Some((config, env)) = new {
+        app.configure(config, Some(env)).await?;
+    }
+    trim_slots(app).await;
+    launch_all(app, false).await.map(|()| Outcome::Started)
+}
+
+/// Stops every instance, then starts them all again.
+pub async fn restart(app: &AppHandle) -> Result<(), String> {
+    let _op = app.op.lock().await;
+    app.stop().await?;
+    trim_slots(app).await;
+    launch_all(app, true).await
+}
+
+/// Replaces every instance slot by slot without refusing a connection.
+pub async fn reload(app: &AppHandle, progress: &Progress) -> Result<(), String> {
+    let _op = app.op.lock().await;
+    roll(app, progress).await
+}
+
+/// Rolls a new config onto a running app (the reload way) and then matches
+/// its instance count; a stopped app is simply started with it.
+pub async fn reload_with(
+    app: &AppHandle,
+    config: AppConfig,
+    env: BTreeMap<String, String>,
+    progress: &Progress,
+) -> Result<(), String> {
+    let _op = app.op.lock().await;
+    if !app.view().instances.iter().any(|i| i.is_active()) {
+        app.configure(config, Some(env)).await?;
+        trim_slots(app).await;
+        return launch_all(app, false).await;
+    }
+    let target = config.instances;
+    if target < app.view().config.instances {
+        resize(app, target, progress).await?;
+    }
+    let mut config = config;
+    config.instances = app.view().config.instances;
+    app.configure(config, Some(env)).await?;
+    roll(app, progress).await?;
+    resize(app, target, progress).await
+}
+
+/// Changes the instance count, within `max_instances`.
+pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<(), String> {
+    let _op = app.op.lock().await;
+    let config = app.view().config;
+    let current = config.instances;
+    let target = match to {
+        ScaleTo::Exactly(n) => Some(n),
+        ScaleTo::Add(n) => current.checked_add(n),
+        ScaleTo::Remove(n) => current.checked_sub(n),
+    };
+    let name = &config.name;
+    let target = match target {
+        Some(n) if n >= 1 => n,
+        _ => return Err(format!("app \"{name}\": cannot scale to fewer than 1 instance (use stop)")),
+    };
+    if let Some(max) = config.max_instances
+        && target > max
+    {
+        let reason = config.max_instances_reason.as_deref().unwrap_or("max_instances");
+        return Err(format!(
+            "app \"{name}\": refused to scale to {target} instances: max_instances is {max} ({reason})"
+        ));
+    }
+    resize(app, target, progress).await
+}
+
+/// The reload itself: for each slot, start the new process, wait until it
+/// is ready, then retire the old one. An app capped at one instance is
+/// stopped first instead, so two never run at once; its held socket queues
+/// clients through the gap. The first failure stops the reload.
+async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
+    let view = app.view();
+    let name = view.config.name.clone();
+    let capped = view.config.max_instances == Some(1);
+    for slot in 0..view.config.instances {
+        let old = app
+            .view()
+            .instances
+            .iter()
+            .find(|i| i.slot == slot && matches!(i.status, Status::Online | Status::Launching))
+            .map(|i| (i.generation, i.pid));
+        let failed = |e: String| {
+            format!("reload of \"{name}\" stopped at instance {slot}: {e}; the other instances keep serving")
+        };
+        let pid = match old {
+            Some((generation, _)) if capped => {
+                app.retire(generation, true).await;
+                app.launch(slot, true).await.map_err(failed)?
+            }
+            Some((generation, _)) => {
+                let pid = app.launch(slot, true).await.map_err(failed)?;
+                app.retire(generation, true).await;
+                pid
+            }
+            None => app.launch(slot, true).await.map_err(failed)?,
+        };
+        let before = old.and_then(|(_, pid)| pid).map_or("-".to_string(), |p| p.to_string());
+        let _ = progress.send(format!("{name}[{slot}]: pid {before} -> {pid}, online"));
+    }
+    Ok(())
+}
+
+/// Adds slots (each ready before it counts) or retires the highest ones.
+async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(), String> {
+    let view = app.view();
+    let (name, current) = (view.config.name.clone(), view.config.instances);
+    if target > current {
+        resize_config(app, target).await?;
+        for slot in current..target {
+            let pid = app.launch(slot, false).await.map_err(|e| format!("app \"{name}\" instance {slot}: {e}"))?;
+            let _ = progress.send(format!("{name}[{slot}]: started pid {pid}, online"));
+        }
+    } else if target < current {
+        for slot in (target..current).rev() {
+            for generation in generations(app, |s| s == slot) {
+                app.retire(generation, true).await;
+            }
+            let _ = progress.send(format!("{name}[{slot}]: stopped and removed"));
+        }
+        resize_config(app, target).await?;
+    }
+    Ok(())
+}
+
+/// Sets the configured instance count.
+async fn resize_config(app: &AppHandle, instances: u32) -> Result<(), String> {
+    let mut config = (*app.view().config).clone();
+    config.instances = instances;
+    app.configure(config, None).await
+}
+
+/// Forgets records of slots beyond the configured count (all stopped).
+async fn trim_slots(app: &AppHandle) {
+    let n = app.view().config.instances;
+    for generation in generations(app, |slot| slot >= n) {
+        app.retire(generation, true).await;
+    }
+}
+
+/// The generations of the records whose slot matches.
+fn generations(app: &AppHandle, slot: impl Fn(u32) -> bool) -> Vec<u64> {
+    app.view().instances.iter().filter(|i| slot(i.slot)).map(|i| i.generation).collect()
+}
+
+/// Launches every configured slot at once; the first failure is returned
+/// after all have answered.
+async fn launch_all(app: &AppHandle, restart: bool) -> Result<(), String> {
+    let mut tasks = JoinSet::new();
+    for slot in 0..app.view().config.instances {
+        let app = app.clone();
+        tasks.spawn(async move { app.launch(slot, restart).await });
+    }
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

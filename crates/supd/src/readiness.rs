@@ -1,0 +1,106 @@
+//! How an instance says it is ready: systemd's notify protocol from any
+//! language, or PM2's `process.send('ready')` from Node.
+//!
+//! Each process gets its own `NOTIFY_SOCKET` (an abstract Unix datagram
+//! socket), so a datagram says which process spoke even when a helper such as
+//! `systemd-notify` sends it. With `wait_ready`, a Node process also gets an
+//! IPC channel: one end of a socketpair announced by `NODE_CHANNEL_FD`, in
+//! JSON serialization, where `process.send('ready')` arrives as `"ready"\n`.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::linux::net::SocketAddrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{UnixDatagram, UnixStream};
+
+/// Something an instance told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `READY=1`, or `process.send('ready')`.
+    Ready,
+    /// `STOPPING=1`.
+    Stopping,
+    /// `STATUS=…`.
+    Status(String),
+}
+
+/// The channels of one process, daemon side.
+pub struct Channels {
+    /// Receives the process's notify datagrams.
+    pub notify: UnixDatagram,
+    /// The value of `NOTIFY_SOCKET` (`@name` for the abstract namespace).
+    pub notify_address: String,
+    /// Our end of the Node IPC channel, and the child's end.
+    pub ipc: Option<(UnixStream, OwnedFd)>,
+}
+
+/// Creates the notify socket and, if `node_ipc`, the IPC socketpair.
+pub fn channels(node_ipc: bool) -> io::Result<Channels> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!("supd/{}/notify/{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr)?;
+    socket.set_nonblocking(true)?;
+    let notify = UnixDatagram::from_std(socket)?;
+    let ipc = if node_ipc {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        Some((UnixStream::from_std(ours)?, OwnedFd::from(theirs)))
+    } else {
+        None
+    };
+    Ok(Channels { notify, notify_address: format!("@{name}"), ipc })
+}
+
+/// Parses one notify datagram: `KEY=VALUE` lines.
+pub fn parse_notify(datagram: &[u8]) -> Vec<Notice> {
+    String::from_utf8_lossy(datagram)
+        .lines()
+        .filter_map(|line| match line.split_once('=')? {
+            ("READY", "1") => Some(Notice::Ready),
+            ("STOPPING", "1") => Some(Notice::Stopping),
+            ("STATUS", text) => Some(Notice::Status(text.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads one process's notify socket and IPC channel, calling `on_notice`
+/// for each notice, until the returned future is dropped.
+pub async fn listen(notify: UnixDatagram, ipc: Option<UnixStream>, on_notice: impl Fn(Notice)) {
+    let mut buf = vec![0u8; 4096];
+    let mut lines = ipc.map(|s| BufReader::new(s).lines());
+    loop {
+        tokio::select! {
+            got = notify.recv(&mut buf) => {
+                if let Ok(n) = got {
+                    parse_notify(&buf[..n]).into_iter().for_each(&on_notice);
+                }
+            }
+            line = async { lines.as_mut()?.next_line().await.ok().flatten() }, if lines.is_some() => {
+                match line {
+                    // PM2's wait_ready: process.send('ready') in JSON lines.
+                    Some(l) if l.trim() == "\"ready\"" => on_notice(Notice::Ready),
+                    Some(_) => {}
+                    None => lines = None,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_notify_lines() {
+        assert_eq!(
+            parse_notify(b"STATUS=warming up\nREADY=1\nMAINPID=4\nSTOPPING=1"),
+            vec![Notice::Status("warming up".into()), Notice::Ready, Notice::Stopping]
+        );
+        assert!(parse_notify(b"\xff\xfe").is_empty());
+    }
+}

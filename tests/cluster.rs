@@ -1,0 +1,199 @@
+//! Cluster mode: the daemon-owned socket, readiness, reload, scale, guards.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Load, Supd, alive, bin, free_port, get_fresh, wait_for};
+
+/// An ecosystem file running the user-service binary (which takes fd 3 and
+/// sends READY=1) in cluster mode.
+fn cluster_file(supd: &Supd, name: &str, port: u16, instances: u32, extra: &str) -> String {
+    let body = format!(
+        "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\nexec_mode = \"cluster\"\ninstances = {instances}\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\nkill_timeout = \"5s\"\n{extra}\n",
+        bin("user-service").display()
+    );
+    supd.write(&format!("{name}.toml"), &body).display().to_string()
+}
+
+fn online_pids(supd: &Supd, name: &str) -> Vec<u64> {
+    let mut pids: Vec<u64> = supd
+        .list()
+        .iter()
+        .filter(|p| p["name"] == name && p["status"] == "online")
+        .filter_map(|p| p["pid"].as_u64())
+        .collect();
+    pids.sort();
+    pids
+}
+
+fn wait_online(supd: &Supd, name: &str, n: usize) -> Vec<u64> {
+    wait_for(Duration::from_secs(20), &format!("{n} online instances of {name}"), || {
+        let pids = online_pids(supd, name);
+        (pids.len() == n).then_some(pids)
+    })
+}
+
+/// Which instance answered, for `count` fresh connections.
+fn spread(port: u16, count: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..count {
+        let (status, body) = get_fresh(port, "/health").expect("request");
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        *seen.entry(v["instance"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+fn instances_share_the_daemon_socket_and_balance() {
+    let supd = Supd::new();
+    let port = free_port();
+    let file = cluster_file(&supd, "users", port, 3, "");
+    supd.ok(&["start", &file]);
+    // `start` returns once every instance said READY=1: no polling needed.
+    let rows: Vec<Value> = supd.list();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(row["status"], "online", "{row}");
+        assert_eq!(row["mode"], "cluster");
+        assert_eq!(row["port"], port);
+    }
+    let seen = spread(port, 150);
+    for i in 0..3 {
+        let n = seen.get(&format!("instance-{i}")).copied().unwrap_or(0);
+        assert!(n >= 25, "every instance serves at least half its fair share: {seen:?}");
+    }
+}
+
+#[test]
+fn zero_loss_through_reloads_scaling_and_a_killed_worker() {
+    let supd = Supd::new();
+    let port = free_port();
+    let file = cluster_file(&supd, "users", port, 3, "");
+    supd.ok(&["start", &file]);
+    let before = wait_online(&supd, "users", 3);
+
+    let load = Load::start(port, "/health", 6);
+    let out = supd.ok(&["reload", "users"]);
+    assert_eq!(out.matches("online").count(), 3, "progress per instance: {out}");
+    supd.ok(&["reload", "users"]);
+    let reloaded = wait_online(&supd, "users", 3);
+    assert!(reloaded.iter().all(|p| !before.contains(p)), "every pid replaced");
+
+    supd.ok(&["scale", "users", "+2"]);
+    assert_eq!(online_pids(&supd, "users").len(), 5);
+    supd.ok(&["scale", "users", "2"]);
+    assert_eq!(online_pids(&supd, "users").len(), 2);
+
+    let victim = online_pids(&supd, "users")[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for(Duration::from_secs(20), "the killed worker replaced", || {
+        let pids = online_pids(&supd, "users");
+        (pids.len() == 2 && !pids.contains(&victim)).then_some(())
+    });
+    let (ok, failures) = load.finish();
+    assert!(ok > 100, "the load ran ({ok} requests)");
+    assert!(failures.is_empty(), "{} of {} requests failed: {:?}", failures.len(), ok, &failures[..failures.len().min(5)]);
+    let restarts: u64 = supd.list().iter().map(|p| p["restarts"].as_u64().unwrap()).sum();
+    assert!(restarts >= 3, "reloads and the crash are counted");
+}
+
+#[test]
+fn a_failed_reload_keeps_the_old_instances_serving() {
+    let supd = Supd::new();
+    let port = free_port();
+    let file = cluster_file(&supd, "users", port, 2, "");
+    supd.ok(&["start", &file]);
+    let before = wait_online(&supd, "users", 2);
+    // The new config's program never says READY=1.
+    let never = supd.script("never-ready.sh", "exec sleep 300");
+    let broken = supd.write(
+        "broken.toml",
+        &format!(
+            "[[apps]]\nname = \"users\"\nscript = \"{}\"\nexec_mode = \"cluster\"\ninstances = 2\nport = {port}\nwait_ready = true\nlisten_timeout = \"700ms\"\n",
+            never.display()
+        ),
+    );
+    let err = supd.fails(&["reload", broken.to_str().unwrap()]);
+    assert!(err.contains("users") && err.contains("instance 0") && err.contains("listen_timeout"), "{err}");
+    assert_eq!(online_pids(&supd, "users"), before, "the old pids keep serving");
+    assert_eq!(supd.list().len(), 2, "the failed new instance is gone");
+    assert_eq!(get_fresh(port, "/health").unwrap().0, 200);
+}
+
+#[test]
+fn max_instances_guards_scale_start_and_reload_and_capped_apps_reload_stop_then_start() {
+    let supd = Supd::new();
+    let port = free_port();
+    let reason = "ports are allocated from an in-memory set";
+    let file = cluster_file(&supd, "solo", port, 1, &format!("max_instances = 1\nmax_instances_reason = \"{reason}\""));
+    supd.ok(&["start", &file]);
+    let first = wait_online(&supd, "solo", 1)[0];
+    for count in ["2", "+1"] {
+        let err = supd.fails(&["scale", "solo", count]);
+        assert!(err.contains("solo") && err.contains(reason), "{err}");
+    }
+    let too_many = cluster_file(&supd, "solo2", port, 2, &format!("max_instances = 1\nmax_instances_reason = \"{reason}\""));
+    let err = supd.fails(&["start", &too_many]);
+    assert!(err.contains(reason), "{err}");
+    let err = supd.fails(&["reload", &too_many]);
+    assert!(err.contains(reason), "{err}");
+
+    // Reload stop-then-start: the old process is gone before the new one
+    // exists, and clients queued on the held socket are served after.
+    let load = Load::start(port, "/health", 3);
+    supd.ok(&["reload", "solo"]);
+    let second = wait_online(&supd, "solo", 1)[0];
+    assert_ne!(first, second);
+    assert!(!alive(first as u32));
+    let log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
+    let exited = log.find(&format!("pid={first}")).and_then(|_| log.find("exited with")).unwrap();
+    let started = log.rfind(&format!("pid={second}")).unwrap();
+    assert!(exited < started, "stopped before the new one started");
+    let (ok, failures) = load.finish();
+    assert!(ok > 0 && failures.is_empty(), "{failures:?}");
+}
+
+#[test]
+fn reload_from_a_file_rolls_new_env_and_instance_count() {
+    let supd = Supd::new();
+    let port = free_port();
+    let file = cluster_file(&supd, "users", port, 2, "");
+    supd.ok(&["start", &file]);
+    wait_online(&supd, "users", 2);
+    let load = Load::start(port, "/health", 4);
+    let bigger = cluster_file(&supd, "users", port, 3, "[apps.env]\nFLAVOUR = \"new\"");
+    let out = supd.ok(&["reload", &bigger]);
+    assert!(out.contains("users[2]"), "{out}");
+    wait_online(&supd, "users", 3);
+    let (_, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(supd.show("users")["config"]["env"]["FLAVOUR"], "new");
+}
+
+#[test]
+fn a_node_app_using_pm2s_process_send_ready_reloads_under_load() {
+    let supd = Supd::new();
+    let port = free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ready.js");
+    let file = supd.write(
+        "node.toml",
+        &format!(
+            "[[apps]]\nname = \"web\"\nscript = \"node\"\nargs = [\"{}\"]\nexec_mode = \"cluster\"\ninstances = 2\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\n",
+            script.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let rows = supd.list();
+    assert!(rows.iter().all(|r| r["status"] == "online"), "ready through process.send: {rows:?}");
+    let load = Load::start(port, "/", 4);
+    for _ in 0..3 {
+        supd.ok(&["reload", "web"]);
+    }
+    let (ok, failures) = load.finish();
+    assert!(ok > 50, "{ok}");
+    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
