@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
-use socket2::Socket;
 use supd_config::AppConfig;
 use supd_proto::Status;
 use supd_supervisor::group::{self, parse_signal};
@@ -26,7 +25,7 @@ use supd_supervisor::{Decision, Exit, Policy, Reaper, RunHistory, SpawnSpec};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::instance::{Instance, describe_exit};
-use crate::listeners;
+use crate::listeners::SlotSockets;
 use crate::logs::{AppLog, Stream};
 use crate::readiness::{self, Notice};
 
@@ -90,6 +89,21 @@ pub enum Command {
         /// Done, or why not (the new port could not be bound).
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Steer new connections to slots `0..slots` and close the sockets of
+    /// higher slots that have no live process.
+    Route {
+        /// Slots that receive new connections.
+        slots: u32,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// How many connections wait in the accept queue of a slot.
+    Queued {
+        /// The slot.
+        slot: u32,
+        /// The count.
+        reply: oneshot::Sender<u32>,
+    },
     /// Graceful stop of every instance.
     Stop(oneshot::Sender<()>),
     /// Stop, then end the actor.
@@ -131,7 +145,7 @@ struct App {
     config: Arc<AppConfig>,
     base_env: BTreeMap<String, String>,
     instances: Vec<Instance>,
-    listener: Option<Socket>,
+    listener: Option<SlotSockets>,
     reaper: Reaper,
     log: AppLog,
     events: mpsc::UnboundedSender<Event>,
@@ -174,12 +188,12 @@ pub fn spawn_actor(
     Ok((cmd_tx, view_rx))
 }
 
-/// The daemon-owned listening socket of an app with a port.
-fn bind(config: &AppConfig) -> Result<Option<Socket>, String> {
+/// The daemon-owned listening sockets of an app with a port.
+fn bind(config: &AppConfig) -> Result<Option<SlotSockets>, String> {
     config
         .port
         .map(|port| {
-            listeners::bind(port).map_err(|e| format!("app \"{}\": cannot bind port {port}: {e}", config.name))
+            SlotSockets::bind(port).map_err(|e| format!("app \"{}\": cannot bind port {port}: {e}", config.name))
         })
         .transpose()
 }
@@ -226,6 +240,25 @@ impl App {
             },
             Command::Configure { config, base_env, reply } => {
                 let _ = reply.send(self.configure(*config, base_env));
+            }
+            Command::Route { slots, reply } => {
+                let live = self
+                    .instances
+                    .iter()
+                    .filter(|i| matches!(i.status, Status::Online | Status::Launching | Status::Stopping))
+                    .map(|i| i.slot + 1)
+                    .max()
+                    .unwrap_or(0);
+                let result = match self.listener.as_mut() {
+                    Some(l) => l.route(slots, live.max(slots)).map_err(|e| {
+                        format!("app \"{}\": cannot steer connections on port {}: {e}", self.config.name, l.port())
+                    }),
+                    None => Ok(()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Queued { slot, reply } => {
+                let _ = reply.send(self.listener.as_ref().map_or(0, |l| l.queued(slot)));
             }
             Command::Stop(reply) => self.stop_all(reply, false),
             Command::Delete(reply) => self.stop_all(reply, true),
@@ -326,7 +359,7 @@ impl App {
 
     /// Forks and execs one process with its pipes, sockets and environment,
     /// and starts the task that watches it.
-    fn try_spawn(&self, slot: u32, generation: u64) -> Result<u32, String> {
+    fn try_spawn(&mut self, slot: u32, generation: u64) -> Result<u32, String> {
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"));
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
@@ -335,8 +368,10 @@ impl App {
         let mut env = self.instance_env(slot);
         env.insert("NOTIFY_SOCKET".into(), channels.notify_address.clone());
         let mut pass_fds = Vec::new();
-        if let Some(listener) = &self.listener {
-            pass_fds.push((listener.as_fd(), LISTEN_FD));
+        if let Some(listener) = self.listener.as_mut() {
+            let port = listener.port();
+            let socket = listener.socket(slot).map_err(|e| format!("cannot bind port {port}: {e}"))?;
+            pass_fds.push((socket, LISTEN_FD));
             env.insert("LISTEN_FDS".into(), "1".into());
             env.insert("LISTEN_FDNAMES".into(), self.config.name.clone());
         }
@@ -357,7 +392,7 @@ impl App {
             env: &env,
             stdout: out_w,
             stderr: err_w,
-            listen_pid: self.listener.is_some(),
+            listen_pid: self.config.port.is_some(),
             pass_fds,
         };
         let (pid, exit) = self.reaper.spawn(spec).map_err(|e| e.to_string())?;

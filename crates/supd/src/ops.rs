@@ -7,12 +7,18 @@
 //! meanwhile.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use supd_config::AppConfig;
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
 use crate::registry::AppHandle;
+
+/// The longest a removed slot's accept queue is given to drain.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How often a draining queue is looked at.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// Where an operation reports its steps (`supctl` prints them as they come).
 pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
@@ -28,7 +34,8 @@ pub async fn start(app: &AppHandle, new: Option<(AppConfig, BTreeMap<String, Str
         app.configure(config, Some(env)).await?;
     }
     trim_slots(app).await;
-    launch_all(app, false).await.map(|()| Outcome::Started)
+    launch_all(app, false).await?;
+    app.route(app.view().config.instances).await.map(|()| Outcome::Started)
 }
 
 /// Stops every instance, then starts them all again.
@@ -36,7 +43,8 @@ pub async fn restart(app: &AppHandle) -> Result<(), String> {
     let _op = app.op.lock().await;
     app.stop().await?;
     trim_slots(app).await;
-    launch_all(app, true).await
+    launch_all(app, true).await?;
+    app.route(app.view().config.instances).await
 }
 
 /// Replaces every instance slot by slot without refusing a connection.
@@ -57,7 +65,8 @@ pub async fn reload_with(
     if !app.view().instances.iter().any(|i| i.is_active()) {
         app.configure(config, Some(env)).await?;
         trim_slots(app).await;
-        return launch_all(app, false).await;
+        launch_all(app, false).await?;
+        return app.route(app.view().config.instances).await;
     }
     let target = config.instances;
     if target < app.view().config.instances {
@@ -132,7 +141,10 @@ async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
     Ok(())
 }
 
-/// Adds slots (each ready before it counts) or retires the highest ones.
+/// Adds slots (each ready before it receives connections) or removes the
+/// highest ones: connections are steered away from them first, their accept
+/// queues drain into their workers, and only then are the workers stopped
+/// and the sockets closed, so no queued connection is reset.
 async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(), String> {
     let view = app.view();
     let (name, current) = (view.config.name.clone(), view.config.instances);
@@ -142,16 +154,32 @@ async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(),
             let pid = app.launch(slot, false).await.map_err(|e| format!("app \"{name}\" instance {slot}: {e}"))?;
             let _ = progress.send(format!("{name}[{slot}]: started pid {pid}, online"));
         }
+        app.route(target).await?;
     } else if target < current {
+        app.route(target).await?;
         for slot in (target..current).rev() {
+            drain(app, slot).await;
             for generation in generations(app, |s| s == slot) {
                 app.retire(generation, true).await;
             }
             let _ = progress.send(format!("{name}[{slot}]: stopped and removed"));
         }
         resize_config(app, target).await?;
+        app.route(target).await?;
     }
     Ok(())
+}
+
+/// Waits (at most [`DRAIN_LIMIT`]) until the accept queue of `slot` has been
+/// empty on two looks in a row, so connections that raced the steering
+/// change are accepted by the slot's worker before it stops.
+async fn drain(app: &AppHandle, slot: u32) {
+    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    let mut empty_looks = 0;
+    while empty_looks < 2 && tokio::time::Instant::now() < deadline {
+        empty_looks = if app.queued(slot).await == 0 { empty_looks + 1 } else { 0 };
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
 }
 
 /// Sets the configured instance count.

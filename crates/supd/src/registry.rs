@@ -61,6 +61,16 @@ impl AppHandle {
         self.clone().ask(|reply| Command::Configure { config, base_env, reply }).await?
     }
 
+    /// Steers new connections to slots `0..slots`; closes unused higher sockets.
+    pub async fn route(&self, slots: u32) -> Result<(), String> {
+        self.clone().ask(|reply| Command::Route { slots, reply }).await?
+    }
+
+    /// Connections waiting in the accept queue of `slot`.
+    pub async fn queued(&self, slot: u32) -> u32 {
+        self.clone().ask(|reply| Command::Queued { slot, reply }).await.unwrap_or(0)
+    }
+
     /// Graceful stop of every instance.
     pub async fn stop(&self) -> Result<(), String> {
         self.clone().ask(Command::Stop).await

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `supd`, `supctl` and service binaries, each test
+//! with its own temporary `SUPD_HOME` and its own free ports.
+//!
+//! The binaries must be built first (`cargo build --workspace`, as the README's
+//! test command does); they are found next to this test executable.
+
+mod support;
+
+mod cluster;
+mod config;
+mod control;
+mod fork;
+mod logs;
+mod platform;
+mod services;
