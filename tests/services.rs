@@ -1024,5 +1024,9 @@ fn an_oversized_upload_is_refused_and_leaves_no_file() {
         assert_eq!(reply.status, 413, "{}", reply.body);
     }
     assert_eq!(get(&service.url("/apps")).json(), json!([]));
-    assert_eq!(fs::read_dir(storage.path()).unwrap().count(), 0, "temp file left behind");
+    assert_eq!(
+        fs::read_dir(storage.path()).unwrap().count(),
+        0,
+        "temp file left behind"
+    );
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import http.client
 import json
 import os
@@ -168,24 +169,44 @@ def wrk(port: int, *, close: bool, duration: int, threads: int, conns: int, quie
     return res
 
 
-def throughput(port: int, args) -> dict:
-    # Warm-up (JIT, connection tables), not reported.
-    wrk(port, close=False, duration=args.warmup, threads=args.threads, conns=args.conns, quiet=True)
-    out = {}
-    for label, close in (("keepalive", False), ("close", True)):
-        runs = []
-        for _ in range(args.rounds):
-            r = wrk(port, close=close, duration=args.duration, threads=args.threads, conns=args.conns)
-            log(f"  {label}: {r['rps']:.0f} req/s (non-2xx {r['non_2xx']}, socket errors {r['errors']})")
-            runs.append(r)
-            time.sleep(1)
-        # The median run (by req/s) is the one reported; every run's req/s is kept.
-        med = dict(sorted(runs, key=lambda r: r["rps"])[len(runs) // 2])
-        med["all_rps"] = [r["rps"] for r in runs]
-        med["errors"] = sum(r["errors"] for r in runs)
-        med["non_2xx"] = sum(r["non_2xx"] for r in runs)
-        out[label] = med
+def throughput(deployments: list, args) -> dict:
+    """wrk through every live deployment, interleaved round by round so that background
+    noise on the machine falls on every scenario alike. Returns {key: {kind: median run}}."""
+    runs: dict = {d.key: {"keepalive": [], "close": []} for d in deployments}
+    for d in deployments:  # warm-up (JIT, connection tables), not reported
+        wrk(d.port, close=False, duration=args.warmup, threads=args.threads, conns=args.conns, quiet=True)
+    for rnd in range(args.rounds):
+        for label, close in (("keepalive", False), ("close", True)):
+            for d in deployments:
+                r = wrk(d.port, close=close, duration=args.duration, threads=args.threads, conns=args.conns,
+                        quiet=True)
+                log(f"round {rnd + 1}/{args.rounds} {d.key} {label}: {r['rps']:.0f} req/s "
+                    f"(non-2xx {r['non_2xx']}, socket errors {r['errors']})")
+                runs[d.key][label].append(r)
+                time.sleep(1)
+    out: dict = {}
+    for key, kinds in runs.items():
+        out[key] = {}
+        for label, rs in kinds.items():
+            # The median run (by req/s) is the one reported; every run's req/s is kept.
+            med = dict(sorted(rs, key=lambda r: r["rps"])[len(rs) // 2])
+            med["all_rps"] = [r["rps"] for r in rs]
+            med["errors"] = sum(r["errors"] for r in rs)
+            med["non_2xx"] = sum(r["non_2xx"] for r in rs)
+            out[key][label] = med
     return out
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Percent of all CPUs busy over `seconds` (from /proc/stat): how quiet the machine is."""
+    def snap():
+        f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = f[3] + (f[4] if len(f) > 4 else 0)
+        return sum(f), idle
+    t1, i1 = snap()
+    time.sleep(seconds)
+    t2, i2 = snap()
+    return round(100.0 * (1 - (i2 - i1) / max(1, t2 - t1)), 1)
 
 
 # --------------------------------------------------------------------------- load during reloads
@@ -378,22 +399,26 @@ class Supd:
             pass
 
 
-def supd_scenario(bin_dir: Path, mode: str, instances: int, args, do_reload: bool) -> dict:
-    with tempfile.TemporaryDirectory(prefix=f"supd-bench-{mode}-") as tmp:
-        s = Supd(bin_dir, Path(tmp))
-        port = free_port()
-        eco = s.write_ecosystem(port, mode, instances)
-        log(f"supd {mode} x{instances} on port {port} (SUPD_HOME={s.home})")
-        try:
-            s.ctl("start", eco, timeout=60)
-            s.wait_online(instances)
-            wait_http(port, instances)
-            res = {"port": port, "throughput": throughput(port, args)}
-            if do_reload:
-                res["reload"] = reloads_under_load(port, [s.supctl, "reload", APP], s.env, args, s.pids)
-            return res
-        finally:
-            s.kill()
+class SupdDeployment:
+    def __init__(self, bin_dir: Path, key: str, mode: str, instances: int):
+        self.key, self.mode, self.instances = key, mode, instances
+        self.tmp = tempfile.TemporaryDirectory(prefix=f"supd-bench-{mode}-")
+        self.s = Supd(bin_dir, Path(self.tmp.name))
+        self.port = free_port()
+        self.reload_cmd = [self.s.supctl, "reload", APP]
+        self.env = self.s.env
+        self.pids = self.s.pids
+
+    def start(self):
+        eco = self.s.write_ecosystem(self.port, self.mode, self.instances)
+        log(f"supd {self.mode} x{self.instances} on port {self.port} (SUPD_HOME={self.s.home})")
+        self.s.ctl("start", eco, timeout=60)
+        self.s.wait_online(self.instances)
+        wait_http(self.port, self.instances)
+
+    def close(self):
+        self.s.kill()
+        self.tmp.cleanup()
 
 
 # --------------------------------------------------------------------------- PM2
@@ -445,20 +470,26 @@ class Pm2:
             pass
 
 
-def pm2_scenario(pm2: Pm2, args) -> dict:
-    port = free_port()
-    log(f"PM2 cluster x2 on port {port} (PM2_HOME={pm2.home})")
-    try:
-        env = dict(pm2.env, PORT=str(port))
-        pm2.pm2("start", HELLO_JS, "-i", "2", "--name", APP, "--wait-ready", "--listen-timeout", "5000",
-                env=env, timeout=90)
-        pm2.wait_online(2)
-        wait_http(port, 2)
-        res = {"port": port, "throughput": throughput(port, args)}
-        res["reload"] = reloads_under_load(port, [pm2.bin, "reload", APP], pm2.env, args, pm2.pids)
-        return res
-    finally:
-        pm2.kill()
+class Pm2Deployment:
+    key, instances = "pm2_cluster", 2
+
+    def __init__(self, pm2: Pm2):
+        self.pm2 = pm2
+        self.port = free_port()
+        self.reload_cmd = [pm2.bin, "reload", APP]
+        self.env = pm2.env
+        self.pids = pm2.pids
+
+    def start(self):
+        log(f"PM2 cluster x2 on port {self.port} (PM2_HOME={self.pm2.home})")
+        env = dict(self.pm2.env, PORT=str(self.port))
+        self.pm2.pm2("start", HELLO_JS, "-i", "2", "--name", APP, "--wait-ready", "--listen-timeout", "5000",
+                     env=env, timeout=90)
+        self.pm2.wait_online(2)
+        wait_http(self.port, 2)
+
+    def close(self):
+        self.pm2.kill()
 
 
 # --------------------------------------------------------------------------- report
@@ -512,11 +543,13 @@ def markdown(report: dict) -> str:
     sc = report["scenarios"]
     lines = [
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, node {m['node']}, "
-        f"pm2 {m['pm2']}, {m['wrk']}, supd {m['supd_rev']}.",
+        f"pm2 {m['pm2']}, {m['wrk']}, supd {m['supd_rev']}; CPU busy before the run: "
+        f"{report.get('cpu_busy_before_pct', '?')}%.",
         "",
         f"Throughput: median of {a['rounds']} run(s) of `wrk -t{a['threads']} -c{a['conns']} -d{a['duration']}s http://127.0.0.1:PORT/` "
         "(and with `-H 'Connection: close'`), after a "
-        f"{a['warmup']} s warm-up; wrk runs on the same machine.",
+        f"{a['warmup']} s warm-up; the three deployments run side by side and the wrk runs are "
+        "interleaved; wrk runs on the same machine.",
         "",
         "| scenario | keep-alive req/s | keep-alive p99 | `Connection: close` req/s | close p99 | wrk errors (ka / close) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -604,47 +637,68 @@ def main() -> int:
 
     scenarios: dict = {}
     pm2_version = None
+    quiet_before = cpu_busy()
+    log(f"CPU busy before start (nothing of ours running): {quiet_before}%")
+    live = []
+    with contextlib.ExitStack() as stack:
+        if args.only != "pm2":
+            try:
+                bin_dir = ensure_supd(args.bin_dir)
+                for key, mode, n in (("supd_cluster", "cluster", 2), ("supd_fork", "fork", 1)):
+                    d = SupdDeployment(bin_dir, key, mode, n)
+                    stack.callback(d.close)
+                    try:
+                        d.start()
+                        live.append(d)
+                    except Exception as e:  # noqa: BLE001 - recorded in the report, never faked
+                        log(f"supd {mode} failed to start: {e}")
+                        scenarios[key] = {"error": str(e)}
+            except Exception as e:  # noqa: BLE001
+                log(f"supd unavailable: {e}")
+                scenarios["supd_cluster"] = scenarios["supd_fork"] = {"error": str(e)}
+        if args.only != "supd":
+            try:
+                if args.pm2_prefix:
+                    prefix = args.pm2_prefix.resolve()
+                    prefix.mkdir(parents=True, exist_ok=True)
+                else:
+                    prefix = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pm2-bench-")))
+                pm2 = Pm2(prefix)
+                pm2.install()
+                pm2_version = pm2.version()
+                d = Pm2Deployment(pm2)
+                stack.callback(d.close)
+                d.start()
+                live.append(d)
+            except Exception as e:  # noqa: BLE001
+                log(f"PM2 failed: {e}")
+                scenarios["pm2_cluster"] = {"error": str(e)}
 
-    if args.only != "pm2":
-        try:
-            bin_dir = ensure_supd(args.bin_dir)
-        except Exception as e:  # noqa: BLE001
-            bin_dir = None
-            log(f"supd unavailable: {e}")
-            scenarios["supd_cluster"] = {"error": str(e)}
-            scenarios["supd_fork"] = {"error": str(e)}
-        if bin_dir:
-            for key, mode, n, rel in (("supd_cluster", "cluster", 2, True), ("supd_fork", "fork", 1, False)):
-                try:
-                    scenarios[key] = supd_scenario(bin_dir, mode, n, args, do_reload=rel)
-                except Exception as e:  # noqa: BLE001 - recorded in the report, never faked
-                    log(f"supd {mode} scenario failed: {e}")
-                    scenarios[key] = {"error": str(e)}
-
-    if args.only != "supd":
-        tmp = None
-        try:
-            if args.pm2_prefix:
-                prefix = args.pm2_prefix.resolve()
-                prefix.mkdir(parents=True, exist_ok=True)
-            else:
-                tmp = tempfile.TemporaryDirectory(prefix="pm2-bench-")
-                prefix = Path(tmp.name)
-            pm2 = Pm2(prefix)
-            pm2.install()
-            pm2_version = pm2.version()
-            scenarios["pm2_cluster"] = pm2_scenario(pm2, args)
-        except Exception as e:  # noqa: BLE001
-            log(f"PM2 scenario failed: {e}")
-            scenarios["pm2_cluster"] = {"error": str(e)}
-        finally:
-            if tmp:
-                tmp.cleanup()
+        for d in live:
+            scenarios[d.key] = {"port": d.port}
+        if live:
+            try:
+                for key, res in throughput(live, args).items():
+                    scenarios[key]["throughput"] = res
+            except Exception as e:  # noqa: BLE001
+                log(f"throughput failed: {e}")
+                for d in live:
+                    scenarios[d.key].setdefault("error", f"throughput: {e}")
+        for d in live:
+            if d.key == "supd_fork":
+                continue  # one instance: reload is stop-then-start by design, not compared
+            log(f"{d.key}: {args.reloads} reloads under load")
+            try:
+                scenarios[d.key]["reload"] = reloads_under_load(d.port, d.reload_cmd, d.env, args, d.pids)
+            except Exception as e:  # noqa: BLE001
+                log(f"{d.key} reloads failed: {e}")
+                scenarios[d.key]["error"] = f"reload: {e}"
 
     report = {
         "machine": machine(pm2_version),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "scenarios": scenarios,
+        "cpu_busy_before_pct": quiet_before,
         "total_seconds": round(time.monotonic() - started, 1),
     }
     if args.json:

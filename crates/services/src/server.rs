@@ -117,6 +117,7 @@ where
     );
     // The socket accepts from here on (connections queue in the backlog
     // until the first accept), so this is the moment to say so.
+    let stop_signal = shutdown::signal_received();
     notify::notify_or_log(name, "READY=1");
 
     let stop_name = name;
@@ -124,7 +125,7 @@ where
     tokio::pin!(serving);
     tokio::select! {
         () = &mut serving => {}
-        signal = shutdown::signal_received() => {
+        signal = stop_signal => {
             println!("{stop_name} received {signal}: no new connections, draining in-flight requests");
             notify::notify_or_log(stop_name, "STOPPING=1");
             trigger.start();

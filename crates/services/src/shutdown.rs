@@ -10,20 +10,25 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
-/// Waits for SIGINT or SIGTERM and returns its name.
+/// Installs the SIGINT and SIGTERM handlers now, and returns a future that
+/// resolves with the name of the first one received.
 ///
+/// Call it before telling anyone we are ready: a signal that arrives before
+/// the handlers exist would kill the process instead of draining it.
 /// supd's default `kill_signal` is SIGINT (as PM2's); systemd and `kill`
 /// send SIGTERM. Both mean the same here.
 ///
 /// # Panics
 /// When the signal handlers cannot be installed (no tokio runtime with
 /// signals enabled), which is a programming error.
-pub async fn signal_received() -> &'static str {
+pub fn signal_received() -> impl std::future::Future<Output = &'static str> {
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    async move {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }
 

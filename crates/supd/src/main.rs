@@ -83,6 +83,9 @@ fn seal_inherited_fds() {
 
 async fn serve(home: Home) -> anyhow::Result<()> {
     let reaper = Reaper::start().context("cannot install the SIGCHLD handler")?;
+    // Before anyone can reach us: a SIGTERM must always mean "stop the apps first".
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let listener = home::bind_socket(&home)?;
     home::write_pid(&home)?;
     let registry = Registry::new(home.clone(), reaper);
@@ -90,8 +93,6 @@ async fn serve(home: Home) -> anyhow::Result<()> {
     tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));
     tracing::info!(pid = std::process::id(), home = %home.dir().display(), "supd ready");
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping every app"),
         _ = int.recv() => tracing::info!("SIGINT: stopping every app"),
