@@ -68,6 +68,24 @@ fn a_missing_program_fails_naming_the_app() {
 }
 
 #[test]
+fn signal_reaches_every_instance() {
+    let supd = Supd::new();
+    let script = supd.script("usr1.sh", "trap 'echo got-usr1-$INSTANCE_ID' USR1\necho ready\nwhile :; do sleep 0.05; done");
+    let file = one_app(&supd, "sig", &script, "instances = 2");
+    supd.ok(&["start", &file]);
+    let log = supd.home().join("logs/sig-out.log");
+    wait_for(Duration::from_secs(10), "both instances trapping", || {
+        (std::fs::read_to_string(&log).ok()?.matches("ready").count() == 2).then_some(())
+    });
+    supd.ok(&["signal", "SIGUSR1", "sig"]);
+    wait_for(Duration::from_secs(10), "both instances got SIGUSR1", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.contains("got-usr1-0") && text.contains("got-usr1-1")).then_some(())
+    });
+    assert!(supd.list().iter().all(|p| p["status"] == "online"));
+}
+
+#[test]
 fn crash_loop_ends_errored_and_stays_until_a_user_acts() {
     let supd = Supd::new();
     let marker = supd.write("crash", "");

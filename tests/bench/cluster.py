@@ -615,6 +615,7 @@ def main() -> int:
     ap.add_argument("--bin-dir", type=Path, help="folder holding supd and supctl (default: target/release, built if missing)")
     ap.add_argument("--pm2-prefix", type=Path, help="reuse an npm prefix that already holds pm2 (default: fresh temp folder)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
+    ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of unreported wrk warm-up per scenario (default 2)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
@@ -627,6 +628,10 @@ def main() -> int:
                     help="a load request with no answer after this many seconds counts as failed (default 5)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="wrk runs per scenario and kind; the median is reported (default 1)")
+    ap.add_argument("--wait-quiet", type=float, default=60.0,
+                    help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
+    ap.add_argument("--quiet-below", type=float, default=20.0,
+                    help="'quiet' means less than this percent of CPU busy (default 20)")
     ap.add_argument("--only", choices=["supd", "pm2"], help="run one side only")
     args = ap.parse_args()
 
@@ -638,6 +643,10 @@ def main() -> int:
     scenarios: dict = {}
     pm2_version = None
     quiet_before = cpu_busy()
+    deadline = time.monotonic() + args.wait_quiet
+    while quiet_before > args.quiet_below and time.monotonic() < deadline:
+        log(f"CPU {quiet_before}% busy with other work; waiting (up to {args.wait_quiet:g} s) for < {args.quiet_below:g}%")
+        quiet_before = cpu_busy(5.0)
     log(f"CPU busy before start (nothing of ours running): {quiet_before}%")
     live = []
     with contextlib.ExitStack() as stack:
@@ -701,6 +710,8 @@ def main() -> int:
         "cpu_busy_before_pct": quiet_before,
         "total_seconds": round(time.monotonic() - started, 1),
     }
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
