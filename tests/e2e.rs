@@ -11,5 +11,6 @@ mod config;
 mod control;
 mod fork;
 mod logs;
+mod monitor;
 mod platform;
 mod services;

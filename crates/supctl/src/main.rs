@@ -49,8 +49,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Reload(args) => {
             let request = if args.target.ends_with(".toml") {
                 let opts = LoadOptions { env: args.env, only: args.only };
-                let apps = supd_config::load(std::path::Path::new(&args.target), &opts)?.apps;
-                Request::ReloadApps { apps, base_env: std::env::vars().collect() }
+                let eco = supd_config::load(std::path::Path::new(&args.target), &opts)?;
+                Request::ReloadApps { apps: eco.apps, base_env: std::env::vars().collect(), daemon: Some(eco.daemon) }
             } else {
                 Request::Reload { target: args.target }
             };

@@ -49,6 +49,14 @@ pub fn detail(app: &AppDetail) -> String {
     );
     line("stop_exit_codes", format!("{:?}", c.stop_exit_codes));
     line("max_instances", c.max_instances.map_or("-".into(), |m| m.to_string()));
+    line(
+        "max_memory_restart",
+        c.max_memory_restart.map_or("-".into(), |m| format!("{} ({m} bytes)", bytes(m))),
+    );
+    line("cron_restart", c.cron_restart.clone().unwrap_or_else(|| "-".into()));
+    if let Some(next) = &app.next_cron_restart {
+        line("next cron restart", next.clone());
+    }
     line("out log", app.logs.out.display().to_string());
     line("err log", app.logs.err.display().to_string());
     for (k, v) in &c.env {
@@ -69,6 +77,12 @@ pub fn detail(app: &AppDetail) -> String {
             i.unstable_restarts,
             i.last_error.as_ref().map_or(String::new(), |e| format!(", last error: {e}")),
         ));
+        if let Some(reason) = &i.restart_reason {
+            out.push_str(&format!("instance {}: last restarted by supd: {reason}\n", i.process.instance));
+        }
+        if let Some(status) = &i.status_text {
+            out.push_str(&format!("instance {}: status: {status}\n", i.process.instance));
+        }
     }
     out
 }

@@ -14,15 +14,16 @@ use crate::render;
 
 /// Runs `supctl start`.
 pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
-    let apps = if args.target.ends_with(".toml") {
+    let (apps, daemon) = if args.target.ends_with(".toml") {
         let opts = LoadOptions { env: args.env.clone(), only: args.only.clone() };
-        supd_config::load(Path::new(&args.target), &opts)?.apps
+        let eco = supd_config::load(Path::new(&args.target), &opts)?;
+        (eco.apps, Some(eco.daemon))
     } else {
-        vec![adhoc(args)?]
+        (vec![adhoc(args)?], None)
     };
     let base_env: BTreeMap<String, String> = std::env::vars().collect();
     let mut client = Client::connect(home)?;
-    let Response::Started { apps: outcomes } = client.request(&Request::Start { apps, base_env })? else {
+    let Response::Started { apps: outcomes } = client.request(&Request::Start { apps, base_env, daemon })? else {
         bail!("unexpected answer from supd");
     };
     let mut failed = false;

@@ -19,6 +19,7 @@
 // field types; add fields only with a default.
 
 mod diag;
+mod health;
 mod loader;
 mod raw;
 mod resolve;
@@ -29,6 +30,7 @@ mod validate;
 mod values;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -101,6 +103,129 @@ pub struct AppConfig {
     pub log_date_format: Option<String>,
     /// `env` with the selected `env_<name>` applied over it.
     pub env: BTreeMap<String, String>,
+    /// Health check as written (validated): an `http://` URL or a shell
+    /// command, possibly with `{port}` in it. Use [`AppConfig::health_probe`]
+    /// for the parsed form with `{port}` replaced.
+    #[serde(default)]
+    pub health_check: Option<String>,
+    /// Time between two health checks of an instance (default 10 s, at least 100 ms).
+    #[serde(default = "default_health_interval", with = "duration_ms")]
+    pub health_interval: Duration,
+    /// Bound on one health check (default 2 s, at least 10 ms).
+    #[serde(default = "default_health_timeout", with = "duration_ms")]
+    pub health_timeout: Duration,
+    /// Failed health checks in a row that make an instance unhealthy (default 3, at least 1).
+    #[serde(default = "default_health_retries")]
+    pub health_retries: u32,
+    /// systemd-style watchdog: the instance must send `WATCHDOG=1` at least
+    /// this often once online (at least 100 ms; `None`: no watchdog).
+    #[serde(default, with = "opt_duration_ms")]
+    pub watchdog: Option<Duration>,
+    /// Rotate a log file once it exceeds this many bytes (at least 1024);
+    /// `None`: `[daemon] log_max_size` applies.
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
+    /// Rotated files kept per log (at least 1); `None`: `[daemon] log_retain` applies.
+    #[serde(default)]
+    pub log_retain: Option<u32>,
+    /// gzip rotated files; `None`: `[daemon] log_compress` applies.
+    #[serde(default)]
+    pub log_compress: Option<bool>,
+    /// 5-field cron expression for time-based rotation (validated);
+    /// `None`: `[daemon] log_rotate_interval` applies.
+    #[serde(default)]
+    pub log_rotate_interval: Option<String>,
+    /// One out and one err file for all instances (default true, as PM2);
+    /// false: one pair of files per instance.
+    #[serde(default = "default_merge_logs")]
+    pub merge_logs: bool,
+}
+
+/// The `[daemon]` table: settings of the daemon itself, and the log rotation
+/// defaults of every app (each app may override them).
+///
+/// Missing keys take their defaults, both in a file and over the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DaemonConfig {
+    /// How often CPU and memory are sampled (default 1 s; 100 ms to 1 h).
+    #[serde(with = "duration_ms")]
+    pub sample_interval: Duration,
+    /// Where to serve Prometheus metrics (`None`: no endpoint). Any address is
+    /// accepted; a non-loopback one exposes the endpoint to the network.
+    pub metrics: Option<SocketAddr>,
+    /// Default for [`AppConfig::log_max_size`] (`None`: no size-based rotation).
+    pub log_max_size: Option<u64>,
+    /// Default for [`AppConfig::log_retain`] (default 30, at least 1).
+    pub log_retain: u32,
+    /// Default for [`AppConfig::log_compress`] (default false).
+    pub log_compress: bool,
+    /// Default for [`AppConfig::log_rotate_interval`] (`None`: no time-based rotation).
+    pub log_rotate_interval: Option<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> DaemonConfig {
+        DaemonConfig {
+            sample_interval: Duration::from_secs(1),
+            metrics: None,
+            log_max_size: None,
+            log_retain: 30,
+            log_compress: false,
+            log_rotate_interval: None,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Checks the invariants `load` enforces, for a config received over the
+    /// wire; the message starts with the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        validate::validate_daemon(self)
+    }
+}
+
+/// A parsed `health_check`, `{port}` replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthProbe {
+    /// `GET path` on `host:port` over plain HTTP.
+    Http {
+        /// The URL, `{port}` replaced (for messages).
+        url: String,
+        /// Host name or IP address, without IPv6 brackets.
+        host: String,
+        /// The URL's port, 80 when it has none.
+        port: u16,
+        /// Path and query, starting with `/`; never the fragment.
+        path: String,
+    },
+    /// A shell command (for `sh -c`), `{port}` replaced.
+    Command(String),
+}
+
+impl HealthProbe {
+    /// Parses a `health_check` value: an `http://` URL, or else a shell
+    /// command. `{port}` is replaced by `port` (an error when `port` is
+    /// `None`); `https://` and other `scheme://` forms are errors.
+    pub fn parse(text: &str, port: Option<u16>) -> Result<HealthProbe, String> {
+        health::parse(text, port)
+    }
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_health_retries() -> u32 {
+    3
+}
+
+fn default_merge_logs() -> bool {
+    true
 }
 
 /// Everything read from one ecosystem file.
@@ -110,6 +235,9 @@ pub struct Ecosystem {
     pub path: PathBuf,
     /// The apps, in file order, after `--only` filtering.
     pub apps: Vec<AppConfig>,
+    /// The `[daemon]` table (all defaults when the file has none).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
 }
 
 /// Choices made on the command line when loading a file.
@@ -171,7 +299,9 @@ impl AppConfig {
     ///
     /// The defaults are PM2's: fork mode, 1 instance, SIGINT then SIGKILL after
     /// 1.6 s, autorestart with up to 16 unstable restarts (min_uptime 1 s),
-    /// readiness wait bounded at 3 s, `INSTANCE_ID`, empty args and env.
+    /// readiness wait bounded at 3 s, `INSTANCE_ID`, empty args and env; no
+    /// health check (10 s interval, 2 s timeout, 3 retries when one is set),
+    /// no watchdog, log rotation from `[daemon]`, merged logs.
     pub fn with_defaults(name: String, script: String, cwd: PathBuf) -> AppConfig {
         AppConfig {
             name,
@@ -198,13 +328,34 @@ impl AppConfig {
             max_instances_reason: None,
             log_date_format: None,
             env: BTreeMap::new(),
+            health_check: None,
+            health_interval: default_health_interval(),
+            health_timeout: default_health_timeout(),
+            health_retries: default_health_retries(),
+            watchdog: None,
+            log_max_size: None,
+            log_retain: None,
+            log_compress: None,
+            log_rotate_interval: None,
+            merge_logs: default_merge_logs(),
         }
     }
 
     /// Checks the invariants `load` enforces that also apply to ad-hoc apps
-    /// (name charset, instances vs max_instances, port range); the message names the key.
+    /// (name charset, instances vs max_instances, port range, health check
+    /// and its port, minimum periods, log keys); the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         validate::validate(self)
+    }
+
+    /// The health check, parsed, `{port}` replaced by this app's port;
+    /// `Ok(None)` when there is none. An error only for a config that
+    /// [`AppConfig::validate`] would refuse.
+    pub fn health_probe(&self) -> Result<Option<HealthProbe>, String> {
+        self.health_check
+            .as_deref()
+            .map(|text| HealthProbe::parse(text, self.port))
+            .transpose()
     }
 }
 

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 use crate::diag::{Diag, position};
-use crate::raw::{RawApp, kind};
+use crate::raw::{DAEMON_KEYS, RawApp, kind, read_daemon, suggest};
 use crate::resolve::{Context, resolve};
-use crate::{ConfigError, Ecosystem, LoadOptions, Problem, values};
+use crate::{ConfigError, DaemonConfig, Ecosystem, LoadOptions, Problem, values};
 
 /// Reads, validates and resolves the ecosystem file at `path`.
 pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Ecosystem, ConfigError> {
@@ -26,15 +26,20 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Ecosystem, ConfigE
     let doc = match DeTable::parse(&src) {
         Ok(doc) => doc,
         Err(e) => {
-            diag.at(
-                e.span().unwrap_or(0..0),
-                format!("invalid TOML: {}", e.message().trim()),
-            );
+            let span = e.span().unwrap_or(0..0);
+            let mut message = format!("invalid TOML: {}", e.message().trim());
+            // "duplicate key" alone does not say which (a second [daemon]…).
+            if message.ends_with("duplicate key")
+                && let Some(key) = src.get(span.clone()).filter(|k| !k.is_empty())
+            {
+                message.push_str(&format!(" {key:?}"));
+            }
+            diag.at(span, message);
             return Err(diag.into_error());
         }
     };
 
-    let raws = read_apps(doc.get_ref(), &mut diag);
+    let (raws, daemon) = read_top_level(doc.get_ref(), &mut diag);
     check_unique(&raws, &src, &mut diag);
 
     let file = absolute_file(path);
@@ -74,7 +79,11 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Ecosystem, ConfigE
     }
 
     diag.finish()?;
-    Ok(Ecosystem { path: file, apps })
+    Ok(Ecosystem {
+        path: file,
+        apps,
+        daemon,
+    })
 }
 
 /// The file's canonical path, or failing that (it was just read, so rarely)
@@ -85,22 +94,41 @@ fn absolute_file(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Checks the top level (only `[[apps]]`, at least one) and reads every app.
-fn read_apps(doc: &DeTable<'_>, diag: &mut Diag<'_>) -> Vec<RawApp> {
+/// Checks the top level (`[[apps]]`, at least one, and an optional
+/// `[daemon]`), reads every app and the daemon table.
+fn read_top_level(doc: &DeTable<'_>, diag: &mut Diag<'_>) -> (Vec<RawApp>, DaemonConfig) {
     let mut apps = None;
+    let mut daemon = DaemonConfig::default();
     for (key, value) in doc.iter() {
         match key.get_ref().as_ref() {
             "apps" => apps = Some(value),
-            other => diag.at(
-                key.span(),
-                format!("unknown top-level key {other:?} (only [[apps]] tables are allowed)"),
-            ),
+            // TOML itself refuses a second [daemon].
+            "daemon" => daemon = read_daemon(value, diag),
+            other => diag.at(key.span(), unknown_top_level_key(other)),
         }
     }
     let Some(apps) = apps else {
         diag.at(0..0, "no [[apps]] table: at least one app is required");
-        return Vec::new();
+        return (Vec::new(), daemon);
     };
+    (read_apps(apps, diag), daemon)
+}
+
+/// `unknown top-level key "deamon" (did you mean "daemon"?)`.
+fn unknown_top_level_key(key: &str) -> String {
+    let mut message = format!("unknown top-level key {key:?}");
+    if DAEMON_KEYS.contains(&key) {
+        message.push_str(" (it belongs in the [daemon] table)");
+    } else if let Some(near) = suggest(key, &["apps", "daemon"]) {
+        message.push_str(&format!(" (did you mean {near:?}?)"));
+    } else {
+        message.push_str(" (only [[apps]] tables and one [daemon] table are allowed)");
+    }
+    message
+}
+
+/// Reads every app of the top-level `apps` value.
+fn read_apps(apps: &toml::Spanned<DeValue<'_>>, diag: &mut Diag<'_>) -> Vec<RawApp> {
     let DeValue::Array(items) = apps.get_ref() else {
         let found = kind(apps.get_ref());
         diag.at(

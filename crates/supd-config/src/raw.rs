@@ -15,10 +15,12 @@ use toml::de::DeTable;
 
 use crate::ExecMode;
 use crate::diag::Diag;
-use crate::values::{self, Instances};
+use crate::values::{self, Instances, bounds};
 
+mod daemon;
 mod value;
 
+pub(crate) use daemon::{DAEMON_KEYS, read_daemon};
 use value::Value;
 pub(crate) use value::kind;
 
@@ -48,7 +50,20 @@ const KEYS: &[&str] = &[
     "max_instances_reason",
     "log_date_format",
     "env",
+    "health_check",
+    "health_interval",
+    "health_timeout",
+    "health_retries",
+    "watchdog",
+    "log_max_size",
+    "log_retain",
+    "log_compress",
+    "log_rotate_interval",
+    "merge_logs",
 ];
+
+/// Keys that tune `health_check` and mean nothing without it.
+pub(crate) const HEALTH_TUNING: &[&str] = &["health_interval", "health_timeout", "health_retries"];
 
 /// An app as written: each field is `None` when absent or invalid.
 #[derive(Debug, Default)]
@@ -80,6 +95,18 @@ pub(crate) struct RawApp {
     pub max_instances: Option<u32>,
     pub max_instances_reason: Option<Spanned<String>>,
     pub log_date_format: Option<String>,
+    pub health_check: Option<Spanned<String>>,
+    pub health_interval: Option<Duration>,
+    pub health_timeout: Option<Duration>,
+    pub health_retries: Option<u32>,
+    pub watchdog: Option<Duration>,
+    pub log_max_size: Option<u64>,
+    pub log_retain: Option<u32>,
+    pub log_compress: Option<bool>,
+    pub log_rotate_interval: Option<String>,
+    pub merge_logs: Option<bool>,
+    /// Where each key's value is, valid or not, by key (for rules that tie keys together).
+    pub spans: BTreeMap<String, Range<usize>>,
     /// The `env` table.
     pub env: BTreeMap<String, String>,
     /// The `env_<name>` tables, by `<name>`.
@@ -101,6 +128,7 @@ impl RawApp {
         };
         for (key, value) in table.iter() {
             let key_name: &str = key.get_ref();
+            app.spans.insert(key_name.to_owned(), value.span());
             let mut v = Value {
                 diag: &mut *diag,
                 path: format!("apps[{index}].{key_name}"),
@@ -136,6 +164,26 @@ impl RawApp {
                 "log_date_format" => {
                     app.log_date_format = v.checked_string(values::check_date_format)
                 }
+                "health_check" => {
+                    // `{port}` is checked against `port` once every key is read.
+                    app.health_check =
+                        v.checked(|s| crate::health::parse(s, Some(80)).map(|_| s.to_owned()))
+                }
+                "health_interval" => {
+                    app.health_interval = v.duration_within(bounds::HEALTH_INTERVAL_MIN, None)
+                }
+                "health_timeout" => {
+                    app.health_timeout = v.duration_within(bounds::HEALTH_TIMEOUT_MIN, None)
+                }
+                "health_retries" => app.health_retries = v.count(1),
+                "watchdog" => app.watchdog = v.duration_within(bounds::WATCHDOG_MIN, None),
+                "log_max_size" => app.log_max_size = v.log_size(),
+                "log_retain" => app.log_retain = v.count(1),
+                "log_compress" => app.log_compress = v.boolean(),
+                "log_rotate_interval" => {
+                    app.log_rotate_interval = v.checked_string(values::check_cron)
+                }
+                "merge_logs" => app.merge_logs = v.boolean(),
                 "env" => app.env = v.env().unwrap_or_default(),
                 _ => match key_name.strip_prefix("env_") {
                     Some(set) if !set.is_empty() => {
@@ -143,7 +191,16 @@ impl RawApp {
                             app.env_sets.insert(set.to_owned(), env);
                         }
                     }
-                    _ => diag.at(key.span(), unknown_key(index, key_name)),
+                    _ => diag.at(
+                        key.span(),
+                        unknown_key(
+                            &format!("apps[{index}]"),
+                            key_name,
+                            KEYS,
+                            DAEMON_KEYS,
+                            "[daemon]",
+                        ),
+                    ),
                 },
             }
         }
@@ -159,21 +216,32 @@ impl RawApp {
     }
 }
 
-/// `apps[2]: unknown key "instnces" (did you mean "instances"?)`.
-fn unknown_key(index: usize, key: &str) -> String {
-    let mut message = format!("apps[{index}]: unknown key {key:?}");
-    if key == "env_" {
+/// `apps[2]: unknown key "instnces" (did you mean "instances"?)`: `known`
+/// are the keys of this table; a key of `other` (the keys of the `elsewhere`
+/// table) is pointed there.
+pub(crate) fn unknown_key(
+    at: &str,
+    key: &str,
+    known: &[&'static str],
+    other: &[&'static str],
+    elsewhere: &str,
+) -> String {
+    let mut message = format!("{at}: unknown key {key:?}");
+    if key == "env_" && known.contains(&"env") {
         message.push_str(" (an env_<name> table needs a name, e.g. env_production)");
-    } else if let Some(near) = suggest(key) {
+    } else if other.contains(&key) {
+        message.push_str(&format!(" (it belongs in {elsewhere})"));
+    } else if let Some(near) = suggest(key, known) {
         message.push_str(&format!(" (did you mean {near:?}?)"));
     }
     message
 }
 
-/// The known key closest to `key`, if it is close enough to be a typo.
-fn suggest(key: &str) -> Option<&'static str> {
+/// The key of `known` closest to `key`, if it is close enough to be a typo.
+pub(crate) fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     let key = key.to_ascii_lowercase();
-    KEYS.iter()
+    known
+        .iter()
         .map(|&known| (edit_distance(&key, known), known))
         .filter(|&(distance, known)| distance <= 2.max(known.len() / 4))
         .min_by_key(|&(distance, _)| distance)
@@ -202,11 +270,28 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("instnces"), Some("instances"));
-        assert_eq!(suggest("kill_timout"), Some("kill_timeout"));
-        assert_eq!(suggest("Name"), Some("name"));
-        assert_eq!(suggest("watch"), None);
-        assert_eq!(suggest("exec_interpreter"), None);
+        assert_eq!(suggest("instnces", KEYS), Some("instances"));
+        assert_eq!(suggest("kill_timout", KEYS), Some("kill_timeout"));
+        assert_eq!(suggest("Name", KEYS), Some("name"));
+        assert_eq!(suggest("watch", KEYS), None);
+        assert_eq!(suggest("exec_interpreter", KEYS), None);
+        assert_eq!(suggest("healthcheck", KEYS), Some("health_check"));
+        assert_eq!(suggest("health_chek", KEYS), Some("health_check"));
+        assert_eq!(suggest("health_intervall", KEYS), Some("health_interval"));
+        assert_eq!(suggest("watchdg", KEYS), Some("watchdog"));
+        assert_eq!(suggest("merge_log", KEYS), Some("merge_logs"));
+        assert_eq!(suggest("log_rotate", KEYS), None);
+        assert_eq!(suggest("log_retian", KEYS), Some("log_retain"));
+        assert_eq!(suggest("log_compression", KEYS), Some("log_compress"));
+        assert_eq!(
+            suggest("rotate_interval", KEYS),
+            Some("log_rotate_interval")
+        );
+        assert_eq!(
+            suggest("sample_intervall", DAEMON_KEYS),
+            Some("sample_interval")
+        );
+        assert_eq!(suggest("metric", DAEMON_KEYS), Some("metrics"));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use toml::Spanned;
 
 use crate::AppConfig;
 use crate::diag::Diag;
-use crate::raw::RawApp;
+use crate::health::PORT_PLACEHOLDER;
+use crate::raw::{HEALTH_TUNING, RawApp};
 use crate::values::{self, Instances};
 
 /// What resolving needs besides the app itself.
@@ -54,6 +55,30 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
         );
     }
 
+    // `{port}` in health_check needs a port; tuning needs a check.
+    if let Some(check) = &raw.health_check {
+        // An invalid port is reported on its own; not again here.
+        let port_given = raw.spans.contains_key("port");
+        if !port_given
+            && check.get_ref().contains(PORT_PLACEHOLDER)
+            && let Err(message) = crate::health::parse(check.get_ref(), None)
+        {
+            diag.at(
+                check.span(),
+                format!("apps[{index}].health_check: {message}"),
+            );
+        }
+    } else if !raw.spans.contains_key("health_check") {
+        for key in HEALTH_TUNING {
+            if let Some(span) = raw.spans.get(*key) {
+                diag.at(
+                    span.clone(),
+                    format!("apps[{index}].{key}: has no effect without health_check"),
+                );
+            }
+        }
+    }
+
     let name = raw.name?.into_inner();
     let script = resolve_script(&raw.script?, ctx.dir);
     let cwd = raw
@@ -80,6 +105,16 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
     app.max_instances = raw.max_instances;
     app.max_instances_reason = raw.max_instances_reason.map(Spanned::into_inner);
     app.log_date_format = raw.log_date_format;
+    app.health_check = raw.health_check.map(Spanned::into_inner);
+    app.health_interval = raw.health_interval.unwrap_or(app.health_interval);
+    app.health_timeout = raw.health_timeout.unwrap_or(app.health_timeout);
+    app.health_retries = raw.health_retries.unwrap_or(app.health_retries);
+    app.watchdog = raw.watchdog;
+    app.log_max_size = raw.log_max_size;
+    app.log_retain = raw.log_retain;
+    app.log_compress = raw.log_compress;
+    app.log_rotate_interval = raw.log_rotate_interval;
+    app.merge_logs = raw.merge_logs.unwrap_or(app.merge_logs);
     app.env = raw.env;
     if let Some(set) = ctx.env.and_then(|name| raw.env_sets.get(name)) {
         app.env

@@ -532,3 +532,5 @@ fn public_helpers() {
     assert_eq!(crate::parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert_eq!(crate::parse_size("1G"), Ok(1 << 30));
 }
+
+mod daemon_and_health;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::AppConfig;
-use crate::values;
+use crate::values::{self, bounds};
+use crate::{AppConfig, DaemonConfig, HealthProbe};
 
 /// Checks `app`; the message starts with the offending key.
 pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
@@ -56,6 +56,64 @@ pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
     }
     if let Some(format) = &app.log_date_format {
         key("log_date_format", values::check_date_format(format))?;
+    }
+    if let Some(check) = &app.health_check {
+        key(
+            "health_check",
+            HealthProbe::parse(check, app.port).map(drop),
+        )?;
+    }
+    key(
+        "health_interval",
+        values::check_duration_bounds(app.health_interval, bounds::HEALTH_INTERVAL_MIN, None),
+    )?;
+    key(
+        "health_timeout",
+        values::check_duration_bounds(app.health_timeout, bounds::HEALTH_TIMEOUT_MIN, None),
+    )?;
+    if app.health_retries == 0 {
+        return Err("health_retries: must be at least 1".into());
+    }
+    if let Some(period) = app.watchdog {
+        key(
+            "watchdog",
+            values::check_duration_bounds(period, bounds::WATCHDOG_MIN, None),
+        )?;
+    }
+    if let Some(bytes) = app.log_max_size {
+        key("log_max_size", values::check_log_size(bytes))?;
+    }
+    if app.log_retain == Some(0) {
+        return Err("log_retain: must be at least 1".into());
+    }
+    if let Some(cron) = &app.log_rotate_interval {
+        key("log_rotate_interval", values::check_cron(cron))?;
+    }
+    Ok(())
+}
+
+/// Checks `daemon`; the message starts with the offending key.
+pub(crate) fn validate_daemon(daemon: &DaemonConfig) -> Result<(), String> {
+    let key = |key: &str, check: Result<(), String>| check.map_err(|m| format!("{key}: {m}"));
+    key(
+        "sample_interval",
+        values::check_duration_bounds(
+            daemon.sample_interval,
+            bounds::SAMPLE_INTERVAL_MIN,
+            Some(bounds::SAMPLE_INTERVAL_MAX),
+        ),
+    )?;
+    if daemon.metrics.is_some_and(|addr| addr.port() == 0) {
+        return Err("metrics: port 0 is not allowed (the endpoint needs a known port)".into());
+    }
+    if let Some(bytes) = daemon.log_max_size {
+        key("log_max_size", values::check_log_size(bytes))?;
+    }
+    if daemon.log_retain == 0 {
+        return Err("log_retain: must be at least 1".into());
+    }
+    if let Some(cron) = &daemon.log_rotate_interval {
+        key("log_rotate_interval", values::check_cron(cron))?;
     }
     Ok(())
 }

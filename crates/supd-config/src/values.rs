@@ -3,6 +3,9 @@
 //! Each check returns a message *without* the key in front, so the caller can
 //! prefix `apps[2].kill_signal: ` (a file) or `kill_signal: ` (an ad-hoc app).
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use chrono::format::{Item, StrftimeItems};
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -157,6 +160,89 @@ pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Bounds on the new duration keys, and their defaults.
+pub(crate) mod bounds {
+    use std::time::Duration;
+
+    /// `[daemon] sample_interval`: at least this…
+    pub(crate) const SAMPLE_INTERVAL_MIN: Duration = Duration::from_millis(100);
+    /// … and at most this.
+    pub(crate) const SAMPLE_INTERVAL_MAX: Duration = Duration::from_secs(3600);
+    /// `health_interval`: at least this.
+    pub(crate) const HEALTH_INTERVAL_MIN: Duration = Duration::from_millis(100);
+    /// `health_timeout`: at least this.
+    pub(crate) const HEALTH_TIMEOUT_MIN: Duration = Duration::from_millis(10);
+    /// `watchdog`: at least this.
+    pub(crate) const WATCHDOG_MIN: Duration = Duration::from_millis(100);
+    /// `log_max_size`: at least this many bytes (1K).
+    pub(crate) const LOG_MAX_SIZE_MIN: u64 = 1024;
+}
+
+/// A duration the way people write it: `100ms`, `10s`, `2m`, `1h`.
+pub(crate) fn show_duration(d: Duration) -> String {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        return format!("{d:?}");
+    }
+    let ms = d.as_millis();
+    match ms {
+        0 => "0ms".into(),
+        ms if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        ms if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        ms if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// Checks `d` against `min` and, when given, `max`.
+pub(crate) fn check_duration_bounds(
+    d: Duration,
+    min: Duration,
+    max: Option<Duration>,
+) -> Result<(), String> {
+    if d < min {
+        Err(format!(
+            "{} is too short; the minimum is {}",
+            show_duration(d),
+            show_duration(min)
+        ))
+    } else if let Some(max) = max.filter(|&max| d > max) {
+        Err(format!(
+            "{} is too long; the maximum is {}",
+            show_duration(d),
+            show_duration(max)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks `log_max_size`: at least 1K, so a rotation keeps whole lines.
+pub(crate) fn check_log_size(bytes: u64) -> Result<(), String> {
+    if bytes < bounds::LOG_MAX_SIZE_MIN {
+        Err(format!(
+            "{bytes} bytes is too small; the minimum is 1K (1024 bytes)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses the `metrics` address: an IP address and a port, `127.0.0.1:9615`
+/// or `[::1]:9615` (host names are not resolved; port 0 is refused).
+pub(crate) fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:9615\" or \"[::1]:9615\" (host names are not resolved)"
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "{text:?}: port 0 is not allowed (the endpoint needs a known port)"
+        ));
+    }
+    Ok(addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +313,74 @@ mod tests {
         assert_eq!(check_date_format("%Y-%m-%d %H:%M:%S%.3f"), Ok(()));
         assert!(check_date_format("%Y-%").is_err());
         assert!(check_date_format("%Q").is_err());
+    }
+
+    #[test]
+    fn duration_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(show_duration(ms(0)), "0ms");
+        assert_eq!(show_duration(ms(100)), "100ms");
+        assert_eq!(show_duration(ms(1500)), "1500ms");
+        assert_eq!(show_duration(ms(10_000)), "10s");
+        assert_eq!(show_duration(ms(120_000)), "2m");
+        assert_eq!(show_duration(ms(7_200_000)), "2h");
+        assert_eq!(show_duration(Duration::from_micros(50)), "50µs");
+        assert_eq!(
+            check_duration_bounds(ms(100), ms(100), Some(ms(200))),
+            Ok(())
+        );
+        assert_eq!(
+            check_duration_bounds(ms(200), ms(100), Some(ms(200))),
+            Ok(())
+        );
+        assert_eq!(
+            check_duration_bounds(ms(50), ms(100), None),
+            Err("50ms is too short; the minimum is 100ms".into())
+        );
+        assert_eq!(
+            check_duration_bounds(ms(7_200_000), ms(100), Some(ms(3_600_000))),
+            Err("2h is too long; the maximum is 1h".into())
+        );
+    }
+
+    #[test]
+    fn log_sizes() {
+        assert_eq!(check_log_size(1024), Ok(()));
+        assert!(check_log_size(1023).is_err());
+        assert!(check_log_size(0).is_err());
+    }
+
+    #[test]
+    fn metrics_addresses() {
+        assert_eq!(
+            parse_metrics_addr("127.0.0.1:9615"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9615)))
+        );
+        assert_eq!(parse_metrics_addr("[::1]:9615").map(|a| a.port()), Ok(9615));
+        assert_eq!(
+            parse_metrics_addr("0.0.0.0:80").map(|a| a.ip().is_unspecified()),
+            Ok(true)
+        );
+        for bad in [
+            "",
+            "localhost:9615",
+            "127.0.0.1",
+            ":9615",
+            "127.0.0.1:70000",
+            "::1:9615",
+        ] {
+            assert!(
+                parse_metrics_addr(bad)
+                    .unwrap_err()
+                    .contains("not an address"),
+                "{bad}"
+            );
+        }
+        assert!(
+            parse_metrics_addr("127.0.0.1:0")
+                .unwrap_err()
+                .contains("port 0")
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use supd_config::{AppConfig, ExecMode};
+use supd_config::{AppConfig, DaemonConfig, ExecMode};
 
 /// `"all"` or one app's name.
 pub type Target = String;
@@ -21,6 +21,9 @@ pub enum Request {
         apps: Vec<AppConfig>,
         /// The caller's environment, under each app's own `env`.
         base_env: BTreeMap<String, String>,
+        /// The file's `[daemon]` settings, if started from a file.
+        #[serde(default)]
+        daemon: Option<DaemonConfig>,
     },
     /// Graceful stop.
     Stop {
@@ -43,6 +46,9 @@ pub enum Request {
         apps: Vec<AppConfig>,
         /// The caller's environment, under each app's own `env`.
         base_env: BTreeMap<String, String>,
+        /// The file's `[daemon]` settings.
+        #[serde(default)]
+        daemon: Option<DaemonConfig>,
     },
     /// Change the number of instances.
     Scale {
@@ -264,6 +270,10 @@ pub struct InstanceDetail {
     /// The last `STATUS=…` the process sent on its notify socket.
     #[serde(default)]
     pub status_text: Option<String>,
+    /// Why the daemon last restarted this instance by itself, e.g.
+    /// `memory limit 150M exceeded: 162M`.
+    #[serde(default)]
+    pub restart_reason: Option<String>,
 }
 
 /// Everything about one app.
@@ -275,6 +285,9 @@ pub struct AppDetail {
     pub instances: Vec<InstanceDetail>,
     /// Log files.
     pub logs: AppLogs,
+    /// When `cron_restart` next fires (RFC 3339, local time), if set.
+    #[serde(default)]
+    pub next_cron_restart: Option<String>,
 }
 
 /// Where one app's logs are.

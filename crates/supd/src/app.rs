@@ -67,6 +67,8 @@ pub enum Command {
         slot: u32,
         /// Count this as a restart of the slot.
         restart: bool,
+        /// Why the slot is restarted (shown by `show`), if not by a user.
+        reason: Option<String>,
         /// Pid, or the reason it failed.
         reply: oneshot::Sender<Result<u32, String>>,
     },
@@ -226,7 +228,7 @@ impl App {
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Launch { slot, restart, reply } => self.launch(slot, restart, reply),
+            Command::Launch { slot, restart, reason, reply } => self.launch(slot, restart, reason, reply),
             Command::Retire { generation, remove, reply } => match self.find(generation) {
                 Some(i) => {
                     let waiting = self.waiting.entry(generation).or_default();
@@ -287,7 +289,13 @@ impl App {
 
     /// Starts a process for `slot`: in a stopped record of that slot if there
     /// is one, else in a new record (beside a live one, during a reload).
-    fn launch(&mut self, slot: u32, restart: bool, reply: oneshot::Sender<Result<u32, String>>) {
+    fn launch(
+        &mut self,
+        slot: u32,
+        restart: bool,
+        reason: Option<String>,
+        reply: oneshot::Sender<Result<u32, String>>,
+    ) {
         let live = |i: &Instance| matches!(i.status, Status::Online | Status::Launching | Status::Stopping);
         let index = match self.instances.iter().position(|i| i.slot == slot && !live(i)) {
             Some(i) => i,
@@ -295,6 +303,7 @@ impl App {
                 let mut record = Instance::new(slot);
                 if let Some(old) = self.instances.iter().find(|i| i.slot == slot) {
                     record.restarts = old.restarts;
+                    record.restart_reason = old.restart_reason.clone();
                 }
                 let at = self.instances.iter().rposition(|i| i.slot <= slot).map_or(0, |p| p + 1);
                 self.instances.insert(at, record);
@@ -307,6 +316,9 @@ impl App {
         inst.last_error = None;
         if restart {
             inst.restarts += 1;
+        }
+        if reason.is_some() {
+            inst.restart_reason = reason;
         }
         self.spawn_record(index, Some(reply));
     }

@@ -31,6 +31,9 @@ pub struct Instance {
     pub kill_deadline: Option<Instant>,
     /// The last `STATUS=` (or `STOPPING=1`) the process sent.
     pub status_text: Option<String>,
+    /// Why the daemon last restarted this slot by itself (memory limit,
+    /// health check, watchdog), if it did.
+    pub restart_reason: Option<String>,
 }
 
 impl Instance {
@@ -48,6 +51,7 @@ impl Instance {
             last_error: None,
             kill_deadline: None,
             status_text: None,
+            restart_reason: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl Instance {
             last_exit: self.last_exit,
             last_error: self.last_error.clone(),
             status_text: self.status_text.clone(),
+            restart_reason: self.restart_reason.clone(),
         }
     }
 }

@@ -6,14 +6,16 @@
 
 mod app;
 mod control;
+mod cron;
 mod home;
 mod instance;
 mod listeners;
 mod logs;
+mod metrics;
+mod monitor;
 mod ops;
 mod readiness;
 mod registry;
-mod usage;
 
 use std::process::ExitCode;
 
@@ -28,10 +30,18 @@ use crate::registry::Registry;
 /// The supd daemon. Its state lives in SUPD_HOME (default ~/.supd).
 #[derive(Parser)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    /// How often CPU and memory are sampled (e.g. 500ms, 1s; an integer is
+    /// milliseconds). An ecosystem file's `[daemon] sample_interval` overrides it.
+    #[arg(long, default_value = "1s", value_parser = supd_config::parse_duration)]
+    sample_interval: std::time::Duration,
+    /// Serve Prometheus metrics at HOST:PORT (/metrics, and /json).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+}
 
 fn main() -> ExitCode {
-    Args::parse();
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -39,7 +49,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG").unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match run() {
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -49,7 +59,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<()> {
+fn run(args: Args) -> anyhow::Result<()> {
     seal_inherited_fds();
     let home = Home::from_env();
     let _lock = home::claim(&home)?;
@@ -60,7 +70,7 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(home))
+    runtime.block_on(serve(home, args))
 }
 
 /// Marks every descriptor we inherited beyond stdio close-on-exec, so a
@@ -81,14 +91,17 @@ fn seal_inherited_fds() {
     }
 }
 
-async fn serve(home: Home) -> anyhow::Result<()> {
+async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
     let reaper = Reaper::start().context("cannot install the SIGCHLD handler")?;
     // Before anyone can reach us: a SIGTERM must always mean "stop the apps first".
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let listener = home::bind_socket(&home)?;
     home::write_pid(&home)?;
-    let registry = Registry::new(home.clone(), reaper);
+    let registry = Registry::new(home.clone(), reaper, args.sample_interval);
+    if let Some(addr) = args.metrics {
+        registry.serve_metrics(addr).await.map_err(anyhow::Error::msg)?;
+    }
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));
     tracing::info!(pid = std::process::id(), home = %home.dir().display(), "supd ready");

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use supd_config::AppConfig;
+use supd_config::{AppConfig, ExecMode};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
@@ -77,6 +77,49 @@ pub async fn reload_with(
     app.configure(config, Some(env)).await?;
     roll(app, progress).await?;
     resize(app, target, progress).await
+}
+
+/// Replaces one process that must go (memory limit, failed health check,
+/// silent watchdog): a cluster instance the reload way (the new one ready
+/// first, so no request fails), a fork or capped instance by a graceful
+/// stop and a start. A process already replaced meanwhile is left alone.
+pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(), String> {
+    let _op = app.op.lock().await;
+    let view = app.view();
+    let Some(inst) = view.instances.iter().find(|i| i.generation == generation && i.status == Status::Online)
+    else {
+        return Ok(());
+    };
+    let (name, slot) = (view.config.name.clone(), inst.slot);
+    tracing::warn!(app = %name, instance = slot, pid = inst.pid, "restarting: {reason}");
+    if rolls(&view.config) {
+        app.launch_because(slot, reason).await?;
+        app.retire(generation, true).await;
+    } else {
+        app.retire(generation, false).await;
+        app.launch_because(slot, reason).await?;
+    }
+    Ok(())
+}
+
+/// A graceful restart of the whole app on its `cron_restart` schedule: the
+/// reload way for a cluster app, stop and start otherwise.
+pub async fn scheduled_restart(app: &AppHandle, progress: &Progress) -> Result<(), String> {
+    let _op = app.op.lock().await;
+    if !app.view().instances.iter().any(|i| i.status == Status::Online) {
+        return Ok(());
+    }
+    if rolls(&app.view().config) {
+        roll(app, progress).await
+    } else {
+        app.stop().await?;
+        launch_all(app, true).await
+    }
+}
+
+/// Whether an app is replaced new-first (cluster, not capped at one).
+fn rolls(config: &AppConfig) -> bool {
+    config.exec_mode == ExecMode::Cluster && config.max_instances != Some(1)
 }
 
 /// Changes the instance count, within `max_instances`.

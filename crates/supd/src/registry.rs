@@ -4,10 +4,12 @@
 //! mutex (never held across an await); all per-app state lives in the app's
 //! actor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
 use std::sync::{Arc, Mutex};
 
-use supd_config::AppConfig;
+use supd_config::{AppConfig, DaemonConfig};
 use supd_proto::{
     AppDetail, AppLogs, Home, Outcome, ProcessInfo, Request, Response, StartOutcome,
 };
@@ -19,7 +21,9 @@ use tokio::task::JoinSet;
 use crate::app::{AppView, Command, spawn_actor};
 use crate::ops::{self, Progress};
 use crate::logs::{self, AppLog};
-use crate::usage::{self, Usage};
+use crate::cron;
+use crate::metrics;
+use crate::monitor::{self, Samples};
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -29,6 +33,8 @@ pub struct AppHandle {
     view: watch::Receiver<AppView>,
     /// Held by the one multi-step operation (start, reload, scale…) running.
     pub op: Arc<tokio::sync::Mutex<()>>,
+    /// The `cron_restart` timer.
+    schedule: cron::Schedule,
 }
 
 impl AppHandle {
@@ -47,7 +53,13 @@ impl AppHandle {
 
     /// Starts a process for `slot`; its pid once online.
     pub async fn launch(&self, slot: u32, restart: bool) -> Result<u32, String> {
-        self.clone().ask(|reply| Command::Launch { slot, restart, reply }).await?
+        self.clone().ask(|reply| Command::Launch { slot, restart, reason: None, reply }).await?
+    }
+
+    /// Starts a replacement process for `slot`, recording why.
+    pub async fn launch_because(&self, slot: u32, reason: &str) -> Result<u32, String> {
+        let reason = Some(reason.to_string());
+        self.clone().ask(|reply| Command::Launch { slot, restart: true, reason, reply }).await?
     }
 
     /// Stops one process gracefully (forgetting its record if `remove`).
@@ -77,18 +89,91 @@ impl AppHandle {
     }
 }
 
+/// A process that must be replaced (memory limit, failed health check,
+/// silent watchdog), as reported by whoever noticed.
+#[derive(Debug, Clone)]
+pub struct Trouble {
+    /// The app.
+    pub app: String,
+    /// The process, by generation.
+    pub generation: u64,
+    /// Why, for `show` and the daemon log.
+    pub reason: String,
+}
+
 /// Every app, in start order.
 #[derive(Clone)]
 pub struct Registry {
     home: Home,
     reaper: Reaper,
     apps: Arc<Mutex<Vec<AppHandle>>>,
+    samples: Samples,
+    trouble: mpsc::UnboundedSender<Trouble>,
+    sample_interval: Arc<watch::Sender<Duration>>,
+    /// Where metrics are served, once asked for.
+    metrics: Arc<tokio::sync::Mutex<Option<SocketAddr>>>,
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new(home: Home, reaper: Reaper) -> Registry {
-        Registry { home, reaper, apps: Arc::default() }
+    /// An empty registry, with its monitor sampling every `sample_interval`
+    /// and its trouble handler running.
+    pub fn new(home: Home, reaper: Reaper, sample_interval: Duration) -> Registry {
+        let (trouble, troubles) = mpsc::unbounded_channel();
+        let (interval_tx, interval_rx) = watch::channel(sample_interval);
+        let registry = Registry {
+            home,
+            reaper,
+            apps: Arc::default(),
+            samples: Samples::default(),
+            trouble,
+            sample_interval: Arc::new(interval_tx),
+            metrics: Arc::default(),
+        };
+        tokio::spawn(monitor::run(registry.clone(), registry.samples.clone(), interval_rx));
+        tokio::spawn(handle_troubles(registry.clone(), troubles));
+        registry
+    }
+
+    /// The current view of every app.
+    pub fn views(&self) -> Vec<AppView> {
+        self.apps().iter().map(|a| a.view()).collect()
+    }
+
+    /// Asks for a process to be replaced.
+    pub fn report(&self, trouble: Trouble) {
+        let _ = self.trouble.send(trouble);
+    }
+
+    /// Applies the `[daemon]` settings of an ecosystem file.
+    async fn apply_daemon(&self, daemon: &DaemonConfig) -> Result<(), String> {
+        self.sample_interval.send_if_modified(|current| {
+            let changed = *current != daemon.sample_interval;
+            *current = daemon.sample_interval;
+            changed
+        });
+        match daemon.metrics {
+            Some(addr) => self.serve_metrics(addr).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts serving metrics at `addr` (once: a daemon serves one address).
+    pub async fn serve_metrics(&self, addr: SocketAddr) -> Result<(), String> {
+        let mut current = self.metrics.lock().await;
+        match *current {
+            Some(serving) if serving == addr => Ok(()),
+            Some(serving) => {
+                tracing::warn!(%serving, %addr, "metrics are already served; restart the daemon to move them");
+                Ok(())
+            }
+            None => {
+                metrics::serve(addr, self.clone())
+                    .await
+                    .map_err(|e| format!("cannot serve metrics at {addr}: {e}"))?;
+                *current = Some(addr);
+                Ok(())
+            }
+        }
     }
 
     fn apps(&self) -> std::sync::MutexGuard<'_, Vec<AppHandle>> {
@@ -114,7 +199,13 @@ impl Registry {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
-            Request::Start { apps, base_env } => Ok(self.start(apps, base_env).await),
+            Request::Start { apps, base_env, daemon } => match daemon {
+                Some(d) => match self.apply_daemon(&d).await {
+                    Ok(()) => Ok(self.start(apps, base_env).await),
+                    Err(e) => Err(e),
+                },
+                None => Ok(self.start(apps, base_env).await),
+            },
             Request::Stop { target } => {
                 self.each(&target, |a| async move {
                     let _op = a.op.lock().await;
@@ -131,7 +222,13 @@ impl Registry {
                 })
                 .await
             }
-            Request::ReloadApps { apps, base_env } => self.reload_apps(apps, base_env, progress).await,
+            Request::ReloadApps { apps, base_env, daemon } => match daemon {
+                Some(d) => match self.apply_daemon(&d).await {
+                    Ok(()) => self.reload_apps(apps, base_env, progress).await,
+                    Err(e) => Err(e),
+                },
+                None => self.reload_apps(apps, base_env, progress).await,
+            },
             Request::Scale { name, to } => {
                 let app = self.find(&name).ok_or_else(|| unknown(&name));
                 match app {
@@ -140,7 +237,7 @@ impl Registry {
                 }
             }
             Request::Delete { target } => self.delete(&target).await,
-            Request::List => Ok(Response::List { processes: self.list() }),
+            Request::List => Ok(Response::List { processes: self.processes() }),
             Request::Show { name } => self.show(&name),
             Request::LogFiles { target } => self.resolve(&target).map(|apps| Response::LogFiles {
                 apps: apps.iter().map(|a| logs::paths(&self.home, &a.name)).collect(),
@@ -187,7 +284,11 @@ impl Registry {
         for config in configs {
             let name = config.name.clone();
             let result = match self.find(&name) {
-                Some(app) => ops::start(&app, Some((config, base_env.clone()))).await,
+                Some(app) => {
+                    let outcome = ops::start(&app, Some((config, base_env.clone()))).await;
+                    app.schedule.arm(&app);
+                    outcome
+                }
                 None => self.add(config, base_env.clone()).await,
             };
             outcomes.push(match result {
@@ -205,9 +306,11 @@ impl Registry {
         let log = AppLog::open(&self.home, &name)
             .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
         let (commands, view) = spawn_actor(config, base_env, self.reaper.clone(), log)?;
-        let handle = AppHandle { name, commands, view, op: Arc::default() };
+        let handle = AppHandle { name, commands, view, op: Arc::default(), schedule: cron::Schedule::default() };
         self.apps().push(handle.clone());
-        ops::start(&handle, None).await
+        let outcome = ops::start(&handle, None).await;
+        handle.schedule.arm(&handle);
+        outcome
     }
 
     /// `reload FILE`: running apps get the new config the reload way, new
@@ -222,7 +325,11 @@ impl Registry {
         for config in configs {
             let name = config.name.clone();
             match self.find(&name) {
-                Some(app) => ops::reload_with(&app, config, base_env.clone(), progress).await?,
+                Some(app) => {
+                    let result = ops::reload_with(&app, config, base_env.clone(), progress).await;
+                    app.schedule.arm(&app);
+                    result?
+                }
                 None => {
                     self.add(config, base_env.clone()).await?;
                     let _ = progress.send(format!("{name}: started (new in the file)"));
@@ -234,33 +341,36 @@ impl Registry {
     }
 
     async fn delete(&self, target: &str) -> Result<Response, String> {
-        let response = self.each(target, |a| a.ask(Command::Delete)).await?;
+        let response = self
+            .each(target, |a| async move {
+                a.schedule.disarm();
+                a.ask(Command::Delete).await
+            })
+            .await?;
         if let Response::Done { apps } = &response {
             self.apps().retain(|a| !apps.contains(&a.name));
         }
         Ok(response)
     }
 
-    fn list(&self) -> Vec<ProcessInfo> {
-        let views: Vec<AppView> = self.apps().iter().map(|a| a.view.borrow().clone()).collect();
-        let pids: Vec<u32> = views.iter().flat_map(|v| v.instances.iter().filter_map(|i| i.pid)).collect();
-        let usage = usage::sample(&pids);
-        views.iter().flat_map(|v| processes(v, &usage)).collect()
+    /// The process table, as `list` shows it.
+    pub fn processes(&self) -> Vec<ProcessInfo> {
+        self.views().iter().flat_map(|v| processes(v, &self.samples)).collect()
     }
 
     fn show(&self, name: &str) -> Result<Response, String> {
         let app = self.find(name).ok_or_else(|| format!("unknown app \"{name}\" (see supctl list)"))?;
         let view = app.view.borrow().clone();
-        let pids: Vec<u32> = view.instances.iter().filter_map(|i| i.pid).collect();
         let instances = view
             .instances
             .iter()
-            .zip(processes(&view, &usage::sample(&pids)))
+            .zip(processes(&view, &self.samples))
             .map(|(inst, process)| inst.detail(process))
             .collect();
         let logs: AppLogs = logs::paths(&self.home, name);
+        let next_cron_restart = view.config.cron_restart.as_deref().and_then(cron::next_due).map(|t| t.to_rfc3339());
         let config = (*view.config).clone();
-        Ok(Response::Show { app: Box::new(AppDetail { config, instances, logs }) })
+        Ok(Response::Show { app: Box::new(AppDetail { config, instances, logs, next_cron_restart }) })
     }
 }
 
@@ -268,8 +378,21 @@ fn unknown(name: &str) -> String {
     format!("unknown app \"{name}\" (see supctl list)")
 }
 
+/// Replaces each reported process, one task per report (each waits for its
+/// app's operation lock, so reports never interleave with a reload).
+async fn handle_troubles(registry: Registry, mut troubles: mpsc::UnboundedReceiver<Trouble>) {
+    while let Some(trouble) = troubles.recv().await {
+        let Some(app) = registry.find(&trouble.app) else { continue };
+        tokio::spawn(async move {
+            if let Err(e) = ops::replace(&app, trouble.generation, &trouble.reason).await {
+                tracing::error!(app = %trouble.app, "replacing a process failed: {e}");
+            }
+        });
+    }
+}
+
 /// The `list` rows of one app.
-fn processes(view: &AppView, usage: &HashMap<u32, Usage>) -> Vec<ProcessInfo> {
+fn processes(view: &AppView, samples: &Samples) -> Vec<ProcessInfo> {
     let c = &view.config;
     view.instances
         .iter()
@@ -281,8 +404,8 @@ fn processes(view: &AppView, usage: &HashMap<u32, Usage>) -> Vec<ProcessInfo> {
             mode: c.exec_mode,
             restarts: i.restarts,
             uptime_ms: i.uptime_ms(),
-            cpu: i.pid.and_then(|p| usage.get(&p)).map_or(0.0, |u| u.cpu),
-            memory: i.pid.and_then(|p| usage.get(&p)).map_or(0, |u| u.memory),
+            cpu: i.pid.map_or(0.0, |p| samples.get(p).cpu),
+            memory: i.pid.map_or(0, |p| samples.get(p).memory),
             port: c.port,
         })
         .collect()

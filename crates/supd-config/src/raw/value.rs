@@ -2,6 +2,7 @@
 //! at the value's span when it is not.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -258,23 +259,57 @@ impl<'a, 'v, 'i> Value<'_, 'a, 'v, 'i> {
         }
     }
 
-    /// `max_memory_restart`: a size above zero.
-    pub(super) fn memory(&mut self) -> Option<u64> {
-        let bytes = match self.get() {
+    /// A duration within `min` and, when given, `max`.
+    pub(super) fn duration_within(
+        &mut self,
+        min: Duration,
+        max: Option<Duration>,
+    ) -> Option<Duration> {
+        let duration = self.duration()?;
+        match values::check_duration_bounds(duration, min, max) {
+            Ok(()) => Some(duration),
+            Err(message) => self.fail(message),
+        }
+    }
+
+    /// A size: integer bytes, or a string with a unit (see `units`).
+    fn size(&mut self) -> Option<u64> {
+        match self.get() {
             DeValue::Integer(n) => match integer(n).map(u64::try_from) {
-                Some(Ok(bytes)) => bytes,
-                _ => return self.fail(format!("{n} is not a size; a size must be more than 0")),
+                Some(Ok(bytes)) => Some(bytes),
+                _ => self.fail(format!("{n} is not a size; a size must be more than 0")),
             },
             DeValue::String(s) => match parse_size(s) {
-                Ok(bytes) => bytes,
-                Err(message) => return self.fail(message),
+                Ok(bytes) => Some(bytes),
+                Err(message) => self.fail(message),
             },
-            _ => return self.wrong_type("a size (integer bytes or a string like \"512M\")"),
-        };
-        if bytes == 0 {
-            self.fail("0 bytes is impossible; a size must be more than 0")
-        } else {
-            Some(bytes)
+            _ => self.wrong_type("a size (integer bytes or a string like \"512M\")"),
+        }
+    }
+
+    /// `max_memory_restart`: a size above zero.
+    pub(super) fn memory(&mut self) -> Option<u64> {
+        match self.size()? {
+            0 => self.fail("0 bytes is impossible; a size must be more than 0"),
+            bytes => Some(bytes),
+        }
+    }
+
+    /// `log_max_size`: a size of at least 1K.
+    pub(super) fn log_size(&mut self) -> Option<u64> {
+        let bytes = self.size()?;
+        match values::check_log_size(bytes) {
+            Ok(()) => Some(bytes),
+            Err(message) => self.fail(message),
+        }
+    }
+
+    /// `metrics`: `"IP:PORT"`.
+    pub(super) fn socket_addr(&mut self) -> Option<SocketAddr> {
+        let text = self.string()?;
+        match values::parse_metrics_addr(&text) {
+            Ok(addr) => Some(addr),
+            Err(message) => self.fail(message),
         }
     }
 
