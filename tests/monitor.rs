@@ -41,19 +41,39 @@ fn a_memory_hog_is_restarted_within_about_a_second_with_the_reason_shown() {
     supd.ok(&["start", file.to_str().unwrap()]);
     let show = wait_for(Duration::from_secs(30), "a memory restart", || {
         let show = supd.show("hog");
-        show["instances"][0]["restart_reason"].as_str().is_some().then_some(show)
+        show["instances"][0]["restart_reason"]
+            .as_str()
+            .is_some()
+            .then_some(show)
     });
-    let reason = show["instances"][0]["restart_reason"].as_str().unwrap().to_string();
-    assert!(reason.starts_with("memory limit 150M exceeded: "), "{reason}");
+    let reason = show["instances"][0]["restart_reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("memory limit 150M exceeded: "),
+        "{reason}"
+    );
     assert!(show["instances"][0]["restarts"].as_u64() >= Some(1));
     // It crosses 150M at its 8th chunk; growing 200 MB/s, a reaction within
     // about a second means it never got far beyond that (PM2's 30 s check
     // would let it reach gigabytes).
     let out = std::fs::read_to_string(supd.home().join("logs/hog-out.log")).unwrap();
-    let peak = out.lines().filter_map(|l| l.trim().parse::<u32>().ok()).max().unwrap();
-    assert!(peak <= 20, "the hog reached {peak} chunks ({} MB) before its restart", peak * 20);
+    let peak = out
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .max()
+        .unwrap();
+    assert!(
+        peak <= 20,
+        "the hog reached {peak} chunks ({} MB) before its restart",
+        peak * 20
+    );
     let log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
-    assert!(log.contains("memory limit 150M exceeded"), "the daemon log says why");
+    assert!(
+        log.contains("memory limit 150M exceeded"),
+        "the daemon log says why"
+    );
     let text = supd.ok(&["show", "hog"]);
     assert!(text.contains("memory limit 150M exceeded"), "{text}");
 }
@@ -73,12 +93,21 @@ fn a_cluster_memory_restart_fails_no_request() {
     supd.ok(&["start", file.to_str().unwrap()]);
     let load = Load::start(port, "/health", 4);
     wait_for(Duration::from_secs(30), "three memory restarts", || {
-        let restarts: u64 = supd.list().iter().map(|p| p["restarts"].as_u64().unwrap()).sum();
+        let restarts: u64 = supd
+            .list()
+            .iter()
+            .map(|p| p["restarts"].as_u64().unwrap())
+            .sum();
         (restarts >= 3).then_some(())
     });
     let (ok, failures) = load.finish();
     assert!(ok > 20, "{ok}");
-    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
 
 #[test]
@@ -89,7 +118,10 @@ fn cron_restart_fires_and_show_says_when() {
         "[[apps]]\nname = \"tick\"\nscript = \"sleep\"\nargs = [\"300\"]\ncron_restart = \"* * * * *\"\n",
     );
     supd.ok(&["start", file.to_str().unwrap()]);
-    let next = supd.show("tick")["next_cron_restart"].as_str().unwrap().to_string();
+    let next = supd.show("tick")["next_cron_restart"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(next.contains('T'), "an RFC 3339 time: {next}");
     // Every minute: the first restart comes within 60 s.
     wait_for(Duration::from_secs(75), "the cron restart", || {
@@ -110,8 +142,14 @@ fn metrics_match_list_json() {
     );
     supd.ok(&["start", file.to_str().unwrap()]);
     supd.ok(&["restart", "nap"]);
-    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
     let list = supd.list();
     let sample = |name: &str, instance: &str| {
         scrape
@@ -119,21 +157,135 @@ fn metrics_match_list_json() {
             .iter()
             .find(|s| s.metric == name && s.labels.get("instance") == Some(instance))
             .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
                 _ => f64::NAN,
             })
     };
     for row in &list {
         let i = row["instance"].to_string();
-        assert_eq!(sample("supd_instance_restarts_total", &i), Some(1.0), "{text}");
+        assert_eq!(
+            sample("supd_instance_restarts_total", &i),
+            Some(1.0),
+            "{text}"
+        );
         assert!(sample("supd_instance_memory_bytes", &i).is_some());
         assert!(sample("supd_instance_cpu_percent", &i).is_some());
         assert!(sample("supd_instance_uptime_seconds", &i).is_some());
     }
-    let online = scrape.samples.iter().find(|s| s.metric == "supd_app_online_instances").unwrap();
+    let online = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "supd_app_online_instances")
+        .unwrap();
     assert!(matches!(online.value, prometheus_parse::Value::Gauge(v) if v == 2.0));
-    assert!(scrape.samples.iter().any(|s| s.metric == "supd_daemon_memory_bytes"));
-    let json: Vec<Value> = ureq::get(&format!("http://127.0.0.1:{port}/json")).call().unwrap().body_mut().read_json().unwrap();
-    let names = |rows: &[Value]| rows.iter().map(|r| (r["name"].clone(), r["instance"].clone(), r["pid"].clone())).collect::<Vec<_>>();
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "supd_daemon_memory_bytes")
+    );
+    let json: Vec<Value> = ureq::get(&format!("http://127.0.0.1:{port}/json"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let names = |rows: &[Value]| {
+        rows.iter()
+            .map(|r| (r["name"].clone(), r["instance"].clone(), r["pid"].clone()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&json), names(&list));
+}
+
+#[test]
+fn a_failing_health_check_command_restarts_the_instance() {
+    let supd = Supd::new();
+    let sick = supd.work().join("sick");
+    let file = supd.write(
+        "h.toml",
+        &format!(
+            "[[apps]]\nname = \"h\"\nscript = \"sleep\"\nargs = [\"300\"]\nhealth_check = \"test ! -e {} && test \\\"$INSTANCE_ID\\\" = 0\"\nhealth_interval = \"200ms\"\nhealth_timeout = \"2s\"\nhealth_retries = 2\n",
+            sick.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let first = supd.instance("h", 0)["pid"].clone();
+    std::fs::write(&sick, "").unwrap();
+    let show = wait_for(Duration::from_secs(20), "a health restart", || {
+        let show = supd.show("h");
+        show["instances"][0]["restart_reason"]
+            .as_str()
+            .is_some()
+            .then_some(show)
+    });
+    std::fs::remove_file(&sick).unwrap();
+    let reason = show["instances"][0]["restart_reason"].as_str().unwrap();
+    assert!(reason.contains("health check failed 2 times"), "{reason}");
+    assert_ne!(supd.instance("h", 0)["pid"], first);
+}
+
+#[test]
+fn a_failing_http_health_check_restarts_a_single_instance() {
+    let supd = Supd::new();
+    let port = free_port();
+    let file = supd.write(
+        "hh.toml",
+        &format!(
+            "[[apps]]\nname = \"users\"\nscript = \"{}\"\nport = {port}\nwait_ready = true\nhealth_check = \"http://127.0.0.1:{{port}}/no-such-route\"\nhealth_interval = \"200ms\"\nhealth_retries = 2\n",
+            bin("user-service").display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let show = wait_for(Duration::from_secs(20), "a health restart", || {
+        let show = supd.show("users");
+        show["instances"][0]["restart_reason"]
+            .as_str()
+            .is_some()
+            .then_some(show)
+    });
+    let reason = show["instances"][0]["restart_reason"].as_str().unwrap();
+    assert!(reason.contains("404"), "{reason}");
+}
+
+#[test]
+fn a_silent_watchdog_restarts_the_instance() {
+    let supd = Supd::new();
+    // Ready, five keep-alives 100 ms apart, then silence.
+    let app = supd.write(
+        "wd.py",
+        "import os, socket, time\naddr = os.environ['NOTIFY_SOCKET']\nif addr.startswith('@'):\n    addr = '\\0' + addr[1:]\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'READY=1', addr)\nprint('usec', os.environ['WATCHDOG_USEC'], flush=True)\nfor i in range(5):\n    time.sleep(0.1)\n    s.sendto(b'WATCHDOG=1', addr)\n    print('ping', i, flush=True)\nprint('silent', flush=True)\ntime.sleep(300)\n",
+    );
+    let file = supd.write(
+        "wd.toml",
+        &format!(
+            "[[apps]]\nname = \"wd\"\nscript = \"python3\"\nargs = [\"{}\"]\nwait_ready = true\nwatchdog = \"400ms\"\nkill_timeout = 200\n",
+            app.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let show = wait_for(Duration::from_secs(20), "a watchdog restart", || {
+        let show = supd.show("wd");
+        show["instances"][0]["restart_reason"]
+            .as_str()
+            .is_some()
+            .then_some(show)
+    });
+    assert!(
+        show["instances"][0]["restart_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("watchdog"),
+        "{show}"
+    );
+    let out = std::fs::read_to_string(supd.home().join("logs/wd-out.log")).unwrap();
+    assert!(out.contains("usec 400000"), "{out}");
+    // Keep-alives kept it alive: the first process got to its silence.
+    let first_run = out.split("usec").nth(1).unwrap();
+    assert!(
+        first_run.lines().any(|l| l == "silent"),
+        "restarted only after it went silent: {out}"
+    );
 }

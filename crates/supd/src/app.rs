@@ -28,6 +28,7 @@ use crate::instance::{Instance, describe_exit};
 use crate::listeners::SlotSockets;
 use crate::logs::{AppLog, Stream};
 use crate::readiness::{self, Notice};
+use crate::registry::Trouble;
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
@@ -40,6 +41,8 @@ const LISTEN_FD: i32 = 3;
 /// Environment variables of the caller that must not leak into an app:
 /// they describe the caller's own supervisor, not ours.
 const NOT_INHERITED: &[&str] = &[
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -132,6 +135,8 @@ enum Event {
     KillDue { generation: u64 },
     /// The process group of a stopped process is empty.
     GroupGone { generation: u64 },
+    /// Time to check the process's watchdog keep-alives.
+    WatchdogDue { generation: u64 },
 }
 
 /// Replies waiting on one process.
@@ -152,6 +157,7 @@ struct App {
     log: AppLog,
     events: mpsc::UnboundedSender<Event>,
     view: watch::Sender<AppView>,
+    trouble: mpsc::UnboundedSender<Trouble>,
     waiting: HashMap<u64, Waiting>,
     next_generation: u64,
     /// Replies of `Stop`/`Delete`, answered once nothing is stopping.
@@ -166,10 +172,14 @@ pub fn spawn_actor(
     base_env: BTreeMap<String, String>,
     reaper: Reaper,
     log: AppLog,
+    trouble: mpsc::UnboundedSender<Trouble>,
 ) -> Result<(mpsc::UnboundedSender<Command>, watch::Receiver<AppView>), String> {
     let listener = bind(&config)?;
     let config = Arc::new(config);
-    let (view_tx, view_rx) = watch::channel(AppView { config: config.clone(), instances: Vec::new() });
+    let (view_tx, view_rx) = watch::channel(AppView {
+        config: config.clone(),
+        instances: Vec::new(),
+    });
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let app = App {
@@ -181,6 +191,7 @@ pub fn spawn_actor(
         log,
         events: ev_tx,
         view: view_tx,
+        trouble,
         waiting: HashMap::new(),
         next_generation: 1,
         after_stop: Vec::new(),
@@ -195,7 +206,8 @@ fn bind(config: &AppConfig) -> Result<Option<SlotSockets>, String> {
     config
         .port
         .map(|port| {
-            SlotSockets::bind(port).map_err(|e| format!("app \"{}\": cannot bind port {port}: {e}", config.name))
+            SlotSockets::bind(port)
+                .map_err(|e| format!("app \"{}\": cannot bind port {port}: {e}", config.name))
         })
         .transpose()
 }
@@ -219,17 +231,31 @@ impl App {
     }
 
     fn publish(&self) {
-        self.view.send_replace(AppView { config: self.config.clone(), instances: self.instances.clone() });
+        self.view.send_replace(AppView {
+            config: self.config.clone(),
+            instances: self.instances.clone(),
+        });
     }
 
     fn find(&self, generation: u64) -> Option<usize> {
-        self.instances.iter().position(|i| i.generation == generation)
+        self.instances
+            .iter()
+            .position(|i| i.generation == generation)
     }
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Launch { slot, restart, reason, reply } => self.launch(slot, restart, reason, reply),
-            Command::Retire { generation, remove, reply } => match self.find(generation) {
+            Command::Launch {
+                slot,
+                restart,
+                reason,
+                reply,
+            } => self.launch(slot, restart, reason, reply),
+            Command::Retire {
+                generation,
+                remove,
+                reply,
+            } => match self.find(generation) {
                 Some(i) => {
                     let waiting = self.waiting.entry(generation).or_default();
                     waiting.retire.push(reply);
@@ -240,20 +266,33 @@ impl App {
                     let _ = reply.send(());
                 }
             },
-            Command::Configure { config, base_env, reply } => {
+            Command::Configure {
+                config,
+                base_env,
+                reply,
+            } => {
                 let _ = reply.send(self.configure(*config, base_env));
             }
             Command::Route { slots, reply } => {
                 let live = self
                     .instances
                     .iter()
-                    .filter(|i| matches!(i.status, Status::Online | Status::Launching | Status::Stopping))
+                    .filter(|i| {
+                        matches!(
+                            i.status,
+                            Status::Online | Status::Launching | Status::Stopping
+                        )
+                    })
                     .map(|i| i.slot + 1)
                     .max()
                     .unwrap_or(0);
                 let result = match self.listener.as_mut() {
                     Some(l) => l.route(slots, live.max(slots)).map_err(|e| {
-                        format!("app \"{}\": cannot steer connections on port {}: {e}", self.config.name, l.port())
+                        format!(
+                            "app \"{}\": cannot steer connections on port {}: {e}",
+                            self.config.name,
+                            l.port()
+                        )
                     }),
                     None => Ok(()),
                 };
@@ -276,7 +315,11 @@ impl App {
         }
     }
 
-    fn configure(&mut self, config: AppConfig, base_env: Option<BTreeMap<String, String>>) -> Result<(), String> {
+    fn configure(
+        &mut self,
+        config: AppConfig,
+        base_env: Option<BTreeMap<String, String>>,
+    ) -> Result<(), String> {
         if config.port != self.config.port {
             self.listener = bind(&config)?;
         }
@@ -296,8 +339,17 @@ impl App {
         reason: Option<String>,
         reply: oneshot::Sender<Result<u32, String>>,
     ) {
-        let live = |i: &Instance| matches!(i.status, Status::Online | Status::Launching | Status::Stopping);
-        let index = match self.instances.iter().position(|i| i.slot == slot && !live(i)) {
+        let live = |i: &Instance| {
+            matches!(
+                i.status,
+                Status::Online | Status::Launching | Status::Stopping
+            )
+        };
+        let index = match self
+            .instances
+            .iter()
+            .position(|i| i.slot == slot && !live(i))
+        {
             Some(i) => i,
             None => {
                 let mut record = Instance::new(slot);
@@ -305,7 +357,11 @@ impl App {
                     record.restarts = old.restarts;
                     record.restart_reason = old.restart_reason.clone();
                 }
-                let at = self.instances.iter().rposition(|i| i.slot <= slot).map_or(0, |p| p + 1);
+                let at = self
+                    .instances
+                    .iter()
+                    .rposition(|i| i.slot <= slot)
+                    .map_or(0, |p| p + 1);
                 self.instances.insert(at, record);
                 at
             }
@@ -354,6 +410,7 @@ impl App {
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(pid));
                     }
+                    self.arm_watchdog(i);
                 }
             }
             Err(e) => {
@@ -372,7 +429,9 @@ impl App {
     /// Forks and execs one process with its pipes, sockets and environment,
     /// and starts the task that watches it.
     fn try_spawn(&mut self, slot: u32, generation: u64) -> Result<u32, String> {
-        let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"));
+        let pipe = || {
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+        };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let channels = readiness::channels(self.config.wait_ready)
@@ -382,7 +441,9 @@ impl App {
         let mut pass_fds = Vec::new();
         if let Some(listener) = self.listener.as_mut() {
             let port = listener.port();
-            let socket = listener.socket(slot).map_err(|e| format!("cannot bind port {port}: {e}"))?;
+            let socket = listener
+                .socket(slot)
+                .map_err(|e| format!("cannot bind port {port}: {e}"))?;
             pass_fds.push((socket, LISTEN_FD));
             env.insert("LISTEN_FDS".into(), "1".into());
             env.insert("LISTEN_FDNAMES".into(), self.config.name.clone());
@@ -410,7 +471,8 @@ impl App {
         let (pid, exit) = self.reaper.spawn(spec).map_err(|e| e.to_string())?;
         drop(ipc_theirs);
         let format = self.config.log_date_format.clone();
-        self.log.attach(Stream::Out, OwnedFd::from(out_r), format.clone());
+        self.log
+            .attach(Stream::Out, OwnedFd::from(out_r), format.clone());
         self.log.attach(Stream::Err, OwnedFd::from(err_r), format);
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -442,6 +504,9 @@ impl App {
         env.insert("NODE_APP_INSTANCE".into(), slot.to_string());
         if let Some(port) = self.config.port {
             env.insert("PORT".into(), port.to_string());
+        }
+        if let Some(period) = self.config.watchdog {
+            env.insert("WATCHDOG_USEC".into(), period.as_micros().to_string());
         }
         env
     }
@@ -486,7 +551,9 @@ impl App {
 
     /// A record's process group is gone: answer its waiters, forget it if asked.
     fn gone(&mut self, generation: u64) {
-        let Some(waiting) = self.waiting.remove(&generation) else { return };
+        let Some(waiting) = self.waiting.remove(&generation) else {
+            return;
+        };
         if let Some(launch) = waiting.launch {
             let _ = launch.send(Err("stopped before it was ready".into()));
         }
@@ -522,6 +589,7 @@ impl App {
                     group::signal(pid, Signal::SIGKILL);
                 }
             }
+            Event::WatchdogDue { generation } => self.on_watchdog_due(generation),
             Event::GroupGone { generation } => {
                 if let Some(i) = self.find(generation)
                     && self.instances[i].status == Status::Stopping
@@ -534,31 +602,93 @@ impl App {
     }
 
     fn on_notice(&mut self, generation: u64, notice: Notice) {
-        let Some(i) = self.find(generation) else { return };
+        let Some(i) = self.find(generation) else {
+            return;
+        };
         let inst = &mut self.instances[i];
         match notice {
             Notice::Ready if inst.status == Status::Launching => {
                 inst.status = Status::Online;
                 tracing::info!(app = %self.config.name, instance = inst.slot, pid = inst.pid, "ready");
                 let pid = inst.pid.unwrap_or_default();
-                if let Some(reply) = self.waiting.get_mut(&generation).and_then(|w| w.launch.take()) {
+                if let Some(reply) = self
+                    .waiting
+                    .get_mut(&generation)
+                    .and_then(|w| w.launch.take())
+                {
                     let _ = reply.send(Ok(pid));
                 }
+                self.arm_watchdog(i);
             }
             Notice::Ready => {}
+            Notice::Watchdog => inst.last_keepalive = Some(Instant::now()),
             Notice::Stopping => inst.status_text = Some("stopping".into()),
             Notice::Status(text) => inst.status_text = Some(text),
         }
     }
 
+    /// Starts watching keep-alives of the (now online) record `i`, if the
+    /// app has a `watchdog` period; becoming online counts as the first.
+    fn arm_watchdog(&mut self, i: usize) {
+        let Some(period) = self.config.watchdog else {
+            return;
+        };
+        let inst = &mut self.instances[i];
+        inst.last_keepalive = Some(Instant::now());
+        let generation = inst.generation;
+        self.schedule(period, Event::WatchdogDue { generation });
+    }
+
+    /// An online process that sent no keep-alive for a whole period is
+    /// reported for replacement; otherwise the next check is scheduled.
+    fn on_watchdog_due(&mut self, generation: u64) {
+        let (Some(period), Some(i)) = (self.config.watchdog, self.find(generation)) else {
+            return;
+        };
+        let inst = &self.instances[i];
+        if inst.status != Status::Online {
+            return;
+        }
+        let last = inst.last_keepalive.unwrap_or_else(Instant::now);
+        let silent = last.elapsed();
+        if silent >= period {
+            let reason = format!(
+                "watchdog: no WATCHDOG=1 for {} ms (watchdog {} ms)",
+                silent.as_millis(),
+                period.as_millis()
+            );
+            let _ = self.trouble.send(Trouble {
+                app: self.config.name.clone(),
+                generation,
+                reason,
+            });
+        } else {
+            self.schedule(period - silent, Event::WatchdogDue { generation });
+        }
+    }
+
+    /// Delivers `event` to this actor after `delay`.
+    fn schedule(&self, delay: Duration, event: Event) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(event);
+        });
+    }
+
     /// Not ready within `listen_timeout`: the process is killed and the
     /// launch fails; a new process beside a live one (a reload) is forgotten.
     fn on_ready_timeout(&mut self, generation: u64) {
-        let Some(i) = self.find(generation) else { return };
+        let Some(i) = self.find(generation) else {
+            return;
+        };
         if self.instances[i].status != Status::Launching {
             return;
         }
-        let reason = format!("not ready within listen_timeout ({} ms)", self.config.listen_timeout.as_millis());
+        let reason = format!(
+            "not ready within listen_timeout ({} ms)",
+            self.config.listen_timeout.as_millis()
+        );
         self.fail_launch(i, reason, true);
     }
 
@@ -587,7 +717,9 @@ impl App {
     }
 
     fn on_exit(&mut self, generation: u64, exit: Exit) {
-        let Some(i) = self.find(generation) else { return };
+        let Some(i) = self.find(generation) else {
+            return;
+        };
         let name = self.config.name.clone();
         let policy = Policy::from(&*self.config);
         let events = self.events.clone();
@@ -604,9 +736,18 @@ impl App {
                     let _ = events.send(Event::GroupGone { generation });
                 });
             }
-            Status::Launching if self.waiting.get(&generation).is_some_and(|w| w.launch.is_some()) => {
+            Status::Launching
+                if self
+                    .waiting
+                    .get(&generation)
+                    .is_some_and(|w| w.launch.is_some()) =>
+            {
                 group::signal(pgid, Signal::SIGKILL);
-                self.fail_launch(i, format!("exited with {} before it was ready", describe_exit(exit)), false);
+                self.fail_launch(
+                    i,
+                    format!("exited with {} before it was ready", describe_exit(exit)),
+                    false,
+                );
             }
             Status::Launching | Status::Online => {
                 // The instance is its process group: leftovers of a crashed
@@ -638,7 +779,8 @@ impl App {
 
     /// Answers `Stop`/`Delete` once no record is still stopping.
     fn settle(&mut self) {
-        if self.after_stop.is_empty() || self.instances.iter().any(|i| i.status == Status::Stopping) {
+        if self.after_stop.is_empty() || self.instances.iter().any(|i| i.status == Status::Stopping)
+        {
             return;
         }
         for (reply, delete) in std::mem::take(&mut self.after_stop) {

@@ -48,7 +48,13 @@ async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch:
             Ok(bytes) => bytes,
             Err(FrameError::Closed) => return,
             Err(e @ FrameError::TooLarge(_)) => {
-                let _ = write_frame_async(&mut stream, &Response::Error { message: e.to_string() }).await;
+                let _ = write_frame_async(
+                    &mut stream,
+                    &Response::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
                 return;
             }
             Err(e) => {
@@ -64,7 +70,12 @@ async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch:
                     None => return,
                 }
             }
-            Err(e) => (Response::Error { message: format!("malformed request: {e}") }, false),
+            Err(e) => (
+                Response::Error {
+                    message: format!("malformed request: {e}"),
+                },
+                false,
+            ),
         };
         let ok = !matches!(response, Response::Error { .. });
         if write_frame_async(&mut stream, &response).await.is_err() {
@@ -80,7 +91,11 @@ async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch:
 /// Runs one request in its own task (so it completes even if the client
 /// goes away), writing its progress lines as they come. `None` if the client
 /// is gone.
-async fn answer(stream: &mut UnixStream, registry: &Registry, request: Request) -> Option<Response> {
+async fn answer(
+    stream: &mut UnixStream,
+    registry: &Registry,
+    request: Request,
+) -> Option<Response> {
     let (progress, mut steps) = mpsc::unbounded_channel();
     let registry = registry.clone();
     let mut task = tokio::spawn(async move { registry.handle(request, &progress).await });
@@ -97,7 +112,9 @@ async fn answer(stream: &mut UnixStream, registry: &Registry, request: Request) 
     };
     while let Ok(message) = steps.try_recv() {
         if !client_gone {
-            client_gone = write_frame_async(stream, &Response::Progress { message }).await.is_err();
+            client_gone = write_frame_async(stream, &Response::Progress { message })
+                .await
+                .is_err();
         }
     }
     (!client_gone).then_some(response)

@@ -20,8 +20,12 @@ impl Schedule {
         if let Some(old) = slot.take() {
             old.abort();
         }
-        let Some(expr) = app.view().config.cron_restart.clone() else { return };
-        let Ok(cron) = expr.parse::<Cron>() else { return };
+        let Some(expr) = app.view().config.cron_restart.clone() else {
+            return;
+        };
+        let Ok(cron) = expr.parse::<Cron>() else {
+            return;
+        };
         let app = app.clone();
         *slot = Some(tokio::spawn(async move {
             while let Some(wait) = until_next(&cron) {
@@ -46,7 +50,10 @@ impl Schedule {
 
 /// When the next run of `expr` is due, in local time, if it has one.
 pub fn next_due(expr: &str) -> Option<chrono::DateTime<chrono::Local>> {
-    expr.parse::<Cron>().ok()?.find_next_occurrence(&chrono::Local::now(), false).ok()
+    expr.parse::<Cron>()
+        .ok()?
+        .find_next_occurrence(&chrono::Local::now(), false)
+        .ok()
 }
 
 fn until_next(cron: &Cron) -> Option<std::time::Duration> {

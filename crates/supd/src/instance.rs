@@ -31,6 +31,8 @@ pub struct Instance {
     pub kill_deadline: Option<Instant>,
     /// The last `STATUS=` (or `STOPPING=1`) the process sent.
     pub status_text: Option<String>,
+    /// The last sign of life for the watchdog (readiness or `WATCHDOG=1`).
+    pub last_keepalive: Option<Instant>,
     /// Why the daemon last restarted this slot by itself (memory limit,
     /// health check, watchdog), if it did.
     pub restart_reason: Option<String>,
@@ -52,6 +54,7 @@ impl Instance {
             kill_deadline: None,
             status_text: None,
             restart_reason: None,
+            last_keepalive: None,
         }
     }
 
@@ -72,7 +75,11 @@ impl Instance {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.last_exit = Some(ExitInfo { code, signal, at_ms });
+        self.last_exit = Some(ExitInfo {
+            code,
+            signal,
+            at_ms,
+        });
         self.pid = None;
     }
 

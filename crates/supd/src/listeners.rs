@@ -36,7 +36,10 @@ pub struct SlotSockets {
 impl SlotSockets {
     /// Binds the socket of slot 0 (proving the port is ours to use).
     pub fn bind(port: u16) -> io::Result<SlotSockets> {
-        let mut sockets = SlotSockets { port, sockets: Vec::new() };
+        let mut sockets = SlotSockets {
+            port,
+            sockets: Vec::new(),
+        };
         sockets.ensure(1)?;
         Ok(sockets)
     }
@@ -72,7 +75,9 @@ impl SlotSockets {
 
     /// Connections waiting in the accept queue of `slot` (0 if it has no socket).
     pub fn queued(&self, slot: u32) -> u32 {
-        self.sockets.get(slot as usize).map_or(0, |s| accept_queue(s).unwrap_or(0))
+        self.sockets
+            .get(slot as usize)
+            .map_or(0, |s| accept_queue(s).unwrap_or(0))
     }
 }
 
@@ -89,13 +94,31 @@ fn bind_one(port: u16) -> io::Result<Socket> {
 fn steer(socket: &Socket, active: u32) -> io::Result<()> {
     let code = [
         // BPF_LD | BPF_W | BPF_ABS: A = skb->hash
-        libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: (libc::SKF_AD_OFF + SKF_AD_RXHASH) as u32 },
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: (libc::SKF_AD_OFF + SKF_AD_RXHASH) as u32,
+        },
         // BPF_ALU | BPF_MOD | BPF_K: A %= active
-        libc::sock_filter { code: 0x94, jt: 0, jf: 0, k: active },
+        libc::sock_filter {
+            code: 0x94,
+            jt: 0,
+            jf: 0,
+            k: active,
+        },
         // BPF_RET | BPF_A: the index of the socket in the group
-        libc::sock_filter { code: 0x16, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter {
+            code: 0x16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
     ];
-    let program = libc::sock_fprog { len: code.len() as u16, filter: code.as_ptr().cast_mut() };
+    let program = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_ptr().cast_mut(),
+    };
     // SAFETY: `program` points at `code`, which outlives the call; the
     // kernel copies it.
     let rc = unsafe {
@@ -107,7 +130,11 @@ fn steer(socket: &Socket, active: u32) -> io::Result<()> {
             size_of::<libc::sock_fprog>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The current accept-queue length of a listening socket (TCP_INFO's
@@ -118,9 +145,19 @@ fn accept_queue(socket: &Socket) -> io::Result<u32> {
     let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: `info` and `len` are valid for writes of that size.
     let rc = unsafe {
-        libc::getsockopt(socket.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len)
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
     };
-    if rc == 0 { Ok(info.tcpi_unacked) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(info.tcpi_unacked)
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -142,7 +179,9 @@ mod tests {
             sockets.socket(slot).unwrap();
         }
         sockets.route(2, 3).unwrap();
-        let clients: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+        let clients: Vec<TcpStream> = (0..60)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
         let queued: Vec<u32> = (0..3).map(|s| sockets.queued(s)).collect();
         assert_eq!(queued.iter().sum::<u32>(), 60, "{queued:?}");
         assert_eq!(queued[2], 0, "slot 2 was steered away: {queued:?}");
@@ -153,7 +192,8 @@ mod tests {
             let listener: TcpListener = sockets.sockets[slot as usize].try_clone().unwrap().into();
             for _ in 0..queued[slot as usize] {
                 let (mut s, _) = listener.accept().unwrap();
-                s.set_read_timeout(Some(std::time::Duration::from_millis(1))).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_millis(1)))
+                    .unwrap();
                 let _ = s.read(&mut [0u8; 1]);
                 *by_slot.entry(slot).or_insert(0) += 1;
             }

@@ -85,7 +85,10 @@ impl AppLog {
     pub async fn truncate(&self) -> io::Result<()> {
         let (ack, done) = oneshot::channel();
         let gone = || io::Error::other("log writer stopped");
-        self.tx.send(LogMsg::Truncate(ack)).await.map_err(|_| gone())?;
+        self.tx
+            .send(LogMsg::Truncate(ack))
+            .await
+            .map_err(|_| gone())?;
         done.await.map_err(|_| gone())?
     }
 }
@@ -100,7 +103,11 @@ fn write_loop(mut rx: mpsc::Receiver<LogMsg>, mut out: File, mut err: File, app:
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             LogMsg::Lines(stream, bytes) => {
-                let file = if stream == Stream::Out { &mut out } else { &mut err };
+                let file = if stream == Stream::Out {
+                    &mut out
+                } else {
+                    &mut err
+                };
                 match file.write_all(&bytes) {
                     Ok(()) => failing = false,
                     Err(e) if !failing => {
@@ -143,13 +150,22 @@ async fn pump(
         };
         let rest = pending.split_off(cut);
         let lines = std::mem::replace(&mut pending, rest);
-        if tx.send(LogMsg::Lines(stream, stamp(lines, date_format.as_deref()))).await.is_err() {
+        if tx
+            .send(LogMsg::Lines(stream, stamp(lines, date_format.as_deref())))
+            .await
+            .is_err()
+        {
             return Ok(());
         }
     }
     if !pending.is_empty() {
         pending.push(b'\n');
-        let _ = tx.send(LogMsg::Lines(stream, stamp(pending, date_format.as_deref()))).await;
+        let _ = tx
+            .send(LogMsg::Lines(
+                stream,
+                stamp(pending, date_format.as_deref()),
+            ))
+            .await;
     }
     Ok(())
 }
@@ -157,7 +173,9 @@ async fn pump(
 /// Prefixes every line of `lines` (which ends with a newline) with
 /// `<time>: `, as PM2 does with `log_date_format`.
 fn stamp(lines: Vec<u8>, date_format: Option<&str>) -> Vec<u8> {
-    let Some(format) = date_format else { return lines };
+    let Some(format) = date_format else {
+        return lines;
+    };
     let prefix = format!("{}: ", chrono::Local::now().format(format));
     let count = lines.iter().filter(|&&b| b == b'\n').count();
     let mut out = Vec::with_capacity(lines.len() + count * prefix.len());

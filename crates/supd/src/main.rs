@@ -7,6 +7,7 @@
 mod app;
 mod control;
 mod cron;
+mod health;
 mod home;
 mod instance;
 mod listeners;
@@ -46,7 +47,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     match run(args) {
@@ -77,7 +79,9 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// descriptor leaked by whoever started us never reaches an app.
 fn seal_inherited_fds() {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
     let fds: Vec<i32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -100,7 +104,10 @@ async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
     home::write_pid(&home)?;
     let registry = Registry::new(home.clone(), reaper, args.sample_interval);
     if let Some(addr) = args.metrics {
-        registry.serve_metrics(addr).await.map_err(anyhow::Error::msg)?;
+        registry
+            .serve_metrics(addr)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));

@@ -55,7 +55,9 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
     tracing::info!(%addr, "serving metrics at /metrics and /json");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let registry = registry.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| answer(req, registry.clone()));
@@ -68,20 +70,33 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
     Ok(())
 }
 
-async fn answer(req: Request<Incoming>, registry: Registry) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    registry: Registry,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", prometheus(&registry)),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus(&registry),
+        ),
         "/json" => (
             StatusCode::OK,
             "application/json",
             serde_json::to_string(&registry.processes()).unwrap_or_else(|_| "[]".into()),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics or /json\n".into()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics or /json\n".into(),
+        ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
-        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
     }
     Ok(response)
 }
@@ -97,26 +112,77 @@ fn prometheus(registry: &Registry) -> String {
     let status = Family::<StatusLabels, Gauge>::default();
     let desired = Family::<AppLabels, Gauge>::default();
     let online = Family::<AppLabels, Gauge>::default();
-    metrics.register("supd_instance_cpu_percent", "CPU use of the instance's process tree, percent of one core", cpu.clone());
-    metrics.register("supd_instance_memory_bytes", "Resident memory of the instance's process tree", memory.clone());
-    metrics.register("supd_instance_restarts", "Restarts of the instance, automatic and requested", restarts.clone());
-    metrics.register("supd_instance_uptime_seconds", "Seconds since the instance's process started", uptime.clone());
-    metrics.register("supd_instance_status", "1 for the instance's current status", status.clone());
-    metrics.register("supd_app_desired_instances", "Instances the app is configured to run", desired.clone());
-    metrics.register("supd_app_online_instances", "Instances of the app that are online", online.clone());
+    metrics.register(
+        "supd_instance_cpu_percent",
+        "CPU use of the instance's process tree, percent of one core",
+        cpu.clone(),
+    );
+    metrics.register(
+        "supd_instance_memory_bytes",
+        "Resident memory of the instance's process tree",
+        memory.clone(),
+    );
+    metrics.register(
+        "supd_instance_restarts",
+        "Restarts of the instance, automatic and requested",
+        restarts.clone(),
+    );
+    metrics.register(
+        "supd_instance_uptime_seconds",
+        "Seconds since the instance's process started",
+        uptime.clone(),
+    );
+    metrics.register(
+        "supd_instance_status",
+        "1 for the instance's current status",
+        status.clone(),
+    );
+    metrics.register(
+        "supd_app_desired_instances",
+        "Instances the app is configured to run",
+        desired.clone(),
+    );
+    metrics.register(
+        "supd_app_online_instances",
+        "Instances of the app that are online",
+        online.clone(),
+    );
     for p in &processes {
         let labels = instance_labels(p);
         cpu.get_or_create(&labels).set(p.cpu);
         memory.get_or_create(&labels).set(p.memory as i64);
-        restarts.get_or_create(&labels).inc_by(u64::from(p.restarts));
-        uptime.get_or_create(&labels).set(p.uptime_ms as f64 / 1000.0);
-        let InstanceLabels { app, instance, mode } = labels;
-        status.get_or_create(&StatusLabels { app, instance, mode, status: p.status.as_str().into() }).set(1);
+        restarts
+            .get_or_create(&labels)
+            .inc_by(u64::from(p.restarts));
+        uptime
+            .get_or_create(&labels)
+            .set(p.uptime_ms as f64 / 1000.0);
+        let InstanceLabels {
+            app,
+            instance,
+            mode,
+        } = labels;
+        status
+            .get_or_create(&StatusLabels {
+                app,
+                instance,
+                mode,
+                status: p.status.as_str().into(),
+            })
+            .set(1);
     }
     for view in registry.views() {
-        let app = AppLabels { app: view.config.name.clone() };
-        desired.get_or_create(&app).set(i64::from(view.config.instances));
-        let up = view.instances.iter().filter(|i| i.status == Status::Online).count();
+        let app = AppLabels {
+            app: view.config.name.clone(),
+        };
+        desired
+            .get_or_create(&app)
+            .set(i64::from(view.config.instances));
+        let up = view
+            .instances
+            .iter()
+            .filter(|i| i.status == Status::Online)
+            .count();
         online.get_or_create(&app).set(up as i64);
     }
     let (rss, cpu_seconds) = own_usage();
@@ -124,8 +190,16 @@ fn prometheus(registry: &Registry) -> String {
     daemon_memory.set(rss as i64);
     let daemon_cpu = Counter::<f64, AtomicU64>::default();
     daemon_cpu.inc_by(cpu_seconds);
-    metrics.register("supd_daemon_memory_bytes", "Resident memory of the supd daemon", daemon_memory);
-    metrics.register("supd_daemon_cpu_seconds", "CPU time used by the supd daemon", daemon_cpu);
+    metrics.register(
+        "supd_daemon_memory_bytes",
+        "Resident memory of the supd daemon",
+        daemon_memory,
+    );
+    metrics.register(
+        "supd_daemon_cpu_seconds",
+        "CPU time used by the supd daemon",
+        daemon_cpu,
+    );
     let mut out = String::new();
     if encode(&mut out, &metrics).is_err() {
         return String::new();
@@ -143,14 +217,18 @@ fn instance_labels(p: &ProcessInfo) -> InstanceLabels {
 
 /// The daemon's own resident bytes and CPU seconds (user + system).
 fn own_usage() -> (u64, f64) {
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * page);
-    let cpu = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
-        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-        t(u.user_time()) + t(u.system_time())
-    });
+    let cpu =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        });
     (rss, cpu)
 }

@@ -35,7 +35,12 @@ pub struct Samples(Arc<Mutex<HashMap<u32, Usage>>>);
 impl Samples {
     /// The latest usage of the instance whose main process is `pid`.
     pub fn get(&self, pid: u32) -> Usage {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&pid).copied().unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pid)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn replace(&self, figures: HashMap<u32, Usage>) {
@@ -62,11 +67,20 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
         let roots: Vec<u32> = views
             .iter()
             .flat_map(|v| v.instances.iter())
-            .filter(|i| matches!(i.status, Status::Launching | Status::Online | Status::Stopping))
+            .filter(|i| {
+                matches!(
+                    i.status,
+                    Status::Launching | Status::Online | Status::Stopping
+                )
+            })
             .filter_map(|i| i.pid)
             .collect();
         let trees: HashMap<u32, Vec<u32>> = roots.iter().map(|&root| (root, tree(root))).collect();
-        let pids: Vec<Pid> = trees.values().flatten().map(|&p| Pid::from_u32(p)).collect();
+        let pids: Vec<Pid> = trees
+            .values()
+            .flatten()
+            .map(|&p| Pid::from_u32(p))
+            .collect();
         system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&pids),
             true,
@@ -76,7 +90,10 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
             .iter()
             .map(|(&root, members)| {
                 let mut usage = Usage::default();
-                for p in members.iter().filter_map(|&p| system.process(Pid::from_u32(p))) {
+                for p in members
+                    .iter()
+                    .filter_map(|&p| system.process(Pid::from_u32(p)))
+                {
                     usage.cpu += f64::from(p.cpu_usage());
                     usage.memory += p.memory();
                 }
@@ -86,13 +103,22 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
             .collect();
         let mut live = HashSet::new();
         for view in &views {
-            let Some(limit) = view.config.max_memory_restart else { continue };
+            let Some(limit) = view.config.max_memory_restart else {
+                continue;
+            };
             for inst in view.instances.iter().filter(|i| i.status == Status::Online) {
                 live.insert(inst.generation);
-                let used = inst.pid.and_then(|p| figures.get(&p)).map_or(0, |u| u.memory);
+                let used = inst
+                    .pid
+                    .and_then(|p| figures.get(&p))
+                    .map_or(0, |u| u.memory);
                 if used > limit && reported.insert(inst.generation) {
                     let reason = format!("memory limit {} exceeded: {}", size(limit), size(used));
-                    registry.report(Trouble { app: view.config.name.clone(), generation: inst.generation, reason });
+                    registry.report(Trouble {
+                        app: view.config.name.clone(),
+                        generation: inst.generation,
+                        reason,
+                    });
                 }
             }
         }
@@ -108,10 +134,16 @@ fn tree(root: u32) -> Vec<u32> {
     while next < members.len() {
         let pid = members[next];
         next += 1;
-        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
         for task in tasks.flatten() {
             if let Ok(children) = fs::read_to_string(task.path().join("children")) {
-                members.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+                members.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
             }
         }
     }
@@ -134,7 +166,10 @@ mod tests {
 
     #[test]
     fn finds_children_of_a_tree() {
-        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let mut found = vec![];
         for _ in 0..200 {
@@ -145,7 +180,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         for p in &found {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = child.wait();
         assert_eq!(found.len(), 3, "{found:?}");

@@ -25,7 +25,10 @@ pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
 
 /// Starts every slot of an app that is not running, after replacing its
 /// config if a new one is given. Apps with a live instance are left alone.
-pub async fn start(app: &AppHandle, new: Option<(AppConfig, BTreeMap<String, String>)>) -> Result<Outcome, String> {
+pub async fn start(
+    app: &AppHandle,
+    new: Option<(AppConfig, BTreeMap<String, String>)>,
+) -> Result<Outcome, String> {
     let _op = app.op.lock().await;
     if app.view().instances.iter().any(|i| i.is_active()) {
         return Ok(Outcome::AlreadyOnline);
@@ -35,7 +38,9 @@ pub async fn start(app: &AppHandle, new: Option<(AppConfig, BTreeMap<String, Str
     }
     trim_slots(app).await;
     launch_all(app, false).await?;
-    app.route(app.view().config.instances).await.map(|()| Outcome::Started)
+    app.route(app.view().config.instances)
+        .await
+        .map(|()| Outcome::Started)
 }
 
 /// Stops every instance, then starts them all again.
@@ -86,7 +91,10 @@ pub async fn reload_with(
 pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(), String> {
     let _op = app.op.lock().await;
     let view = app.view();
-    let Some(inst) = view.instances.iter().find(|i| i.generation == generation && i.status == Status::Online)
+    let Some(inst) = view
+        .instances
+        .iter()
+        .find(|i| i.generation == generation && i.status == Status::Online)
     else {
         return Ok(());
     };
@@ -106,7 +114,12 @@ pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(
 /// reload way for a cluster app, stop and start otherwise.
 pub async fn scheduled_restart(app: &AppHandle, progress: &Progress) -> Result<(), String> {
     let _op = app.op.lock().await;
-    if !app.view().instances.iter().any(|i| i.status == Status::Online) {
+    if !app
+        .view()
+        .instances
+        .iter()
+        .any(|i| i.status == Status::Online)
+    {
         return Ok(());
     }
     if rolls(&app.view().config) {
@@ -135,12 +148,19 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
     let name = &config.name;
     let target = match target {
         Some(n) if n >= 1 => n,
-        _ => return Err(format!("app \"{name}\": cannot scale to fewer than 1 instance (use stop)")),
+        _ => {
+            return Err(format!(
+                "app \"{name}\": cannot scale to fewer than 1 instance (use stop)"
+            ));
+        }
     };
     if let Some(max) = config.max_instances
         && target > max
     {
-        let reason = config.max_instances_reason.as_deref().unwrap_or("max_instances");
+        let reason = config
+            .max_instances_reason
+            .as_deref()
+            .unwrap_or("max_instances");
         return Err(format!(
             "app \"{name}\": refused to scale to {target} instances: max_instances is {max} ({reason})"
         ));
@@ -164,7 +184,9 @@ async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
             .find(|i| i.slot == slot && matches!(i.status, Status::Online | Status::Launching))
             .map(|i| (i.generation, i.pid));
         let failed = |e: String| {
-            format!("reload of \"{name}\" stopped at instance {slot}: {e}; the other instances keep serving")
+            format!(
+                "reload of \"{name}\" stopped at instance {slot}: {e}; the other instances keep serving"
+            )
         };
         let pid = match old {
             Some((generation, _)) if capped => {
@@ -178,7 +200,9 @@ async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
             }
             None => app.launch(slot, true).await.map_err(failed)?,
         };
-        let before = old.and_then(|(_, pid)| pid).map_or("-".to_string(), |p| p.to_string());
+        let before = old
+            .and_then(|(_, pid)| pid)
+            .map_or("-".to_string(), |p| p.to_string());
         let _ = progress.send(format!("{name}[{slot}]: pid {before} -> {pid}, online"));
     }
     Ok(())
@@ -194,7 +218,10 @@ async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(),
     if target > current {
         resize_config(app, target).await?;
         for slot in current..target {
-            let pid = app.launch(slot, false).await.map_err(|e| format!("app \"{name}\" instance {slot}: {e}"))?;
+            let pid = app
+                .launch(slot, false)
+                .await
+                .map_err(|e| format!("app \"{name}\" instance {slot}: {e}"))?;
             let _ = progress.send(format!("{name}[{slot}]: started pid {pid}, online"));
         }
         app.route(target).await?;
@@ -220,7 +247,11 @@ async fn drain(app: &AppHandle, slot: u32) {
     let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
     let mut empty_looks = 0;
     while empty_looks < 2 && tokio::time::Instant::now() < deadline {
-        empty_looks = if app.queued(slot).await == 0 { empty_looks + 1 } else { 0 };
+        empty_looks = if app.queued(slot).await == 0 {
+            empty_looks + 1
+        } else {
+            0
+        };
         tokio::time::sleep(DRAIN_POLL).await;
     }
 }
@@ -242,7 +273,12 @@ async fn trim_slots(app: &AppHandle) {
 
 /// The generations of the records whose slot matches.
 fn generations(app: &AppHandle, slot: impl Fn(u32) -> bool) -> Vec<u64> {
-    app.view().instances.iter().filter(|i| slot(i.slot)).map(|i| i.generation).collect()
+    app.view()
+        .instances
+        .iter()
+        .filter(|i| slot(i.slot))
+        .map(|i| i.generation)
+        .collect()
 }
 
 /// Launches every configured slot at once; the first failure is returned

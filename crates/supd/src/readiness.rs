@@ -24,6 +24,8 @@ pub enum Notice {
     Stopping,
     /// `STATUS=…`.
     Status(String),
+    /// `WATCHDOG=1`: a keep-alive.
+    Watchdog,
 }
 
 /// The channels of one process, daemon side.
@@ -39,7 +41,11 @@ pub struct Channels {
 /// Creates the notify socket and, if `node_ipc`, the IPC socketpair.
 pub fn channels(node_ipc: bool) -> io::Result<Channels> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!("supd/{}/notify/{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "supd/{}/notify/{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
     let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr)?;
     socket.set_nonblocking(true)?;
@@ -51,7 +57,11 @@ pub fn channels(node_ipc: bool) -> io::Result<Channels> {
     } else {
         None
     };
-    Ok(Channels { notify, notify_address: format!("@{name}"), ipc })
+    Ok(Channels {
+        notify,
+        notify_address: format!("@{name}"),
+        ipc,
+    })
 }
 
 /// Parses one notify datagram: `KEY=VALUE` lines.
@@ -61,6 +71,7 @@ pub fn parse_notify(datagram: &[u8]) -> Vec<Notice> {
         .filter_map(|line| match line.split_once('=')? {
             ("READY", "1") => Some(Notice::Ready),
             ("STOPPING", "1") => Some(Notice::Stopping),
+            ("WATCHDOG", "1") => Some(Notice::Watchdog),
             ("STATUS", text) => Some(Notice::Status(text.to_string())),
             _ => None,
         })
@@ -98,8 +109,13 @@ mod tests {
     #[test]
     fn parses_notify_lines() {
         assert_eq!(
-            parse_notify(b"STATUS=warming up\nREADY=1\nMAINPID=4\nSTOPPING=1"),
-            vec![Notice::Status("warming up".into()), Notice::Ready, Notice::Stopping]
+            parse_notify(b"STATUS=warming up\nREADY=1\nMAINPID=4\nSTOPPING=1\nWATCHDOG=1"),
+            vec![
+                Notice::Status("warming up".into()),
+                Notice::Ready,
+                Notice::Stopping,
+                Notice::Watchdog
+            ]
         );
         assert!(parse_notify(b"\xff\xfe").is_empty());
     }

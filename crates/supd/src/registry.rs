@@ -6,24 +6,23 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use supd_config::{AppConfig, DaemonConfig};
-use supd_proto::{
-    AppDetail, AppLogs, Home, Outcome, ProcessInfo, Request, Response, StartOutcome,
-};
+use supd_proto::{AppDetail, AppLogs, Home, Outcome, ProcessInfo, Request, Response, StartOutcome};
 use supd_supervisor::Reaper;
 use supd_supervisor::group::parse_signal;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::app::{AppView, Command, spawn_actor};
-use crate::ops::{self, Progress};
-use crate::logs::{self, AppLog};
 use crate::cron;
+use crate::health;
+use crate::logs::{self, AppLog};
 use crate::metrics;
 use crate::monitor::{self, Samples};
+use crate::ops::{self, Progress};
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -35,6 +34,22 @@ pub struct AppHandle {
     pub op: Arc<tokio::sync::Mutex<()>>,
     /// The `cron_restart` timer.
     schedule: cron::Schedule,
+    /// The `health_check` loop.
+    checker: health::Checker,
+}
+
+impl AppHandle {
+    /// Re-arms the app's timers (cron restart, health check) from its config.
+    fn arm(&self, registry: &Registry) {
+        self.schedule.arm(self);
+        self.checker.arm(self, registry);
+    }
+
+    /// Stops the app's timers.
+    fn disarm(&self) {
+        self.schedule.disarm();
+        self.checker.disarm();
+    }
 }
 
 impl AppHandle {
@@ -53,34 +68,70 @@ impl AppHandle {
 
     /// Starts a process for `slot`; its pid once online.
     pub async fn launch(&self, slot: u32, restart: bool) -> Result<u32, String> {
-        self.clone().ask(|reply| Command::Launch { slot, restart, reason: None, reply }).await?
+        self.clone()
+            .ask(|reply| Command::Launch {
+                slot,
+                restart,
+                reason: None,
+                reply,
+            })
+            .await?
     }
 
     /// Starts a replacement process for `slot`, recording why.
     pub async fn launch_because(&self, slot: u32, reason: &str) -> Result<u32, String> {
         let reason = Some(reason.to_string());
-        self.clone().ask(|reply| Command::Launch { slot, restart: true, reason, reply }).await?
+        self.clone()
+            .ask(|reply| Command::Launch {
+                slot,
+                restart: true,
+                reason,
+                reply,
+            })
+            .await?
     }
 
     /// Stops one process gracefully (forgetting its record if `remove`).
     pub async fn retire(&self, generation: u64, remove: bool) {
-        let _ = self.clone().ask(|reply| Command::Retire { generation, remove, reply }).await;
+        let _ = self
+            .clone()
+            .ask(|reply| Command::Retire {
+                generation,
+                remove,
+                reply,
+            })
+            .await;
     }
 
     /// Replaces the config new processes get.
-    pub async fn configure(&self, config: AppConfig, base_env: Option<BTreeMap<String, String>>) -> Result<(), String> {
+    pub async fn configure(
+        &self,
+        config: AppConfig,
+        base_env: Option<BTreeMap<String, String>>,
+    ) -> Result<(), String> {
         let config = Box::new(config);
-        self.clone().ask(|reply| Command::Configure { config, base_env, reply }).await?
+        self.clone()
+            .ask(|reply| Command::Configure {
+                config,
+                base_env,
+                reply,
+            })
+            .await?
     }
 
     /// Steers new connections to slots `0..slots`; closes unused higher sockets.
     pub async fn route(&self, slots: u32) -> Result<(), String> {
-        self.clone().ask(|reply| Command::Route { slots, reply }).await?
+        self.clone()
+            .ask(|reply| Command::Route { slots, reply })
+            .await?
     }
 
     /// Connections waiting in the accept queue of `slot`.
     pub async fn queued(&self, slot: u32) -> u32 {
-        self.clone().ask(|reply| Command::Queued { slot, reply }).await.unwrap_or(0)
+        self.clone()
+            .ask(|reply| Command::Queued { slot, reply })
+            .await
+            .unwrap_or(0)
     }
 
     /// Graceful stop of every instance.
@@ -129,9 +180,18 @@ impl Registry {
             sample_interval: Arc::new(interval_tx),
             metrics: Arc::default(),
         };
-        tokio::spawn(monitor::run(registry.clone(), registry.samples.clone(), interval_rx));
+        tokio::spawn(monitor::run(
+            registry.clone(),
+            registry.samples.clone(),
+            interval_rx,
+        ));
         tokio::spawn(handle_troubles(registry.clone(), troubles));
         registry
+    }
+
+    /// The daemon's spawner and reaper.
+    pub fn reaper(&self) -> Reaper {
+        self.reaper.clone()
     }
 
     /// The current view of every app.
@@ -189,7 +249,9 @@ impl Registry {
         if target == "all" {
             return Ok(self.apps().clone());
         }
-        self.find(target).map(|a| vec![a]).ok_or_else(|| unknown(target))
+        self.find(target)
+            .map(|a| vec![a])
+            .ok_or_else(|| unknown(target))
     }
 
     /// Answers one request; long operations report steps on `progress`.
@@ -199,7 +261,11 @@ impl Registry {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
-            Request::Start { apps, base_env, daemon } => match daemon {
+            Request::Start {
+                apps,
+                base_env,
+                daemon,
+            } => match daemon {
                 Some(d) => match self.apply_daemon(&d).await {
                     Ok(()) => Ok(self.start(apps, base_env).await),
                     Err(e) => Err(e),
@@ -213,7 +279,10 @@ impl Registry {
                 })
                 .await
             }
-            Request::Restart { target } => self.each(&target, |a| async move { ops::restart(&a).await }).await,
+            Request::Restart { target } => {
+                self.each(&target, |a| async move { ops::restart(&a).await })
+                    .await
+            }
             Request::Reload { target } => {
                 let progress = progress.clone();
                 self.each(&target, move |a| {
@@ -222,7 +291,11 @@ impl Registry {
                 })
                 .await
             }
-            Request::ReloadApps { apps, base_env, daemon } => match daemon {
+            Request::ReloadApps {
+                apps,
+                base_env,
+                daemon,
+            } => match daemon {
                 Some(d) => match self.apply_daemon(&d).await {
                     Ok(()) => self.reload_apps(apps, base_env, progress).await,
                     Err(e) => Err(e),
@@ -232,25 +305,37 @@ impl Registry {
             Request::Scale { name, to } => {
                 let app = self.find(&name).ok_or_else(|| unknown(&name));
                 match app {
-                    Ok(app) => ops::scale(&app, to, progress).await.map(|()| Response::Done { apps: vec![name] }),
+                    Ok(app) => ops::scale(&app, to, progress)
+                        .await
+                        .map(|()| Response::Done { apps: vec![name] }),
                     Err(e) => Err(e),
                 }
             }
             Request::Delete { target } => self.delete(&target).await,
-            Request::List => Ok(Response::List { processes: self.processes() }),
+            Request::List => Ok(Response::List {
+                processes: self.processes(),
+            }),
             Request::Show { name } => self.show(&name),
             Request::LogFiles { target } => self.resolve(&target).map(|apps| Response::LogFiles {
-                apps: apps.iter().map(|a| logs::paths(&self.home, &a.name)).collect(),
+                apps: apps
+                    .iter()
+                    .map(|a| logs::paths(&self.home, &a.name))
+                    .collect(),
             }),
             Request::Flush { target } => {
                 self.each(&target, |a| async move {
                     let name = a.name.clone();
-                    a.ask(Command::Flush).await?.map_err(|e| format!("app \"{name}\": cannot flush logs: {e}"))
+                    a.ask(Command::Flush)
+                        .await?
+                        .map_err(|e| format!("app \"{name}\": cannot flush logs: {e}"))
                 })
                 .await
             }
             Request::Signal { signal, target } => match parse_signal(&signal) {
-                Some(sig) => self.each(&target, move |a| a.ask(move |r| Command::Signal(sig, r))).await,
+                Some(sig) => {
+                    self.each(&target, move |a| a.ask(move |r| Command::Signal(sig, r)))
+                        .await
+                }
                 None => Err(format!("unknown signal \"{signal}\"")),
             },
             Request::Kill => self.each("all", |a| async move { a.stop().await }).await,
@@ -286,30 +371,57 @@ impl Registry {
             let result = match self.find(&name) {
                 Some(app) => {
                     let outcome = ops::start(&app, Some((config, base_env.clone()))).await;
-                    app.schedule.arm(&app);
+                    app.arm(self);
                     outcome
                 }
                 None => self.add(config, base_env.clone()).await,
             };
             outcomes.push(match result {
-                Ok(outcome) => StartOutcome { name, outcome, error: None },
-                Err(e) => StartOutcome { name, outcome: Outcome::Failed, error: Some(e) },
+                Ok(outcome) => StartOutcome {
+                    name,
+                    outcome,
+                    error: None,
+                },
+                Err(e) => StartOutcome {
+                    name,
+                    outcome: Outcome::Failed,
+                    error: Some(e),
+                },
             });
         }
         Response::Started { apps: outcomes }
     }
 
     /// Registers a new app and starts it.
-    async fn add(&self, config: AppConfig, base_env: BTreeMap<String, String>) -> Result<Outcome, String> {
-        config.validate().map_err(|e| format!("app \"{}\": {e}", config.name))?;
+    async fn add(
+        &self,
+        config: AppConfig,
+        base_env: BTreeMap<String, String>,
+    ) -> Result<Outcome, String> {
+        config
+            .validate()
+            .map_err(|e| format!("app \"{}\": {e}", config.name))?;
         let name = config.name.clone();
         let log = AppLog::open(&self.home, &name)
             .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
-        let (commands, view) = spawn_actor(config, base_env, self.reaper.clone(), log)?;
-        let handle = AppHandle { name, commands, view, op: Arc::default(), schedule: cron::Schedule::default() };
+        let (commands, view) = spawn_actor(
+            config,
+            base_env,
+            self.reaper.clone(),
+            log,
+            self.trouble.clone(),
+        )?;
+        let handle = AppHandle {
+            name,
+            commands,
+            view,
+            op: Arc::default(),
+            schedule: cron::Schedule::default(),
+            checker: health::Checker::default(),
+        };
         self.apps().push(handle.clone());
         let outcome = ops::start(&handle, None).await;
-        handle.schedule.arm(&handle);
+        handle.arm(self);
         outcome
     }
 
@@ -327,7 +439,7 @@ impl Registry {
             match self.find(&name) {
                 Some(app) => {
                     let result = ops::reload_with(&app, config, base_env.clone(), progress).await;
-                    app.schedule.arm(&app);
+                    app.arm(self);
                     result?
                 }
                 None => {
@@ -343,7 +455,7 @@ impl Registry {
     async fn delete(&self, target: &str) -> Result<Response, String> {
         let response = self
             .each(target, |a| async move {
-                a.schedule.disarm();
+                a.disarm();
                 a.ask(Command::Delete).await
             })
             .await?;
@@ -355,11 +467,16 @@ impl Registry {
 
     /// The process table, as `list` shows it.
     pub fn processes(&self) -> Vec<ProcessInfo> {
-        self.views().iter().flat_map(|v| processes(v, &self.samples)).collect()
+        self.views()
+            .iter()
+            .flat_map(|v| processes(v, &self.samples))
+            .collect()
     }
 
     fn show(&self, name: &str) -> Result<Response, String> {
-        let app = self.find(name).ok_or_else(|| format!("unknown app \"{name}\" (see supctl list)"))?;
+        let app = self
+            .find(name)
+            .ok_or_else(|| format!("unknown app \"{name}\" (see supctl list)"))?;
         let view = app.view.borrow().clone();
         let instances = view
             .instances
@@ -368,9 +485,21 @@ impl Registry {
             .map(|(inst, process)| inst.detail(process))
             .collect();
         let logs: AppLogs = logs::paths(&self.home, name);
-        let next_cron_restart = view.config.cron_restart.as_deref().and_then(cron::next_due).map(|t| t.to_rfc3339());
+        let next_cron_restart = view
+            .config
+            .cron_restart
+            .as_deref()
+            .and_then(cron::next_due)
+            .map(|t| t.to_rfc3339());
         let config = (*view.config).clone();
-        Ok(Response::Show { app: Box::new(AppDetail { config, instances, logs, next_cron_restart }) })
+        Ok(Response::Show {
+            app: Box::new(AppDetail {
+                config,
+                instances,
+                logs,
+                next_cron_restart,
+            }),
+        })
     }
 }
 
@@ -382,7 +511,9 @@ fn unknown(name: &str) -> String {
 /// app's operation lock, so reports never interleave with a reload).
 async fn handle_troubles(registry: Registry, mut troubles: mpsc::UnboundedReceiver<Trouble>) {
     while let Some(trouble) = troubles.recv().await {
-        let Some(app) = registry.find(&trouble.app) else { continue };
+        let Some(app) = registry.find(&trouble.app) else {
+            continue;
+        };
         tokio::spawn(async move {
             if let Err(e) = ops::replace(&app, trouble.generation, &trouble.reason).await {
                 tracing::error!(app = %trouble.app, "replacing a process failed: {e}");

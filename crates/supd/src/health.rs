@@ -1,0 +1,224 @@
+//! Health checks (beyond PM2): an app's `health_check` runs every
+//! `health_interval`; after `health_retries` failures in a row the failing
+//! instance is replaced (the reload way for cluster apps).
+//!
+//! Two kinds of check:
+//! - a command (run by `sh -c`), once per online instance, with that
+//!   instance's `INSTANCE_ID`, `PID`, `PORT` and `SUPD_APP_NAME` in its
+//!   environment: exit 0 within `health_timeout` is healthy;
+//! - an `http://` URL (`{port}` is replaced by the app's port): a 2xx or 3xx
+//!   answer within `health_timeout` is healthy. All instances share the port,
+//!   so the check speaks for the app: a single-instance app has that instance
+//!   replaced, a multi-instance app is reloaded as a whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use nix::sys::signal::Signal;
+use supd_config::AppConfig;
+use supd_proto::Status;
+use supd_supervisor::group;
+use supd_supervisor::{Exit, Reaper, SpawnSpec};
+use tokio::task::JoinHandle;
+
+use crate::ops;
+use crate::registry::{AppHandle, Registry, Trouble};
+
+/// The armed checker of one app; re-arming replaces it.
+#[derive(Clone, Default)]
+pub struct Checker(Arc<Mutex<Option<JoinHandle<()>>>>);
+
+impl Checker {
+    /// Arms (or re-arms, or disarms) the app's checker from its config.
+    pub fn arm(&self, app: &AppHandle, registry: &Registry) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            old.abort();
+        }
+        if app.view().config.health_check.is_none() {
+            return;
+        }
+        *slot = Some(tokio::spawn(run(app.clone(), registry.clone())));
+    }
+
+    /// Stops the checker.
+    pub fn disarm(&self) {
+        if let Some(old) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            old.abort();
+        }
+    }
+}
+
+async fn run(app: AppHandle, registry: Registry) {
+    // Failures in a row, per process (generation).
+    let mut failures: HashMap<u64, u32> = HashMap::new();
+    loop {
+        let config = app.view().config;
+        tokio::time::sleep(config.health_interval).await;
+        let Some(check) = config.health_check.clone() else {
+            return;
+        };
+        let online: Vec<_> = app
+            .view()
+            .instances
+            .into_iter()
+            .filter(|i| i.status == Status::Online)
+            .collect();
+        if online.is_empty() {
+            continue;
+        }
+        let results: Vec<(u64, Result<(), String>)> = if check.starts_with("http://") {
+            let result = http_check(&url(&check, &config), config.health_timeout).await;
+            online
+                .iter()
+                .map(|i| (i.generation, result.clone()))
+                .collect()
+        } else {
+            let mut results = Vec::new();
+            for inst in &online {
+                let pid = inst.pid.unwrap_or_default();
+                let result =
+                    command_check(&registry.reaper(), &check, &config, inst.slot, pid).await;
+                results.push((inst.generation, result));
+            }
+            results
+        };
+        failures.retain(|g, _| online.iter().any(|i| i.generation == *g));
+        let mut failing = Vec::new();
+        for (generation, result) in results {
+            match result {
+                Ok(()) => {
+                    failures.remove(&generation);
+                }
+                Err(e) => {
+                    let count = failures.entry(generation).or_default();
+                    *count += 1;
+                    tracing::warn!(app = %config.name, "health check failed ({count}/{}): {e}", config.health_retries);
+                    if *count >= config.health_retries {
+                        failing.push((
+                            generation,
+                            format!("health check failed {count} times in a row: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+        if failing.is_empty() {
+            continue;
+        }
+        if check.starts_with("http://") && online.len() > 1 {
+            tracing::warn!(app = %config.name, "health check failing: reloading the app");
+            let (progress, _) = tokio::sync::mpsc::unbounded_channel();
+            if let Err(e) = ops::reload(&app, &progress).await {
+                tracing::error!(app = %config.name, "reload after failed health checks failed: {e}");
+            }
+        } else {
+            for (generation, reason) in failing {
+                registry.report(Trouble {
+                    app: config.name.clone(),
+                    generation,
+                    reason,
+                });
+            }
+        }
+        failures.clear();
+    }
+}
+
+/// The URL with `{port}` filled in.
+fn url(template: &str, config: &AppConfig) -> String {
+    template.replace(
+        "{port}",
+        &config.port.map_or(String::new(), |p| p.to_string()),
+    )
+}
+
+/// One GET; healthy on 2xx or 3xx within `timeout`.
+async fn http_check(url: &str, timeout: Duration) -> Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+    let host = uri.host().unwrap_or("127.0.0.1").to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(hyper::header::HOST, format!("{host}:{port}"))
+            .header(hyper::header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_success() || status.is_redirection() {
+            Ok(())
+        } else {
+            Err(format!("GET {url} answered {status}"))
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| format!("GET {url}: no answer within {} ms", timeout.as_millis()))?
+}
+
+/// Runs the command for one instance; healthy on exit 0 within
+/// `health_timeout`. Spawned through the daemon's reaper (the one reaping
+/// mechanism), in its own process group, killed whole on timeout.
+async fn command_check(
+    reaper: &Reaper,
+    command: &str,
+    config: &AppConfig,
+    slot: u32,
+    pid: u32,
+) -> Result<(), String> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    env.insert("SUPD_APP_NAME".into(), config.name.clone());
+    env.insert(config.instance_var.clone(), slot.to_string());
+    env.insert("PID".into(), pid.to_string());
+    if let Some(port) = config.port {
+        env.insert("PORT".into(), port.to_string());
+    }
+    let devnull = || {
+        std::fs::File::create("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| e.to_string())
+    };
+    let args = ["-c".to_string(), command.to_string()];
+    let spec = SpawnSpec {
+        program: "sh",
+        args: &args,
+        cwd: &config.cwd,
+        env: &env,
+        stdout: devnull()?,
+        stderr: devnull()?,
+        pass_fds: Vec::new(),
+        listen_pid: false,
+    };
+    let (check_pid, exit) = reaper
+        .spawn(spec)
+        .map_err(|e| format!("cannot run the health check: {e}"))?;
+    match tokio::time::timeout(config.health_timeout, exit).await {
+        Ok(Ok(Exit::Code(0))) => Ok(()),
+        Ok(Ok(Exit::Code(code))) => Err(format!("`{command}` exited with code {code}")),
+        Ok(Ok(Exit::Signal(sig))) => Err(format!("`{command}` was killed by signal {sig}")),
+        Ok(Err(_)) => Err(format!("`{command}`: exit status lost")),
+        Err(_) => {
+            group::signal(check_pid, Signal::SIGKILL);
+            Err(format!(
+                "`{command}`: no answer within {} ms",
+                config.health_timeout.as_millis()
+            ))
+        }
+    }
+}
