@@ -400,11 +400,11 @@ impl App {
                 if wait_ready {
                     inst.status = Status::Launching;
                     self.waiting.entry(generation).or_default().launch = reply;
-                    let (events, timeout) = (self.events.clone(), self.config.listen_timeout);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(timeout).await;
-                        let _ = events.send(Event::ReadyTimeout { generation });
-                    });
+                    schedule(
+                        &self.events,
+                        self.config.listen_timeout,
+                        Event::ReadyTimeout { generation },
+                    );
                 } else {
                     inst.status = Status::Online;
                     if let Some(reply) = reply {
@@ -522,11 +522,13 @@ impl App {
                 inst.status = Status::Stopping;
                 inst.kill_deadline = Some(Instant::now() + timeout);
                 group::signal(pid, signal);
-                let (events, generation) = (self.events.clone(), inst.generation);
-                tokio::spawn(async move {
-                    tokio::time::sleep(timeout).await;
-                    let _ = events.send(Event::KillDue { generation });
-                });
+                schedule(
+                    &self.events,
+                    timeout,
+                    Event::KillDue {
+                        generation: inst.generation,
+                    },
+                );
             }
             (Status::Stopping, _) => {}
             _ => {
@@ -635,8 +637,13 @@ impl App {
         };
         let inst = &mut self.instances[i];
         inst.last_keepalive = Some(Instant::now());
-        let generation = inst.generation;
-        self.schedule(period, Event::WatchdogDue { generation });
+        schedule(
+            &self.events,
+            period,
+            Event::WatchdogDue {
+                generation: inst.generation,
+            },
+        );
     }
 
     /// An online process that sent no keep-alive for a whole period is
@@ -663,17 +670,12 @@ impl App {
                 reason,
             });
         } else {
-            self.schedule(period - silent, Event::WatchdogDue { generation });
+            schedule(
+                &self.events,
+                period - silent,
+                Event::WatchdogDue { generation },
+            );
         }
-    }
-
-    /// Delivers `event` to this actor after `delay`.
-    fn schedule(&self, delay: Duration, event: Event) {
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = events.send(event);
-        });
     }
 
     /// Not ready within `listen_timeout`: the process is killed and the
@@ -760,10 +762,7 @@ impl App {
                     }
                     Decision::Restart { delay } => {
                         inst.status = Status::WaitingRestart;
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            let _ = events.send(Event::RestartDue { generation });
-                        });
+                        schedule(&events, delay, Event::RestartDue { generation });
                     }
                     Decision::Stop => inst.status = Status::Stopped,
                     Decision::Errored { reason } => {
@@ -788,6 +787,15 @@ impl App {
             let _ = reply.send(());
         }
     }
+}
+
+/// Delivers `event` to the actor behind `events` after `delay`.
+fn schedule(events: &mpsc::UnboundedSender<Event>, delay: Duration, event: Event) {
+    let events = events.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = events.send(event);
+    });
 }
 
 /// Waits until the group led by `pgid` is empty, sending SIGKILL at
