@@ -8,8 +8,13 @@ use crate::support::{Supd, alive, exists, wait_for};
 
 /// Writes an ecosystem file with one app and the given extra keys.
 fn one_app(supd: &Supd, name: &str, script: &std::path::Path, extra: &str) -> String {
-    let body = format!("[[apps]]\nname = \"{name}\"\nscript = \"{}\"\n{extra}\n", script.display());
-    supd.write(&format!("{name}.toml"), &body).display().to_string()
+    let body = format!(
+        "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\n{extra}\n",
+        script.display()
+    );
+    supd.write(&format!("{name}.toml"), &body)
+        .display()
+        .to_string()
 }
 
 fn pid_of(row: &Value) -> u32 {
@@ -20,12 +25,24 @@ fn pid_of(row: &Value) -> u32 {
 fn start_list_stop_restart_and_delete() {
     let supd = Supd::new();
     supd.ok(&["start", "sleep", "--name", "nap", "--", "300"]);
-    let row = supd.wait_instance("nap", 0, "nap online", |p| p["status"] == "online");
-    for key in ["name", "instance", "pid", "status", "mode", "restarts", "uptime_ms", "cpu", "memory", "port"] {
+    supd.wait_instance("nap", 0, "nap online", |p| p["status"] == "online");
+    // Figures come from the monitor's next sample (every second).
+    let row = supd.wait_instance("nap", 0, "nap sampled", |p| p["memory"].as_u64() > Some(0));
+    for key in [
+        "name",
+        "instance",
+        "pid",
+        "status",
+        "mode",
+        "restarts",
+        "uptime_ms",
+        "cpu",
+        "memory",
+        "port",
+    ] {
         assert!(row.get(key).is_some(), "list --json lacks {key}: {row}");
     }
     assert_eq!(row["mode"], "fork");
-    assert!(row["memory"].as_u64().unwrap() > 0, "memory is measured: {row}");
     let first = pid_of(&row);
 
     supd.ok(&["restart", "nap"]);
@@ -53,7 +70,10 @@ fn unknown_app_is_a_clear_error() {
     let supd = Supd::new();
     for cmd in ["stop", "restart", "delete", "show"] {
         let err = supd.fails(&[cmd, "ghost"]);
-        assert!(err.contains("ghost") && err.lines().count() == 1, "{cmd}: {err}");
+        assert!(
+            err.contains("ghost") && err.lines().count() == 1,
+            "{cmd}: {err}"
+        );
     }
     let err = supd.fails(&["signal", "SIGNOPE", "all"]);
     assert!(err.contains("SIGNOPE"), "{err}");
@@ -63,14 +83,20 @@ fn unknown_app_is_a_clear_error() {
 fn a_missing_program_fails_naming_the_app() {
     let supd = Supd::new();
     let err = supd.fails(&["start", "./no-such-program", "--name", "nope"]);
-    assert!(err.contains("nope") && err.contains("no-such-program"), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("no-such-program"),
+        "{err}"
+    );
     assert_eq!(supd.instance("nope", 0)["status"], "errored");
 }
 
 #[test]
 fn signal_reaches_every_instance() {
     let supd = Supd::new();
-    let script = supd.script("usr1.sh", "trap 'echo got-usr1-$INSTANCE_ID' USR1\necho ready\nwhile :; do sleep 0.05; done");
+    let script = supd.script(
+        "usr1.sh",
+        "trap 'echo got-usr1-$INSTANCE_ID' USR1\necho ready\nwhile :; do sleep 0.05; done",
+    );
     let file = one_app(&supd, "sig", &script, "instances = 2");
     supd.ok(&["start", &file]);
     let log = supd.home().join("logs/sig-out.log");
@@ -78,10 +104,14 @@ fn signal_reaches_every_instance() {
         (std::fs::read_to_string(&log).ok()?.matches("ready").count() == 2).then_some(())
     });
     supd.ok(&["signal", "SIGUSR1", "sig"]);
-    wait_for(Duration::from_secs(10), "both instances got SIGUSR1", || {
-        let text = std::fs::read_to_string(&log).ok()?;
-        (text.contains("got-usr1-0") && text.contains("got-usr1-1")).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "both instances got SIGUSR1",
+        || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            (text.contains("got-usr1-0") && text.contains("got-usr1-1")).then_some(())
+        },
+    );
     assert!(supd.list().iter().all(|p| p["status"] == "online"));
 }
 
@@ -89,15 +119,29 @@ fn signal_reaches_every_instance() {
 fn crash_loop_ends_errored_and_stays_until_a_user_acts() {
     let supd = Supd::new();
     let marker = supd.write("crash", "");
-    let script = supd.script("crashy.sh", &format!("[ -e {} ] && exit 3\nexec sleep 300", marker.display()));
-    let file = one_app(&supd, "crashy", &script, "max_restarts = 3\nmin_uptime = \"5s\"");
+    let script = supd.script(
+        "crashy.sh",
+        &format!("[ -e {} ] && exit 3\nexec sleep 300", marker.display()),
+    );
+    let file = one_app(
+        &supd,
+        "crashy",
+        &script,
+        "max_restarts = 3\nmin_uptime = \"5s\"",
+    );
     supd.ok(&["start", &file]);
     let row = supd.wait_instance("crashy", 0, "errored", |p| p["status"] == "errored");
-    assert_eq!(row["restarts"], 3, "max_restarts unstable restarts, then errored: {row}");
+    assert_eq!(
+        row["restarts"], 3,
+        "max_restarts unstable restarts, then errored: {row}"
+    );
     let show = supd.show("crashy");
     let inst = &show["instances"][0];
     assert_eq!(inst["last_exit"]["code"], 3);
-    assert!(inst["last_error"].as_str().unwrap().contains("unstable"), "{inst}");
+    assert!(
+        inst["last_error"].as_str().unwrap().contains("unstable"),
+        "{inst}"
+    );
     // It stays errored: nothing restarts it behind our back.
     let pids_seen = supd.list();
     assert_eq!(pids_seen[0]["status"], "errored");
@@ -105,17 +149,28 @@ fn crash_loop_ends_errored_and_stays_until_a_user_acts() {
     // A user acts: it comes back.
     std::fs::remove_file(&marker).unwrap();
     supd.ok(&["restart", "crashy"]);
-    supd.wait_instance("crashy", 0, "online after restart", |p| p["status"] == "online");
+    supd.wait_instance("crashy", 0, "online after restart", |p| {
+        p["status"] == "online"
+    });
 }
 
 #[test]
 fn restart_delay_waits_and_counts() {
     let supd = Supd::new();
     let script = supd.script("blip.sh", "sleep 0.2; exit 1");
-    let file = one_app(&supd, "blip", &script, "restart_delay = \"1s\"\nmin_uptime = 100");
+    let file = one_app(
+        &supd,
+        "blip",
+        &script,
+        "restart_delay = \"1s\"\nmin_uptime = 100",
+    );
     supd.ok(&["start", &file]);
-    supd.wait_instance("blip", 0, "waiting-restart", |p| p["status"] == "waiting-restart");
-    supd.wait_instance("blip", 0, "restarted after the delay", |p| p["restarts"].as_u64() >= Some(1));
+    supd.wait_instance("blip", 0, "waiting-restart", |p| {
+        p["status"] == "waiting-restart"
+    });
+    supd.wait_instance("blip", 0, "restarted after the delay", |p| {
+        p["restarts"].as_u64() >= Some(1)
+    });
 }
 
 #[test]
@@ -139,8 +194,16 @@ fn stop_exit_codes_and_autorestart_false_stay_stopped() {
 fn exponential_backoff_grows_between_restarts() {
     let supd = Supd::new();
     let stamps = supd.work().join("stamps");
-    let script = supd.script("bo.sh", &format!("date +%s%N >> {}\nexit 1", stamps.display()));
-    let file = one_app(&supd, "bo", &script, "exp_backoff_restart_delay = 200\nmax_restarts = 50");
+    let script = supd.script(
+        "bo.sh",
+        &format!("date +%s%N >> {}\nexit 1", stamps.display()),
+    );
+    let file = one_app(
+        &supd,
+        "bo",
+        &script,
+        "exp_backoff_restart_delay = 200\nmax_restarts = 50",
+    );
     supd.ok(&["start", &file]);
     // Runs at t0, +200, +300, +450 ms: four stamps.
     let times: Vec<u64> = wait_for(Duration::from_secs(20), "four runs", || {
@@ -149,41 +212,71 @@ fn exponential_backoff_grows_between_restarts() {
         (v.len() >= 4).then_some(v)
     });
     supd.ok(&["stop", "bo"]);
-    let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    let gaps: Vec<u64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
     // Each gap is at least the back-off for that restart; and they grow.
-    assert!(gaps[0] >= 200 && gaps[1] >= 300 && gaps[2] >= 450, "gaps {gaps:?}");
+    assert!(
+        gaps[0] >= 200 && gaps[1] >= 300 && gaps[2] >= 450,
+        "gaps {gaps:?}"
+    );
 }
 
 #[test]
 fn stop_reaches_grandchildren_and_leaves_no_zombie() {
     let supd = Supd::new();
     let child_pid = supd.work().join("grandchild.pid");
-    let script = supd.script("tree.sh", &format!("sleep 300 &\necho $! > {}\nwait", child_pid.display()));
+    let script = supd.script(
+        "tree.sh",
+        &format!("sleep 300 &\necho $! > {}\nwait", child_pid.display()),
+    );
     let file = one_app(&supd, "tree", &script, "kill_timeout = 500");
     supd.ok(&["start", &file]);
     let grandchild: u32 = wait_for(Duration::from_secs(10), "grandchild pid", || {
-        std::fs::read_to_string(&child_pid).ok()?.trim().parse().ok()
+        std::fs::read_to_string(&child_pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     });
     let leader = pid_of(&supd.instance("tree", 0));
     assert!(alive(grandchild));
     supd.ok(&["stop", "tree"]);
     assert!(!exists(leader), "leader gone and reaped");
-    assert!(!exists(grandchild), "grandchild gone and reaped (no zombie)");
+    assert!(
+        !exists(grandchild),
+        "grandchild gone and reaped (no zombie)"
+    );
     assert_no_zombies(&supd);
 }
 
 #[test]
 fn sigkill_after_kill_timeout_for_a_process_ignoring_signals() {
     let supd = Supd::new();
-    let script = supd.script("stubborn.sh", "trap '' INT TERM\nwhile :; do sleep 0.05; done");
-    let file = one_app(&supd, "stubborn", &script, "kill_timeout = \"400ms\"\nkill_signal = \"SIGTERM\"");
+    let script = supd.script(
+        "stubborn.sh",
+        "trap '' INT TERM\nwhile :; do sleep 0.05; done",
+    );
+    let file = one_app(
+        &supd,
+        "stubborn",
+        &script,
+        "kill_timeout = \"400ms\"\nkill_signal = \"SIGTERM\"",
+    );
     supd.ok(&["start", &file]);
     let pid = pid_of(&supd.wait_instance("stubborn", 0, "online", |p| p["status"] == "online"));
     let started = std::time::Instant::now();
     supd.ok(&["stop", "stubborn"]);
-    assert!(started.elapsed() >= Duration::from_millis(400), "waited kill_timeout before SIGKILL");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "waited kill_timeout before SIGKILL"
+    );
     assert!(!exists(pid));
-    assert_eq!(supd.show("stubborn")["instances"][0]["last_exit"]["signal"], 9);
+    assert_eq!(
+        supd.show("stubborn")["instances"][0]["last_exit"]["signal"],
+        9
+    );
     assert_no_zombies(&supd);
 }
 
@@ -199,7 +292,9 @@ fn instances_get_the_spec_environment_the_socket_and_no_other_fd() {
         &supd,
         "envy",
         &script,
-        &format!("instances = 2\nport = {port}\n[apps.env]\nMINE = \"dev\"\n[apps.env_production]\nMINE = \"prod\""),
+        &format!(
+            "instances = 2\nport = {port}\n[apps.env]\nMINE = \"dev\"\n[apps.env_production]\nMINE = \"prod\""
+        ),
     );
     supd.ok(&["start", &file, "--env", "production"]);
     for i in 0..2 {
@@ -210,12 +305,27 @@ fn instances_get_the_spec_environment_the_socket_and_no_other_fd() {
             .collect();
         let mut fds = fds;
         fds.sort();
-        assert_eq!(fds, ["0", "1", "2", "3"], "instance {i} inherited stdio and the socket only");
+        assert_eq!(
+            fds,
+            ["0", "1", "2", "3"],
+            "instance {i} inherited stdio and the socket only"
+        );
         let socket = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
-        assert!(socket.to_string_lossy().starts_with("socket:"), "fd 3 is the listening socket");
+        assert!(
+            socket.to_string_lossy().starts_with("socket:"),
+            "fd 3 is the listening socket"
+        );
         // Its own process group.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let pgrp: u32 = stat.rsplit_once(')').unwrap().1.split(' ').nth(3).unwrap().parse().unwrap();
+        let pgrp: u32 = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split(' ')
+            .nth(3)
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(pgrp, pid);
     }
     let log = supd.home().join("logs/envy-out.log");
@@ -224,7 +334,8 @@ fn instances_get_the_spec_environment_the_socket_and_no_other_fd() {
         (t.lines().count() >= 2).then_some(t)
     });
     for i in 0..2 {
-        let want = format!("name=envy id={i} node={i} port={port} mine=prod fds=1 pidok=yes names=envy");
+        let want =
+            format!("name=envy id={i} node={i} port={port} mine=prod fds=1 pidok=yes names=envy");
         assert!(text.contains(&want), "{want} in {text}");
     }
 }
@@ -248,8 +359,14 @@ fn sigterm_to_the_daemon_stops_every_app_first() {
     supd.ok(&["start", "sleep", "--name", "a", "--", "300"]);
     let app = pid_of(&supd.wait_instance("a", 0, "online", |p| p["status"] == "online"));
     let daemon = supd.daemon_pid().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    wait_for(Duration::from_secs(10), "daemon exit", || (!alive(daemon)).then_some(()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(10), "daemon exit", || {
+        (!alive(daemon)).then_some(())
+    });
     assert!(!alive(app), "the app was stopped before the daemon exited");
     let log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
     assert!(log.contains("SIGTERM"), "{log}");
@@ -259,9 +376,16 @@ fn sigterm_to_the_daemon_stops_every_app_first() {
 fn assert_no_zombies(supd: &Supd) {
     let daemon = supd.daemon_pid().unwrap().to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        assert!(!(fields[0] == "Z" && fields[1] == daemon), "zombie child of supd: {stat}");
+        assert!(
+            !(fields[0] == "Z" && fields[1] == daemon),
+            "zombie child of supd: {stat}"
+        );
     }
 }
