@@ -1,40 +1,51 @@
-//! `health_check`: an `http://` URL or a shell command, with `{port}`
-//! replaced by the app's port.
+//! `health_check`: an `http://` URL, with `{port}` replaced by the app's
+//! port, or a shell command.
 //!
-//! The URL is parsed here, once, into host, port and path, so the daemon can
-//! probe it with a plain TCP connection and never needs a URL parser of its own.
+//! The URL is checked when the file is loaded and can be had parsed into
+//! host, port and path ([`crate::AppConfig::health_probe`]).
 
 use crate::HealthProbe;
 
 /// The placeholder replaced by the app's port.
 pub(crate) const PORT_PLACEHOLDER: &str = "{port}";
 
-/// Parses a `health_check` value; `port` replaces `{port}` (an error when it is
-/// used and `port` is `None`). Messages quote `text` as written.
+/// Parses a `health_check` value: exactly `http://…` is a URL, in which
+/// `port` replaces `{port}` (an error when it is used and `port` is `None`);
+/// anything else is a shell command, taken as is. Messages quote `text`.
 pub(crate) fn parse(text: &str, port: Option<u16>) -> Result<HealthProbe, String> {
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
+    if text.trim().is_empty() {
         return Err("must not be empty; write an http:// URL or a shell command".into());
     }
-    let expanded = if trimmed.contains(PORT_PLACEHOLDER) {
-        let Some(port) = port else {
-            return Err(format!(
-                "{text:?} uses {PORT_PLACEHOLDER} but the app has no port; set port, or write the port number in the health check"
-            ));
-        };
-        trimmed.replace(PORT_PLACEHOLDER, &port.to_string())
-    } else {
-        trimmed.to_owned()
-    };
-    match scheme(&expanded) {
-        None => Ok(HealthProbe::Command(expanded)),
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => http(text, &expanded, rest),
+    match scheme(text) {
+        Some(("http", rest)) => {
+            if !rest.contains(PORT_PLACEHOLDER) {
+                return http(text, text, rest);
+            }
+            let Some(port) = port else {
+                return Err(format!(
+                    "{text:?} uses {PORT_PLACEHOLDER} but the app has no port; set port, or write the port number in the URL"
+                ));
+            };
+            let port = port.to_string();
+            http(
+                text,
+                &text.replace(PORT_PLACEHOLDER, &port),
+                &rest.replace(PORT_PLACEHOLDER, &port),
+            )
+        }
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => Err(format!(
             "{text:?}: only http:// health checks are supported (the daemon probes the app locally, without TLS); use http://, or a command such as \"curl -fsS https://…\""
         )),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => {
+            Err(format!("{text:?}: write the scheme in lower case, http://"))
+        }
         Some((scheme, _)) => Err(format!(
             "{text:?}: {scheme}:// is not supported; only http:// health checks (or a shell command)"
         )),
+        None if text.contains(PORT_PLACEHOLDER) => Err(format!(
+            "{text:?}: {PORT_PLACEHOLDER} is replaced only in http:// URLs; a command finds the port in $PORT"
+        )),
+        None => Ok(HealthProbe::Command(text.to_owned())),
     }
 }
 
@@ -128,8 +139,12 @@ mod tests {
             ))
         );
         assert_eq!(
-            parse(" HTTP://localhost ", None),
-            Ok(http("HTTP://localhost", "localhost", 80, "/"))
+            parse("http://localhost", None),
+            Ok(http("http://localhost", "localhost", 80, "/"))
+        );
+        assert_eq!(
+            parse("http://h:{port}/{port}", Some(8)),
+            Ok(http("http://h:8/8", "h", 8, "/8"))
         );
         assert_eq!(
             parse("http://[::1]:8080/a?b=1#frag", None),
@@ -144,10 +159,15 @@ mod tests {
     #[test]
     fn commands() {
         assert_eq!(
-            parse("curl -fsS http://localhost:{port}/health", Some(80)),
+            parse("curl -fsS http://localhost:$PORT/health", None),
             Ok(HealthProbe::Command(
-                "curl -fsS http://localhost:80/health".into()
+                "curl -fsS http://localhost:$PORT/health".into()
             ))
+        );
+        // Only exactly `http://` is a URL; anything else is run as is.
+        assert_eq!(
+            parse(" http://x", None),
+            Ok(HealthProbe::Command(" http://x".into()))
         );
         assert_eq!(
             parse("test -f /tmp/ok", None),
@@ -163,7 +183,9 @@ mod tests {
             ("https://x/health", None, "only http:// health checks"),
             ("ftp://x/", None, "ftp:// is not supported"),
             ("http://x:{port}/", None, "the app has no port"),
-            ("curl localhost:{port}", None, "the app has no port"),
+            ("curl localhost:{port}", Some(80), "only in http:// URLs"),
+            ("HTTP://x/", None, "lower case"),
+            ("HTTPS://x/", None, "only http:// health checks"),
             ("http:///health", None, "no host"),
             ("http://:80/", None, "no host"),
             ("http://x:0/", None, "\"0\" is not a port"),

@@ -8,12 +8,18 @@
 //! The resolved types are also the wire form: supctl parses the file and
 //! sends [`AppConfig`]s to the daemon, so they implement serde both ways.
 //!
+//! The optional `[daemon]` table becomes [`Ecosystem::daemon`]
+//! ([`DaemonConfig`]): the sampling interval, the metrics endpoint and the
+//! log rotation defaults of every app.
+//!
 //! Inside, a file flows through small steps: `loader` (read, parse, top
-//! level, what apps must not share, `--only`) → `raw` (one `[[apps]]` table
-//! read key by key, with spans) → `resolve` (defaults, paths, `env`). Single
-//! values are checked by `units` (durations, sizes) and `values` (names,
-//! signals, instances, cron, date formats), which `validate` reuses for
-//! ad-hoc apps; `diag` turns byte spans into lines and columns.
+//! level, what apps must not share, `--only`) → `raw` (one `[[apps]]` table,
+//! or the `[daemon]` table, read key by key, with spans) → `resolve`
+//! (defaults, paths, `env`, rules that tie keys together). Single values are
+//! checked by `units` (durations, sizes), `values` (names, signals,
+//! instances, cron, date formats, bounds, addresses) and `health`
+//! (`health_check`), which `validate` reuses for ad-hoc apps; `diag` turns
+//! byte spans into lines and columns.
 
 // PUBLIC CONTRACT (shared with the daemon and the CLI): keep these names and
 // field types; add fields only with a default.
@@ -29,7 +35,7 @@ mod units;
 mod validate;
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,9 +109,10 @@ pub struct AppConfig {
     pub log_date_format: Option<String>,
     /// `env` with the selected `env_<name>` applied over it.
     pub env: BTreeMap<String, String>,
-    /// Health check as written (validated): an `http://` URL or a shell
-    /// command, possibly with `{port}` in it. Use [`AppConfig::health_probe`]
-    /// for the parsed form with `{port}` replaced.
+    /// Health check as written (validated): a URL starting exactly with
+    /// `http://`, possibly with `{port}` in it, or else a shell command (for
+    /// `sh -c`, taken as is). [`AppConfig::health_probe`] gives the parsed
+    /// form with `{port}` replaced.
     #[serde(default)]
     pub health_check: Option<String>,
     /// Time between two health checks of an instance (default 10 s, at least 100 ms).
@@ -162,6 +169,10 @@ pub struct DaemonConfig {
     pub log_compress: bool,
     /// Default for [`AppConfig::log_rotate_interval`] (`None`: no time-based rotation).
     pub log_rotate_interval: Option<String>,
+    /// The keys the file's `[daemon]` table wrote (empty without one): a
+    /// setting also given another way (a `supd` flag such as
+    /// `--sample-interval`) should yield only to these, not to defaults.
+    pub written: BTreeSet<String>,
 }
 
 impl Default for DaemonConfig {
@@ -173,11 +184,17 @@ impl Default for DaemonConfig {
             log_retain: 30,
             log_compress: false,
             log_rotate_interval: None,
+            written: BTreeSet::new(),
         }
     }
 }
 
 impl DaemonConfig {
+    /// Whether the file's `[daemon]` table wrote `key` (e.g. `"sample_interval"`).
+    pub fn is_written(&self, key: &str) -> bool {
+        self.written.contains(key)
+    }
+
     /// Checks the invariants `load` enforces, for a config received over the
     /// wire; the message starts with the offending key.
     pub fn validate(&self) -> Result<(), String> {
@@ -199,14 +216,16 @@ pub enum HealthProbe {
         /// Path and query, starting with `/`; never the fragment.
         path: String,
     },
-    /// A shell command (for `sh -c`), `{port}` replaced.
+    /// A shell command (for `sh -c`), as written.
     Command(String),
 }
 
 impl HealthProbe {
-    /// Parses a `health_check` value: an `http://` URL, or else a shell
-    /// command. `{port}` is replaced by `port` (an error when `port` is
-    /// `None`); `https://` and other `scheme://` forms are errors.
+    /// Parses a `health_check` value: a URL when it starts exactly with
+    /// `http://`, where `{port}` is replaced by `port` (an error when `port`
+    /// is `None`); else a shell command, in which `{port}` is an error (the
+    /// command has `$PORT`). `https://`, `HTTP://` and other `scheme://`
+    /// forms are errors.
     pub fn parse(text: &str, port: Option<u16>) -> Result<HealthProbe, String> {
         health::parse(text, port)
     }

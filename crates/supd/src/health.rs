@@ -20,7 +20,7 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use nix::sys::signal::Signal;
-use supd_config::AppConfig;
+use supd_config::{AppConfig, HealthProbe};
 use supd_proto::Status;
 use supd_supervisor::group;
 use supd_supervisor::{Exit, Reaper, SpawnSpec};
@@ -60,8 +60,13 @@ async fn run(app: AppHandle, registry: Registry) {
     loop {
         let config = app.view().config;
         tokio::time::sleep(config.health_interval).await;
-        let Some(check) = config.health_check.clone() else {
-            return;
+        let probe = match config.health_probe() {
+            Ok(Some(probe)) => probe,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(app = %config.name, "health_check: {e}");
+                return;
+            }
         };
         let online: Vec<_> = app
             .view()
@@ -72,21 +77,29 @@ async fn run(app: AppHandle, registry: Registry) {
         if online.is_empty() {
             continue;
         }
-        let results: Vec<(u64, Result<(), String>)> = if check.starts_with("http://") {
-            let result = http_check(&url(&check, &config), config.health_timeout).await;
-            online
-                .iter()
-                .map(|i| (i.generation, result.clone()))
-                .collect()
-        } else {
-            let mut results = Vec::new();
-            for inst in &online {
-                let pid = inst.pid.unwrap_or_default();
-                let result =
-                    command_check(&registry.reaper(), &check, &config, inst.slot, pid).await;
-                results.push((inst.generation, result));
+        let results: Vec<(u64, Result<(), String>)> = match &probe {
+            HealthProbe::Http {
+                url,
+                host,
+                port,
+                path,
+            } => {
+                let result = http_check(url, host, *port, path, config.health_timeout).await;
+                online
+                    .iter()
+                    .map(|i| (i.generation, result.clone()))
+                    .collect()
             }
-            results
+            HealthProbe::Command(command) => {
+                let mut results = Vec::new();
+                for inst in &online {
+                    let pid = inst.pid.unwrap_or_default();
+                    let result =
+                        command_check(&registry.reaper(), command, &config, inst.slot, pid).await;
+                    results.push((inst.generation, result));
+                }
+                results
+            }
         };
         failures.retain(|g, _| online.iter().any(|i| i.generation == *g));
         let mut failing = Vec::new();
@@ -111,7 +124,7 @@ async fn run(app: AppHandle, registry: Registry) {
         if failing.is_empty() {
             continue;
         }
-        if check.starts_with("http://") && online.len() > 1 {
+        if matches!(probe, HealthProbe::Http { .. }) && online.len() > 1 {
             tracing::warn!(app = %config.name, "health check failing: reloading the app");
             let (progress, _) = tokio::sync::mpsc::unbounded_channel();
             if let Err(e) = ops::reload(&app, &progress).await {
@@ -130,28 +143,23 @@ async fn run(app: AppHandle, registry: Registry) {
     }
 }
 
-/// The URL with `{port}` filled in.
-fn url(template: &str, config: &AppConfig) -> String {
-    template.replace(
-        "{port}",
-        &config.port.map_or(String::new(), |p| p.to_string()),
-    )
-}
-
 /// One GET; healthy on 2xx or 3xx within `timeout`.
-async fn http_check(url: &str, timeout: Duration) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-    let host = uri.host().unwrap_or("127.0.0.1").to_string();
-    let port = uri.port_u16().unwrap_or(80);
+async fn http_check(
+    url: &str,
+    host: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        let stream = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| e.to_string())?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        let request = hyper::Request::get(path)
             .header(hyper::header::HOST, format!("{host}:{port}"))
             .header(hyper::header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())

@@ -204,13 +204,16 @@ impl Registry {
         let _ = self.trouble.send(trouble);
     }
 
-    /// Applies the `[daemon]` settings of an ecosystem file.
+    /// Applies the `[daemon]` settings an ecosystem file wrote (a file that
+    /// does not set `sample_interval` leaves the daemon's own flag alone).
     async fn apply_daemon(&self, daemon: &DaemonConfig) -> Result<(), String> {
-        self.sample_interval.send_if_modified(|current| {
-            let changed = *current != daemon.sample_interval;
-            *current = daemon.sample_interval;
-            changed
-        });
+        if daemon.is_written("sample_interval") {
+            self.sample_interval.send_if_modified(|current| {
+                let changed = *current != daemon.sample_interval;
+                *current = daemon.sample_interval;
+                changed
+            });
+        }
         match daemon.metrics {
             Some(addr) => self.serve_metrics(addr).await,
             None => Ok(()),

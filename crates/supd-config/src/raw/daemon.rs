@@ -42,6 +42,9 @@ pub(crate) fn read_daemon(value: &Spanned<DeValue<'_>>, diag: &mut Diag<'_>) -> 
     };
     for (key, value) in table.iter() {
         let key_name: &str = key.get_ref();
+        if DAEMON_KEYS.contains(&key_name) {
+            daemon.written.insert(key_name.to_owned());
+        }
         let mut v = Value {
             diag: &mut *diag,
             path: format!("daemon.{key_name}"),

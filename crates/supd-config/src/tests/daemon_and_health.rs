@@ -52,6 +52,16 @@ health_check = "test -f /tmp/worker.ok"
             log_retain: 7,
             log_compress: true,
             log_rotate_interval: Some("0 0 * * *".into()),
+            written: [
+                "sample_interval",
+                "metrics",
+                "log_max_size",
+                "log_retain",
+                "log_compress",
+                "log_rotate_interval",
+            ]
+            .map(String::from)
+            .into(),
         }
     );
     assert_eq!(eco.daemon.validate(), Ok(()));
@@ -92,6 +102,9 @@ health_check = "test -f /tmp/worker.ok"
 fn daemon_after_the_apps_and_inline() {
     let eco = ok(&daemon("sample_interval = 250"));
     assert_eq!(eco.daemon.sample_interval, Duration::from_millis(250));
+    // Only what was written counts as written (a default does not override a flag).
+    assert!(eco.daemon.is_written("sample_interval"));
+    assert!(!eco.daemon.is_written("metrics"));
     let eco = ok(&format!("daemon = {{ metrics = \"[::1]:9615\" }}\n{APP}"));
     assert_eq!(eco.daemon.metrics.map(|a| a.port()), Some(9615));
     assert!(eco.daemon.metrics.is_some_and(|a| a.ip().is_loopback()));
@@ -126,6 +139,7 @@ fn defaults() {
     assert!(!d.log_compress);
     assert_eq!(d.log_rotate_interval, None);
     assert_eq!(d.validate(), Ok(()));
+    assert!(d.written.is_empty());
     // An empty [daemon] is all defaults too.
     assert_eq!(ok(&daemon("")).daemon, DaemonConfig::default());
 
@@ -151,9 +165,9 @@ fn defaults() {
 fn health_check_forms() {
     let probe = |extra: &str| ok(&app(extra)).apps[0].health_probe().expect("valid");
     assert_eq!(
-        probe("port = 8080\nhealth_check = \"curl -fsS localhost:{port}/health\""),
+        probe("port = 8080\nhealth_check = \"curl -fsS localhost:$PORT/health\""),
         Some(HealthProbe::Command(
-            "curl -fsS localhost:8080/health".into()
+            "curl -fsS localhost:$PORT/health".into()
         ))
     );
     assert_eq!(
@@ -215,7 +229,9 @@ fn each_error_class_is_located_and_names_the_key() {
         (&app("health_check = \"ftp://x/\""), "4:16", "apps[0].health_check: \"ftp://x/\": ftp:// is not supported"),
         (&app("health_check = \"http://localhost:{port}/health\""), "4:16",
             "apps[0].health_check: \"http://localhost:{port}/health\" uses {port} but the app has no port"),
-        (&app("health_check = \"curl localhost:{port}\""), "4:16", "apps[0].health_check: \"curl localhost:{port}\" uses {port} but the app has no port"),
+        (&app("port = 80\nhealth_check = \"curl localhost:{port}\""), "5:16",
+            "apps[0].health_check: \"curl localhost:{port}\": {port} is replaced only in http:// URLs; a command finds the port in $PORT"),
+        (&app("health_check = \"HTTP://localhost/\""), "4:16", "apps[0].health_check: \"HTTP://localhost/\": write the scheme in lower case"),
         (&app("health_check = \"\""), "4:16", "apps[0].health_check: must not be empty"),
         (&app("health_check = true"), "4:16", "apps[0].health_check: expected a string, found a boolean"),
         (&app("health_check = \"http://:80/\""), "4:16", "apps[0].health_check: \"http://:80/\" is not a valid http:// URL: it has no host"),
@@ -466,6 +482,7 @@ fn older_wire_forms_still_deserialize() {
         log_retain: 2,
         log_compress: true,
         log_rotate_interval: Some("0 0 * * *".into()),
+        written: ["metrics".to_owned()].into(),
     };
     let text = toml::to_string(&d).expect("serialize");
     assert!(text.contains("sample_interval = 200"), "{text}");
