@@ -17,7 +17,14 @@ fn a_flood_of_300k_lines_arrives_whole_and_in_order_while_list_answers() {
             "import sys\nw = sys.stdout.write\nfor i in range({lines}):\n    w('line %d %s\\n' % (i, 'x' * 40))\nsys.stdout.flush()\nimport time\ntime.sleep(300)\n"
         ),
     );
-    supd.ok(&["start", "python3", "--name", "flood", "--", script.to_str().unwrap()]);
+    supd.ok(&[
+        "start",
+        "python3",
+        "--name",
+        "flood",
+        "--",
+        script.to_str().unwrap(),
+    ]);
     let log = supd.home().join("logs/flood-out.log");
     let want = lines * (5 + 1 + 40 + 1) + (0..lines).map(|i| i.to_string().len()).sum::<usize>();
     let mut slowest = Duration::ZERO;
@@ -25,18 +32,27 @@ fn a_flood_of_300k_lines_arrives_whole_and_in_order_while_list_answers() {
         let started = Instant::now();
         supd.list();
         slowest = slowest.max(started.elapsed());
-        let len = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
+        let len = std::fs::metadata(&log)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
         (len >= want).then_some(())
     });
     let text = std::fs::read_to_string(&log).unwrap();
     let mut count = 0;
     for (i, line) in text.lines().enumerate() {
-        assert_eq!(line, format!("line {i} {}", "x".repeat(40)), "line {i} intact and in order");
+        assert_eq!(
+            line,
+            format!("line {i} {}", "x".repeat(40)),
+            "line {i} intact and in order"
+        );
         count += 1;
     }
     assert_eq!(count, lines);
     // A liveness bound (the figure itself is a benchmark): list kept answering.
-    assert!(slowest < Duration::from_secs(2), "list took {slowest:?} during the flood");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "list took {slowest:?} during the flood"
+    );
 }
 
 #[test]
@@ -48,7 +64,10 @@ fn lines_out_err_and_date_format() {
     );
     let file = supd.write(
         "talk.toml",
-        &format!("[[apps]]\nname = \"talk\"\nscript = \"{}\"\n", script.display()),
+        &format!(
+            "[[apps]]\nname = \"talk\"\nscript = \"{}\"\n",
+            script.display()
+        ),
     );
     supd.ok(&["start", file.to_str().unwrap()]);
     wait_for(Duration::from_secs(10), "30 err lines", || {
@@ -133,4 +152,128 @@ fn follow_continues_across_restarts_and_tags_every_app() {
             Err(_) => panic!("follow never showed the new app"),
         }
     }
+}
+
+/// Reads a log file and its rotated files, oldest first (gzipped ones
+/// decompressed), as one text; `None` if a file vanished meanwhile (a
+/// compression finishing).
+fn all_rotations(current: &std::path::Path) -> Option<(String, usize, usize)> {
+    use std::io::Read;
+    let dir = current.parent().unwrap();
+    let name = current.file_name().unwrap().to_str().unwrap().to_string();
+    let mut rotated: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with(&format!("{name}.")) && !n.ends_with(".tmp")
+        })
+        .collect();
+    rotated.sort();
+    let gz = rotated.iter().filter(|p| p.extension().is_some_and(|e| e == "gz")).count();
+    let mut text = String::new();
+    for p in &rotated {
+        let f = std::fs::File::open(p).ok()?;
+        if p.extension().is_some_and(|e| e == "gz") {
+            flate2::read::GzDecoder::new(f).read_to_string(&mut text).ok()?;
+        } else {
+            std::io::BufReader::new(f).read_to_string(&mut text).ok()?;
+        }
+    }
+    text.push_str(&std::fs::read_to_string(current).ok()?);
+    Some((text, rotated.len(), gz))
+}
+
+#[test]
+fn rotation_during_a_flood_keeps_every_line_and_the_retained_count() {
+    let supd = Supd::new();
+    let lines = 200_000;
+    let script = supd.write(
+        "flood.py",
+        &format!(
+            "import sys\nw = sys.stdout.write\nfor i in range({lines}):\n    w('line %d %s\\n' % (i, 'x' * 40))\nsys.stdout.flush()\nimport time\ntime.sleep(300)\n"
+        ),
+    );
+    let file = supd.write(
+        "rot.toml",
+        &format!(
+            "[[apps]]\nname = \"rot\"\nscript = \"python3\"\nargs = [\"{}\"]\nlog_max_size = \"1M\"\nlog_retain = 100\nlog_compress = true\n",
+            script.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let current = supd.home().join("logs/rot-out.log");
+    let last = format!("line {} {}", lines - 1, "x".repeat(40));
+    let (text, rotated, _) = wait_for(Duration::from_secs(120), "every line, compressed", || {
+        let (text, rotated, gz) = all_rotations(&current)?;
+        (text.ends_with(&format!("{last}\n")) && gz == rotated).then_some((text, rotated, gz))
+    });
+    assert!(rotated >= 9, "about 10 MB at 1M per file: {rotated} rotated files");
+    for (i, line) in text.lines().enumerate() {
+        assert_eq!(line, format!("line {i} {}", "x".repeat(40)), "line {i} whole and in order");
+    }
+    assert_eq!(text.lines().count(), lines);
+
+    // `logs --lines` reads back across the current and the rotated files.
+    let tail_len = std::fs::read_to_string(&current).unwrap().lines().count();
+    let want = tail_len + 50;
+    let out = supd.ok(&["logs", "rot", "--out", "--lines", &want.to_string(), "--nostream"]);
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), want);
+    assert_eq!(got[want - 1], last);
+    assert_eq!(got[0], format!("line {} {}", lines - want, "x".repeat(40)));
+}
+
+#[test]
+fn log_retain_keeps_that_many_rotated_files() {
+    let supd = Supd::new();
+    let script = supd.write(
+        "burst.py",
+        "import sys\nfor i in range(40000):\n    sys.stdout.write('%08d %s\\n' % (i, 'y' * 50))\nsys.stdout.flush()\nimport time\ntime.sleep(300)\n",
+    );
+    let file = supd.write(
+        "keep.toml",
+        &format!(
+            "[daemon]\nlog_max_size = \"100K\"\nlog_retain = 3\n\n[[apps]]\nname = \"keep\"\nscript = \"python3\"\nargs = [\"{}\"]\n",
+            script.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let current = supd.home().join("logs/keep-out.log");
+    wait_for(Duration::from_secs(60), "the last line", || {
+        std::fs::read_to_string(&current).ok()?.contains("00039999").then_some(())
+    });
+    let (_, rotated, gz) = all_rotations(&current).unwrap();
+    assert_eq!((rotated, gz), (3, 0), "[daemon] log_retain = 3, no compression");
+}
+
+#[test]
+fn a_full_disk_never_stops_the_app_and_writing_resumes() {
+    let supd = Supd::new();
+    supd.ok(&["ping"]);
+    let logs = supd.home().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let current = logs.join("full-out.log");
+    // Every write to /dev/full fails with ENOSPC: a disk that is full.
+    std::os::unix::fs::symlink("/dev/full", &current).unwrap();
+    let script = supd.script("talk.sh", "i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 0.02; done");
+    supd.ok(&["start", script.to_str().unwrap(), "--name", "full"]);
+    let pid = supd.instance("full", 0)["pid"].clone();
+    let problem = wait_for(Duration::from_secs(20), "the problem shown", || {
+        supd.show("full")["log_problem"].as_str().map(str::to_string)
+    });
+    assert!(problem.contains("No space left on device"), "{problem}");
+    let daemon_log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
+    assert!(daemon_log.contains("No space left on device"), "reported in the daemon log");
+    // Space returns.
+    std::fs::remove_file(&current).unwrap();
+    wait_for(Duration::from_secs(20), "writing resumed", || {
+        std::fs::read_to_string(&current).ok()?.contains("tick").then_some(())
+    });
+    wait_for(Duration::from_secs(20), "the problem cleared", || {
+        supd.show("full")["log_problem"].is_null().then_some(())
+    });
+    let row = supd.instance("full", 0);
+    assert_eq!(row["status"], "online");
+    assert_eq!(row["pid"], pid, "the app was never restarted");
 }

@@ -6,8 +6,9 @@
 //! files); a file that shrinks was flushed and is read again from its start.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,10 +26,27 @@ const RESCAN: Duration = Duration::from_secs(1);
 struct Tail {
     /// Printed before each line (`app | `), or empty.
     prefix: String,
+    /// The file being read, kept open: after a rotation renames it, what
+    /// was written to it last is still read before moving to the new file.
+    file: Option<File>,
     /// Bytes already printed.
     offset: u64,
     /// The end of a line not yet complete.
     partial: Vec<u8>,
+}
+
+impl Tail {
+    /// Follows `path` from byte `offset` (a missing file from its start).
+    fn new(path: &Path, prefix: String, offset: u64) -> Tail {
+        let file = File::open(path).ok();
+        let offset = if file.is_some() { offset } else { 0 };
+        Tail {
+            prefix,
+            file,
+            offset,
+            partial: Vec::new(),
+        }
+    }
 }
 
 /// Runs `supctl logs`.
@@ -42,14 +60,19 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
     let mut tails: HashMap<PathBuf, Tail> = HashMap::new();
     for app in &apps {
         for path in selected(app, args) {
-            let prefix = if tagged { format!("{} | ", app.name) } else { String::new() };
-            let (lines, end) = last_lines(&path, args.lines)?;
+            let prefix = if tagged {
+                format!("{} | ", app.name)
+            } else {
+                String::new()
+            };
+            let (lines, end) = last_lines_across_rotations(&path, args.lines)?;
             for line in lines {
                 out.write_all(prefix.as_bytes())?;
                 out.write_all(&line)?;
                 out.write_all(b"\n")?;
             }
-            tails.insert(path, Tail { prefix, offset: end, partial: Vec::new() });
+            let tail = Tail::new(&path, prefix, end);
+            tails.insert(path, tail);
         }
     }
     out.flush()?;
@@ -69,7 +92,10 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
                 for app in &apps {
                     for path in selected(app, args) {
                         let prefix = format!("{} | ", app.name);
-                        tails.entry(path).or_insert(Tail { prefix, offset: 0, partial: Vec::new() });
+                        if !tails.contains_key(&path) {
+                            let tail = Tail::new(&path, prefix, 0);
+                            tails.insert(path, tail);
+                        }
                     }
                 }
             }
@@ -79,7 +105,9 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
 }
 
 fn log_files(client: &mut Client, target: &str) -> anyhow::Result<Vec<AppLogs>> {
-    match client.request(&Request::LogFiles { target: target.to_string() })? {
+    match client.request(&Request::LogFiles {
+        target: target.to_string(),
+    })? {
         Response::LogFiles { apps } => Ok(apps),
         other => anyhow::bail!("unexpected answer from supd: {other:?}"),
     }
@@ -125,30 +153,109 @@ pub fn last_lines(path: &Path, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
     Ok((lines.split_off(skip), len))
 }
 
-/// Prints what was appended to `path` since `tail.offset`.
-fn follow(path: &Path, tail: &mut Tail, out: &mut impl Write) -> io::Result<()> {
-    let Ok(mut file) = File::open(path) else { return Ok(()) };
-    let len = file.metadata()?.len();
-    if len < tail.offset {
-        // Flushed: start over.
-        tail.offset = 0;
-        tail.partial.clear();
+/// The last `n` lines of a log file, continuing into its rotated files
+/// (newest first, gzipped ones decompressed) when the current file holds
+/// fewer; and the current file's length.
+pub fn last_lines_across_rotations(path: &Path, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
+    let (mut lines, end) = last_lines(path, n)?;
+    for older in supd_proto::home::rotated(path).iter().rev() {
+        if lines.len() >= n {
+            break;
+        }
+        let mut text = Vec::new();
+        let file = File::open(older)?;
+        if older.extension().is_some_and(|e| e == "gz") {
+            flate2::read::GzDecoder::new(file).read_to_end(&mut text)?;
+        } else {
+            io::BufReader::new(file).read_to_end(&mut text)?;
+        }
+        let body = text.strip_suffix(b"\n").unwrap_or(&text);
+        if body.is_empty() {
+            continue;
+        }
+        let mut earlier: Vec<Vec<u8>> = body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+        let keep = earlier.len().saturating_sub(n - lines.len());
+        earlier.drain(..keep);
+        earlier.append(&mut lines);
+        lines = earlier;
     }
-    if len == tail.offset {
+    Ok((lines, end))
+}
+
+/// Prints what was appended to the followed file since `tail.offset`; after
+/// a rotation (`path` names a new file) drains the old one and moves on; after
+/// a flush (the same file, shorter) starts over.
+fn follow(path: &Path, tail: &mut Tail, out: &mut impl Write) -> io::Result<()> {
+    if tail.file.is_none() {
+        tail.file = File::open(path).ok();
+        tail.offset = 0;
+    }
+    let Some(file) = tail.file.as_mut() else {
+        return Ok(());
+    };
+    drain(
+        file,
+        tail.offset,
+        &mut tail.offset,
+        &mut tail.partial,
+        &tail.prefix,
+        out,
+    )?;
+    let ours = file.metadata()?.ino();
+    if fs::metadata(path).is_ok_and(|m| m.ino() != ours) {
+        // Rotated: whatever reached the old file before the switch is read,
+        // then the new file from its start.
+        drain(
+            file,
+            tail.offset,
+            &mut tail.offset,
+            &mut tail.partial,
+            &tail.prefix,
+            out,
+        )?;
+        tail.file = File::open(path).ok();
+        tail.offset = 0;
+    }
+    Ok(())
+}
+
+/// Reads `file` from `from` to its end, printing complete lines.
+fn drain(
+    file: &mut File,
+    from: u64,
+    offset: &mut u64,
+    partial: &mut Vec<u8>,
+    prefix: &str,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    let from = if len < from {
+        // Flushed: start over.
+        partial.clear();
+        0
+    } else {
+        from
+    };
+    *offset = from;
+    if len == from {
         return Ok(());
     }
-    file.seek(SeekFrom::Start(tail.offset))?;
-    let mut fresh = Vec::with_capacity((len - tail.offset) as usize);
-    Read::by_ref(&mut file).take(len - tail.offset).read_to_end(&mut fresh)?;
-    tail.offset += fresh.len() as u64;
-    tail.partial.extend_from_slice(&fresh);
-    let Some(cut) = tail.partial.iter().rposition(|&b| b == b'\n') else { return Ok(()) };
-    let rest = tail.partial.split_off(cut + 1);
-    for line in tail.partial.split_inclusive(|&b| b == b'\n') {
-        out.write_all(tail.prefix.as_bytes())?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut fresh = Vec::with_capacity((len - from) as usize);
+    Read::by_ref(file)
+        .take(len - from)
+        .read_to_end(&mut fresh)?;
+    *offset += fresh.len() as u64;
+    partial.extend_from_slice(&fresh);
+    let Some(cut) = partial.iter().rposition(|&b| b == b'\n') else {
+        return Ok(());
+    };
+    let rest = partial.split_off(cut + 1);
+    for line in partial.split_inclusive(|&b| b == b'\n') {
+        out.write_all(prefix.as_bytes())?;
         out.write_all(line)?;
     }
-    tail.partial = rest;
+    *partial = rest;
     Ok(())
 }
 
@@ -164,7 +271,14 @@ mod tests {
         let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, &text).unwrap();
         let (lines, end) = last_lines(&path, 3).unwrap();
-        assert_eq!(lines, vec![b"line 99997".to_vec(), b"line 99998".to_vec(), b"line 99999".to_vec()]);
+        assert_eq!(
+            lines,
+            vec![
+                b"line 99997".to_vec(),
+                b"line 99998".to_vec(),
+                b"line 99999".to_vec()
+            ]
+        );
         assert_eq!(end, text.len() as u64);
         std::fs::write(&path, "").unwrap();
         assert!(last_lines(&path, 3).unwrap().0.is_empty());

@@ -17,7 +17,11 @@ pub fn process_table(processes: &[ProcessInfo]) -> String {
             p.pid.map_or("-".into(), |pid| pid.to_string()),
             p.status.as_str().to_string(),
             p.restarts.to_string(),
-            if p.pid.is_some() { duration(p.uptime_ms) } else { "-".into() },
+            if p.pid.is_some() {
+                duration(p.uptime_ms)
+            } else {
+                "-".into()
+            },
             format!("{:.1}%", p.cpu),
             bytes(p.memory),
         ]);
@@ -42,22 +46,36 @@ pub fn detail(app: &AppDetail) -> String {
     line("autorestart", c.autorestart.to_string());
     line("max_restarts", c.max_restarts.to_string());
     line("min_uptime", duration(c.min_uptime.as_millis() as u64));
-    line("restart_delay", duration(c.restart_delay.as_millis() as u64));
+    line(
+        "restart_delay",
+        duration(c.restart_delay.as_millis() as u64),
+    );
     line(
         "exp_backoff_restart_delay",
-        c.exp_backoff_restart_delay.map_or("-".into(), |d| duration(d.as_millis() as u64)),
+        c.exp_backoff_restart_delay
+            .map_or("-".into(), |d| duration(d.as_millis() as u64)),
     );
     line("stop_exit_codes", format!("{:?}", c.stop_exit_codes));
-    line("max_instances", c.max_instances.map_or("-".into(), |m| m.to_string()));
+    line(
+        "max_instances",
+        c.max_instances.map_or("-".into(), |m| m.to_string()),
+    );
     line(
         "max_memory_restart",
-        c.max_memory_restart.map_or("-".into(), |m| format!("{} ({m} bytes)", bytes(m))),
+        c.max_memory_restart
+            .map_or("-".into(), |m| format!("{} ({m} bytes)", bytes(m))),
     );
-    line("cron_restart", c.cron_restart.clone().unwrap_or_else(|| "-".into()));
+    line(
+        "cron_restart",
+        c.cron_restart.clone().unwrap_or_else(|| "-".into()),
+    );
     if let Some(next) = &app.next_cron_restart {
         line("next cron restart", next.clone());
     }
     line("out log", app.logs.out.display().to_string());
+    if let Some(problem) = &app.log_problem {
+        line("log problem", problem.clone());
+    }
     line("err log", app.logs.err.display().to_string());
     for (k, v) in &c.env {
         line(&format!("env.{k}"), v.clone());
@@ -66,22 +84,32 @@ pub fn detail(app: &AppDetail) -> String {
     out.push_str(&process_table(&processes));
     out.push('\n');
     for i in &app.instances {
-        let exit = i.last_exit.map_or("-".into(), |e| match (e.code, e.signal) {
-            (Some(code), _) => format!("exit code {code}"),
-            (_, Some(sig)) => format!("signal {sig}"),
-            _ => "-".into(),
-        });
+        let exit = i
+            .last_exit
+            .map_or("-".into(), |e| match (e.code, e.signal) {
+                (Some(code), _) => format!("exit code {code}"),
+                (_, Some(sig)) => format!("signal {sig}"),
+                _ => "-".into(),
+            });
         out.push_str(&format!(
             "instance {}: last exit {exit}, unstable restarts {}{}\n",
             i.process.instance,
             i.unstable_restarts,
-            i.last_error.as_ref().map_or(String::new(), |e| format!(", last error: {e}")),
+            i.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(", last error: {e}")),
         ));
         if let Some(reason) = &i.restart_reason {
-            out.push_str(&format!("instance {}: last restarted by supd: {reason}\n", i.process.instance));
+            out.push_str(&format!(
+                "instance {}: last restarted by supd: {reason}\n",
+                i.process.instance
+            ));
         }
         if let Some(status) = &i.status_text {
-            out.push_str(&format!("instance {}: status: {status}\n", i.process.instance));
+            out.push_str(&format!(
+                "instance {}: status: {status}\n",
+                i.process.instance
+            ));
         }
     }
     out

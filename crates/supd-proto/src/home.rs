@@ -57,3 +57,39 @@ impl Home {
         self.dir.join("logs")
     }
 }
+
+/// The rotated files of the log file `current` (`NAME-out.log.<time>`,
+/// optionally `.gz`), oldest first. Files being compressed (`.tmp`) are
+/// left out.
+pub fn rotated(current: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (
+        current.parent(),
+        current.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".tmp"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The name a log file gets when it is rotated at `stamp`
+/// (`YYYYmmdd-HHMMSS.mmm`, so names sort by time).
+pub fn rotated_name(current: &Path, stamp: &str) -> PathBuf {
+    let mut name = current.as_os_str().to_owned();
+    name.push(".");
+    name.push(stamp);
+    PathBuf::from(name)
+}

@@ -106,7 +106,10 @@ impl std::str::FromStr for ScaleTo {
     type Err = String;
 
     fn from_str(s: &str) -> Result<ScaleTo, String> {
-        let number = |t: &str| t.parse::<u32>().map_err(|_| format!("expected N, +N or -N, got \"{s}\""));
+        let number = |t: &str| {
+            t.parse::<u32>()
+                .map_err(|_| format!("expected N, +N or -N, got \"{s}\""))
+        };
         match s.as_bytes().first() {
             Some(b'+') => number(&s[1..]).map(ScaleTo::Add),
             Some(b'-') => number(&s[1..]).map(ScaleTo::Remove),
@@ -288,6 +291,9 @@ pub struct AppDetail {
     /// When `cron_restart` next fires (RFC 3339, local time), if set.
     #[serde(default)]
     pub next_cron_restart: Option<String>,
+    /// A problem writing the log files (disk full…), while it lasts.
+    #[serde(default)]
+    pub log_problem: Option<String>,
 }
 
 /// Where one app's logs are.

@@ -323,6 +323,7 @@ impl App {
         if config.port != self.config.port {
             self.listener = bind(&config)?;
         }
+        self.log.configure(&config);
         self.config = Arc::new(config);
         if let Some(env) = base_env {
             self.base_env = env;

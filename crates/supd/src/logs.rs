@@ -7,16 +7,26 @@
 //! interleave inside the file. The channel is bounded: when the disk is
 //! slower than the app, readers stop reading and the app blocks in `write`
 //! (backpressure) instead of lines being dropped.
+//!
+//! The writer also rotates the files ([`file`]): by size (`log_max_size`)
+//! between two chunks, so a line is never split, and on a schedule
+//! (`log_rotate_interval`), keeping `log_retain` rotated files, gzipped with
+//! `log_compress`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+pub mod file;
+
+use std::io;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use supd_config::AppConfig;
 
 use supd_proto::{AppLogs, Home};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
+
+use self::file::{LogFile, Rotation};
 
 /// Chunks in flight per app before readers wait for the disk.
 const CHANNEL_DEPTH: usize = 32;
@@ -37,11 +47,29 @@ pub enum Stream {
 enum LogMsg {
     Lines(Stream, Vec<u8>),
     Truncate(oneshot::Sender<io::Result<()>>),
+    Rotate,
+    Configure(Rotation),
 }
 
 /// One app's log files and the channel to their writer thread.
 pub struct AppLog {
     tx: mpsc::Sender<LogMsg>,
+    /// A problem writing the files (disk full…), for `show`.
+    problem: Arc<Mutex<Option<String>>>,
+    /// The `log_rotate_interval` timer.
+    schedule: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Rotation {
+    /// The rotation settings of an app (its `[daemon]` defaults already
+    /// filled in by the registry).
+    pub fn of(config: &AppConfig) -> Rotation {
+        Rotation {
+            max_size: config.log_max_size,
+            retain: config.log_retain.unwrap_or(30),
+            compress: config.log_compress.unwrap_or(false),
+        }
+    }
 }
 
 /// The log file paths of app `name` under `home`.
@@ -55,19 +83,70 @@ pub fn paths(home: &Home, name: &str) -> AppLogs {
 }
 
 impl AppLog {
-    /// Opens (creating) the files of app `name` and starts its writer thread.
+    /// Opens (creating) the files of an app and starts its writer thread.
     /// The thread ends when the `AppLog` and every reader are gone.
-    pub fn open(home: &Home, name: &str) -> io::Result<AppLog> {
+    pub fn open(home: &Home, config: &AppConfig) -> io::Result<AppLog> {
+        let name = &config.name;
         let paths = paths(home, name);
         std::fs::create_dir_all(home.log_dir())?;
-        let out = open_append(&paths.out)?;
-        let err = open_append(&paths.err)?;
+        let problem = Arc::new(Mutex::new(None));
+        let out = LogFile::open(paths.out, problem.clone())?;
+        let err = LogFile::open(paths.err, problem.clone())?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let app = name.to_string();
+        let rotation = Rotation::of(config);
         std::thread::Builder::new()
             .name(format!("log-{name}"))
-            .spawn(move || write_loop(rx, out, err, &app))?;
-        Ok(AppLog { tx })
+            .spawn(move || write_loop(rx, out, err, rotation, &app))?;
+        let mut log = AppLog {
+            tx,
+            problem,
+            schedule: None,
+        };
+        log.arm(config);
+        Ok(log)
+    }
+
+    /// Applies a new config's rotation settings.
+    pub fn configure(&mut self, config: &AppConfig) {
+        let _ = self.tx.try_send(LogMsg::Configure(Rotation::of(config)));
+        self.arm(config);
+    }
+
+    /// (Re-)arms the `log_rotate_interval` timer.
+    fn arm(&mut self, config: &AppConfig) {
+        if let Some(old) = self.schedule.take() {
+            old.abort();
+        }
+        let Some(cron) = config
+            .log_rotate_interval
+            .as_deref()
+            .and_then(|e| e.parse::<croner::Cron>().ok())
+        else {
+            return;
+        };
+        let tx = self.tx.clone();
+        self.schedule = Some(tokio::spawn(async move {
+            loop {
+                let now = chrono::Local::now();
+                let Some(wait) = cron
+                    .find_next_occurrence(&now, false)
+                    .ok()
+                    .and_then(|t| (t - now).to_std().ok())
+                else {
+                    return;
+                };
+                tokio::time::sleep(wait).await;
+                if tx.send(LogMsg::Rotate).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// The shared slot where the writer reports a problem (disk full…).
+    pub fn problem(&self) -> Arc<Mutex<Option<String>>> {
+        self.problem.clone()
     }
 
     /// Starts copying a child's pipe into the file of `stream`, prefixing
@@ -93,33 +172,34 @@ impl AppLog {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+impl Drop for AppLog {
+    fn drop(&mut self) {
+        if let Some(timer) = self.schedule.take() {
+            timer.abort();
+        }
+    }
 }
 
 /// The writer thread: the only code that touches the app's files.
-fn write_loop(mut rx: mpsc::Receiver<LogMsg>, mut out: File, mut err: File, app: &str) {
-    let mut failing = false;
+fn write_loop(
+    mut rx: mpsc::Receiver<LogMsg>,
+    mut out: LogFile,
+    mut err: LogFile,
+    mut rotation: Rotation,
+    app: &str,
+) {
     while let Some(msg) = rx.blocking_recv() {
         match msg {
-            LogMsg::Lines(stream, bytes) => {
-                let file = if stream == Stream::Out {
-                    &mut out
-                } else {
-                    &mut err
-                };
-                match file.write_all(&bytes) {
-                    Ok(()) => failing = false,
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::error!(app, "cannot write log file: {e}");
-                    }
-                    Err(_) => {}
-                }
-            }
+            LogMsg::Lines(Stream::Out, bytes) => out.write(&bytes, &rotation, app),
+            LogMsg::Lines(Stream::Err, bytes) => err.write(&bytes, &rotation, app),
             LogMsg::Truncate(ack) => {
-                let _ = ack.send(out.set_len(0).and_then(|()| err.set_len(0)));
+                let _ = ack.send(out.truncate().and_then(|()| err.truncate()));
             }
+            LogMsg::Rotate => {
+                out.rotate(&rotation, app);
+                err.rotate(&rotation, app);
+            }
+            LogMsg::Configure(new) => rotation = new,
         }
     }
 }

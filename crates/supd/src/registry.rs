@@ -36,6 +36,8 @@ pub struct AppHandle {
     schedule: cron::Schedule,
     /// The `health_check` loop.
     checker: health::Checker,
+    /// A problem writing the app's log files (disk full…), set by its writer.
+    log_problem: Arc<Mutex<Option<String>>>,
 }
 
 impl AppHandle {
@@ -163,6 +165,8 @@ pub struct Registry {
     sample_interval: Arc<watch::Sender<Duration>>,
     /// Where metrics are served, once asked for.
     metrics: Arc<tokio::sync::Mutex<Option<SocketAddr>>>,
+    /// The latest `[daemon]` settings: log rotation defaults for new configs.
+    daemon: Arc<Mutex<DaemonConfig>>,
 }
 
 impl Registry {
@@ -179,6 +183,7 @@ impl Registry {
             trouble,
             sample_interval: Arc::new(interval_tx),
             metrics: Arc::default(),
+            daemon: Arc::default(),
         };
         tokio::spawn(monitor::run(
             registry.clone(),
@@ -207,6 +212,7 @@ impl Registry {
     /// Applies the `[daemon]` settings an ecosystem file wrote (a file that
     /// does not set `sample_interval` leaves the daemon's own flag alone).
     async fn apply_daemon(&self, daemon: &DaemonConfig) -> Result<(), String> {
+        *self.daemon.lock().unwrap_or_else(|p| p.into_inner()) = daemon.clone();
         if daemon.is_written("sample_interval") {
             self.sample_interval.send_if_modified(|current| {
                 let changed = *current != daemon.sample_interval;
@@ -218,6 +224,20 @@ impl Registry {
             Some(addr) => self.serve_metrics(addr).await,
             None => Ok(()),
         }
+    }
+
+    /// Fills the log-rotation keys an app left unset from `[daemon]`.
+    fn with_log_defaults(&self, mut config: AppConfig) -> AppConfig {
+        let d = self
+            .daemon
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        config.log_max_size = config.log_max_size.or(d.log_max_size);
+        config.log_retain = config.log_retain.or(Some(d.log_retain));
+        config.log_compress = config.log_compress.or(Some(d.log_compress));
+        config.log_rotate_interval = config.log_rotate_interval.or(d.log_rotate_interval);
+        config
     }
 
     /// Starts serving metrics at `addr` (once: a daemon serves one address).
@@ -370,6 +390,7 @@ impl Registry {
     async fn start(&self, configs: Vec<AppConfig>, base_env: BTreeMap<String, String>) -> Response {
         let mut outcomes = Vec::new();
         for config in configs {
+            let config = self.with_log_defaults(config);
             let name = config.name.clone();
             let result = match self.find(&name) {
                 Some(app) => {
@@ -405,8 +426,9 @@ impl Registry {
             .validate()
             .map_err(|e| format!("app \"{}\": {e}", config.name))?;
         let name = config.name.clone();
-        let log = AppLog::open(&self.home, &name)
+        let log = AppLog::open(&self.home, &config)
             .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
+        let log_problem = log.problem();
         let (commands, view) = spawn_actor(
             config,
             base_env,
@@ -421,6 +443,7 @@ impl Registry {
             op: Arc::default(),
             schedule: cron::Schedule::default(),
             checker: health::Checker::default(),
+            log_problem,
         };
         self.apps().push(handle.clone());
         let outcome = ops::start(&handle, None).await;
@@ -438,6 +461,7 @@ impl Registry {
     ) -> Result<Response, String> {
         let mut names = Vec::new();
         for config in configs {
+            let config = self.with_log_defaults(config);
             let name = config.name.clone();
             match self.find(&name) {
                 Some(app) => {
@@ -488,6 +512,11 @@ impl Registry {
             .map(|(inst, process)| inst.detail(process))
             .collect();
         let logs: AppLogs = logs::paths(&self.home, name);
+        let log_problem = app
+            .log_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let next_cron_restart = view
             .config
             .cron_restart
@@ -501,6 +530,7 @@ impl Registry {
                 instances,
                 logs,
                 next_cron_restart,
+                log_problem,
             }),
         })
     }

@@ -1,0 +1,245 @@
+//! One log file: appending whole-line chunks, size-based rotation,
+//! compression and retention, and surviving a full disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use supd_proto::home::{rotated, rotated_name};
+
+/// How an app's files rotate (the app's keys over `[daemon]`'s).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate when a file would grow past this many bytes.
+    pub max_size: Option<u64>,
+    /// Rotated files kept per file (older ones are deleted).
+    pub retain: u32,
+    /// gzip rotated files.
+    pub compress: bool,
+}
+
+/// A log file being appended to.
+pub struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    /// Lines dropped since writing started failing (disk full…).
+    dropped: Option<u64>,
+    /// Shared with `show`: the current problem, if any.
+    problem: Arc<Mutex<Option<String>>>,
+}
+
+impl LogFile {
+    /// Opens (creating) `path` for appending.
+    pub fn open(path: PathBuf, problem: Arc<Mutex<Option<String>>>) -> io::Result<LogFile> {
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile {
+            path,
+            file: Some(file),
+            size,
+            dropped: None,
+            problem,
+        })
+    }
+
+    /// Appends whole lines, rotating first if they would cross `max_size`.
+    /// When the disk refuses them (full, read-only…) they are dropped and
+    /// counted, the app is never blocked or stopped, and the file is
+    /// reopened at the next chunk so writing resumes once space returns.
+    pub fn write(&mut self, bytes: &[u8], rotation: &Rotation, app: &str) {
+        if let Some(max) = rotation.max_size
+            && self.size > 0
+            && self.size + bytes.len() as u64 > max
+        {
+            self.rotate(rotation, app);
+        }
+        let result = match self.file.as_mut() {
+            Some(file) => file.write_all(bytes),
+            None => open_append(&self.path).and_then(|mut file| {
+                file.write_all(bytes)?;
+                self.size = file.metadata()?.len() - bytes.len() as u64;
+                self.file = Some(file);
+                Ok(())
+            }),
+        };
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        match result {
+            Ok(()) => {
+                self.size += bytes.len() as u64;
+                if let Some(dropped) = self.dropped.take() {
+                    tracing::info!(app, file = %self.path.display(), "log writing resumed; {dropped} lines were dropped");
+                    self.set_problem(None);
+                }
+            }
+            Err(e) => {
+                // Reopen at the next chunk: the old descriptor may point at
+                // a file that can never take more (e.g. replaced, or a full
+                // device), and reopening is cheap.
+                self.file = None;
+                let dropped = self.dropped.get_or_insert(0);
+                if *dropped == 0 {
+                    tracing::error!(app, file = %self.path.display(), "cannot write the log: {e}; dropping lines until it works again");
+                }
+                *dropped += lines;
+                let message = format!(
+                    "cannot write {}: {e} ({} lines dropped)",
+                    self.path.display(),
+                    *dropped
+                );
+                self.set_problem(Some(message));
+            }
+        }
+    }
+
+    fn set_problem(&self, message: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = message;
+    }
+
+    /// Empties the file (`supctl flush`).
+    pub fn truncate(&mut self) -> io::Result<()> {
+        if let Some(file) = &self.file {
+            file.set_len(0)?;
+        }
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Moves the current file aside (`NAME.log.<time>`), starts a new one,
+    /// compresses the old one in the background if asked, and deletes
+    /// rotated files beyond `retain`.
+    pub fn rotate(&mut self, rotation: &Rotation, app: &str) {
+        if self.size == 0 {
+            return;
+        }
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f").to_string();
+        let mut target = rotated_name(&self.path, &stamp);
+        let mut n = 1;
+        while target.exists() || gz(&target).exists() {
+            target = rotated_name(&self.path, &format!("{stamp}-{n}"));
+            n += 1;
+        }
+        if let Err(e) = fs::rename(&self.path, &target) {
+            tracing::error!(app, file = %self.path.display(), "cannot rotate the log: {e}");
+            return;
+        }
+        self.file = open_append(&self.path).ok();
+        self.size = 0;
+        prune(&self.path, rotation.retain);
+        if rotation.compress {
+            let app = app.to_string();
+            let current = self.path.clone();
+            let retain = rotation.retain;
+            std::thread::spawn(move || {
+                if let Err(e) = compress(&target) {
+                    tracing::error!(app, file = %target.display(), "cannot compress the rotated log: {e}");
+                }
+                prune(&current, retain);
+            });
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn gz(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gz");
+    PathBuf::from(name)
+}
+
+/// gzips `path` to `path.gz` (through a `.tmp` file, so a reader never sees
+/// half a file), then removes `path`.
+fn compress(path: &Path) -> io::Result<()> {
+    let target = gz(path);
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut encoder =
+        flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
+    io::copy(&mut File::open(path)?, &mut encoder)?;
+    encoder.finish()?.sync_all()?;
+    fs::rename(&tmp, &target)?;
+    fs::remove_file(path)
+}
+
+/// Deletes the oldest rotated files of `current` beyond `retain`.
+fn prune(current: &Path, retain: u32) {
+    let files = rotated(current);
+    // A file and its compressed copy (mid-compression) count once.
+    let mut seen: Vec<String> = Vec::new();
+    let mut keep_from = files.len();
+    for (i, f) in files.iter().enumerate().rev() {
+        let key = f.to_string_lossy().trim_end_matches(".gz").to_string();
+        if !seen.contains(&key) {
+            seen.push(key);
+        }
+        if seen.len() > retain as usize {
+            break;
+        }
+        keep_from = i;
+    }
+    for old in &files[..keep_from] {
+        let _ = fs::remove_file(old);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem() -> Arc<Mutex<Option<String>>> {
+        Arc::default()
+    }
+
+    #[test]
+    fn rotates_on_size_keeps_retain_and_never_splits_a_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-out.log");
+        let mut file = LogFile::open(path.clone(), problem()).unwrap();
+        let rotation = Rotation {
+            max_size: Some(100),
+            retain: 2,
+            compress: false,
+        };
+        for i in 0..20 {
+            file.write(
+                format!("line {i:04} {}\n", "x".repeat(30)).as_bytes(),
+                &rotation,
+                "a",
+            );
+        }
+        let rotated = rotated(&path);
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        for f in rotated.iter().chain([&path]) {
+            let text = fs::read_to_string(f).unwrap();
+            assert!(text.len() <= 100 && text.ends_with('\n'), "{f:?}: {text}");
+        }
+        assert!(fs::read_to_string(&path).unwrap().contains("line 0019"));
+    }
+
+    #[test]
+    fn a_full_disk_drops_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b-out.log");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let problem = problem();
+        let mut file = LogFile::open(path.clone(), problem.clone()).unwrap();
+        file.write(b"lost\n", &Rotation::default(), "b");
+        assert!(
+            problem
+                .lock()
+                .unwrap()
+                .as_deref()
+                .unwrap()
+                .contains("1 lines dropped")
+        );
+        fs::remove_file(&path).unwrap();
+        file.write(b"kept\n", &Rotation::default(), "b");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "kept\n");
+        assert!(problem.lock().unwrap().is_none());
+    }
+}
