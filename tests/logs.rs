@@ -277,3 +277,30 @@ fn a_full_disk_never_stops_the_app_and_writing_resumes() {
     assert_eq!(row["status"], "online");
     assert_eq!(row["pid"], pid, "the app was never restarted");
 }
+
+#[test]
+fn json_grep_and_timestamp_output() {
+    let supd = Supd::new();
+    let script = supd.script("mix.sh", "echo 'hello 1'; echo 'bye 2'; echo 'oops' >&2; exec sleep 300");
+    supd.ok(&["start", script.to_str().unwrap(), "--name", "mix"]);
+    wait_for(Duration::from_secs(10), "the err line", || {
+        std::fs::read_to_string(supd.home().join("logs/mix-err.log")).ok()?.contains("oops").then_some(())
+    });
+    let out = supd.ok(&["logs", "--json", "--nostream"]);
+    let records: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    assert_eq!(records.len(), 3, "{out}");
+    assert!(records.iter().all(|r| r["app"] == "mix" && r["time"].is_string() && r.get("instance").is_some()));
+    assert!(records.iter().any(|r| r["stream"] == "err" && r["message"] == "oops"));
+    assert!(records.iter().any(|r| r["stream"] == "out" && r["message"] == "bye 2"));
+
+    assert_eq!(supd.ok(&["logs", "mix", "--grep", "^b.e", "--nostream"]), "bye 2\n");
+    let err = supd.fails(&["logs", "mix", "--grep", "(", "--nostream"]);
+    assert!(err.contains("--grep"), "{err}");
+
+    let stamped = supd.ok(&["logs", "mix", "--out", "--timestamp", "--lines", "1", "--nostream"]);
+    let (date, rest) = stamped.trim_end().split_once(' ').unwrap();
+    assert_eq!(date.len(), 10, "{stamped}");
+    assert!(rest.ends_with("bye 2"), "{stamped}");
+    // Piped output is plain: no colour codes.
+    assert!(!supd.ok(&["logs", "--nostream"]).contains('\u{1b}'));
+}

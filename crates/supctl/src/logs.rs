@@ -4,6 +4,10 @@
 //! work. Following polls the file sizes: a file that grows is read from
 //! where we stopped (across restarts of the app, which append to the same
 //! files); a file that shrinks was flushed and is read again from its start.
+//!
+//! Each line goes through a [`Printer`]: tagged with its app when several
+//! apps are shown (coloured per app on a terminal, plain when piped), with
+//! `--timestamp`, as JSON with `--json`, filtered by `--grep`.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -22,10 +26,84 @@ const POLL: Duration = Duration::from_millis(50);
 /// How often `logs` without a name looks for apps started since.
 const RESCAN: Duration = Duration::from_secs(1);
 
+/// How lines are printed.
+struct Printer {
+    /// Prefix lines with their app (no name was given).
+    tagged: bool,
+    /// ANSI colours per app (stdout is a terminal, and not `--json`).
+    color: bool,
+    timestamp: bool,
+    json: bool,
+    grep: Option<regex::Regex>,
+}
+
+/// Colours apps cycle through, picked by a hash of the name.
+const PALETTE: [anstyle::AnsiColor; 6] = [
+    anstyle::AnsiColor::Cyan,
+    anstyle::AnsiColor::Green,
+    anstyle::AnsiColor::Yellow,
+    anstyle::AnsiColor::Magenta,
+    anstyle::AnsiColor::Blue,
+    anstyle::AnsiColor::BrightRed,
+];
+
+impl Printer {
+    fn new(args: &LogsArgs) -> anyhow::Result<Printer> {
+        use std::io::IsTerminal;
+        let grep = match &args.grep {
+            Some(p) => Some(regex::Regex::new(p).map_err(|e| anyhow::anyhow!("--grep {p:?}: {e}"))?),
+            None => None,
+        };
+        Ok(Printer {
+            tagged: args.name.is_none(),
+            color: !args.json && io::stdout().is_terminal(),
+            timestamp: args.timestamp,
+            json: args.json,
+            grep,
+        })
+    }
+
+    /// Prints one line (without its newline) of `app`'s `stream`.
+    fn line(&self, out: &mut impl Write, app: &str, stream: &str, line: &[u8]) -> io::Result<()> {
+        let text = String::from_utf8_lossy(line);
+        if self.grep.as_ref().is_some_and(|g| !g.is_match(&text)) {
+            return Ok(());
+        }
+        let now = || chrono::Local::now();
+        if self.json {
+            let record = serde_json::json!({
+                "app": app,
+                // Files are per app: the instance is not recorded in them.
+                "instance": null,
+                "stream": stream,
+                "time": now().to_rfc3339(),
+                "message": text,
+            });
+            return writeln!(out, "{record}");
+        }
+        if self.timestamp {
+            write!(out, "{} ", now().format("%Y-%m-%d %H:%M:%S%.3f"))?;
+        }
+        if self.tagged {
+            if self.color {
+                let hash = app.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+                let style = anstyle::Style::new().fg_color(Some(PALETTE[hash % PALETTE.len()].into()));
+                write!(out, "{}{app}{} | ", style.render(), style.render_reset())?;
+            } else {
+                write!(out, "{app} | ")?;
+            }
+        }
+        out.write_all(line)?;
+        out.write_all(b"\n")
+    }
+}
+
 /// One followed file.
 struct Tail {
-    /// Printed before each line (`app | `), or empty.
-    prefix: String,
+    /// The app the file belongs to.
+    app: String,
+    /// `out` or `err`.
+    stream: &'static str,
     /// The file being read, kept open: after a rotation renames it, what
     /// was written to it last is still read before moving to the new file.
     file: Option<File>,
@@ -37,11 +115,12 @@ struct Tail {
 
 impl Tail {
     /// Follows `path` from byte `offset` (a missing file from its start).
-    fn new(path: &Path, prefix: String, offset: u64) -> Tail {
+    fn new(path: &Path, app: &str, stream: &'static str, offset: u64) -> Tail {
         let file = File::open(path).ok();
         let offset = if file.is_some() { offset } else { 0 };
         Tail {
-            prefix,
+            app: app.to_string(),
+            stream,
             file,
             offset,
             partial: Vec::new(),
@@ -52,26 +131,19 @@ impl Tail {
 /// Runs `supctl logs`.
 pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
     let target = args.name.clone().unwrap_or_else(|| "all".to_string());
-    let tagged = args.name.is_none();
+    let printer = Printer::new(args)?;
     let mut client = Client::connect(home)?;
     let apps = log_files(&mut client, &target)?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut tails: HashMap<PathBuf, Tail> = HashMap::new();
     for app in &apps {
-        for path in selected(app, args) {
-            let prefix = if tagged {
-                format!("{} | ", app.name)
-            } else {
-                String::new()
-            };
+        for (path, stream) in selected(app, args) {
             let (lines, end) = last_lines_across_rotations(&path, args.lines)?;
             for line in lines {
-                out.write_all(prefix.as_bytes())?;
-                out.write_all(&line)?;
-                out.write_all(b"\n")?;
+                printer.line(&mut out, &app.name, stream, &line)?;
             }
-            let tail = Tail::new(&path, prefix, end);
+            let tail = Tail::new(&path, &app.name, stream, end);
             tails.insert(path, tail);
         }
     }
@@ -82,18 +154,17 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
     let mut last_scan = Instant::now();
     loop {
         for (path, tail) in &mut tails {
-            follow(path, tail, &mut out)?;
+            follow(path, tail, &printer, &mut out)?;
         }
         out.flush()?;
-        if tagged && last_scan.elapsed() >= RESCAN {
+        if printer.tagged && last_scan.elapsed() >= RESCAN {
             last_scan = Instant::now();
             // New apps are followed from their first line.
             if let Ok(apps) = Client::connect(home).and_then(|mut c| log_files(&mut c, "all")) {
                 for app in &apps {
-                    for path in selected(app, args) {
-                        let prefix = format!("{} | ", app.name);
+                    for (path, stream) in selected(app, args) {
                         if !tails.contains_key(&path) {
-                            let tail = Tail::new(&path, prefix, 0);
+                            let tail = Tail::new(&path, &app.name, stream, 0);
                             tails.insert(path, tail);
                         }
                     }
@@ -113,11 +184,14 @@ fn log_files(client: &mut Client, target: &str) -> anyhow::Result<Vec<AppLogs>> 
     }
 }
 
-fn selected(app: &AppLogs, args: &LogsArgs) -> Vec<PathBuf> {
+/// The files `--out`/`--err` select, with their stream names.
+fn selected(app: &AppLogs, args: &LogsArgs) -> Vec<(PathBuf, &'static str)> {
+    let out = (app.out.clone(), "out");
+    let err = (app.err.clone(), "err");
     match (args.out, args.err) {
-        (true, _) => vec![app.out.clone()],
-        (_, true) => vec![app.err.clone()],
-        _ => vec![app.out.clone(), app.err.clone()],
+        (true, _) => vec![out],
+        (_, true) => vec![err],
+        _ => vec![out, err],
     }
 }
 
@@ -185,77 +259,49 @@ pub fn last_lines_across_rotations(path: &Path, n: usize) -> io::Result<(Vec<Vec
 /// Prints what was appended to the followed file since `tail.offset`; after
 /// a rotation (`path` names a new file) drains the old one and moves on; after
 /// a flush (the same file, shorter) starts over.
-fn follow(path: &Path, tail: &mut Tail, out: &mut impl Write) -> io::Result<()> {
+fn follow(path: &Path, tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result<()> {
     if tail.file.is_none() {
         tail.file = File::open(path).ok();
         tail.offset = 0;
     }
-    let Some(file) = tail.file.as_mut() else {
+    if tail.file.is_none() {
         return Ok(());
-    };
-    drain(
-        file,
-        tail.offset,
-        &mut tail.offset,
-        &mut tail.partial,
-        &tail.prefix,
-        out,
-    )?;
-    let ours = file.metadata()?.ino();
-    if fs::metadata(path).is_ok_and(|m| m.ino() != ours) {
+    }
+    drain(tail, printer, out)?;
+    let ours = tail.file.as_ref().map(|f| f.metadata().map(|m| m.ino())).transpose()?;
+    if fs::metadata(path).is_ok_and(|m| Some(m.ino()) != ours) {
         // Rotated: whatever reached the old file before the switch is read,
         // then the new file from its start.
-        drain(
-            file,
-            tail.offset,
-            &mut tail.offset,
-            &mut tail.partial,
-            &tail.prefix,
-            out,
-        )?;
+        drain(tail, printer, out)?;
         tail.file = File::open(path).ok();
         tail.offset = 0;
     }
     Ok(())
 }
 
-/// Reads `file` from `from` to its end, printing complete lines.
-fn drain(
-    file: &mut File,
-    from: u64,
-    offset: &mut u64,
-    partial: &mut Vec<u8>,
-    prefix: &str,
-    out: &mut impl Write,
-) -> io::Result<()> {
+/// Reads the tail's file from its offset to its end, printing complete lines.
+fn drain(tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result<()> {
+    let Some(file) = tail.file.as_mut() else { return Ok(()) };
     let len = file.metadata()?.len();
-    let from = if len < from {
+    if len < tail.offset {
         // Flushed: start over.
-        partial.clear();
-        0
-    } else {
-        from
-    };
-    *offset = from;
-    if len == from {
+        tail.partial.clear();
+        tail.offset = 0;
+    }
+    if len == tail.offset {
         return Ok(());
     }
-    file.seek(SeekFrom::Start(from))?;
-    let mut fresh = Vec::with_capacity((len - from) as usize);
-    Read::by_ref(file)
-        .take(len - from)
-        .read_to_end(&mut fresh)?;
-    *offset += fresh.len() as u64;
-    partial.extend_from_slice(&fresh);
-    let Some(cut) = partial.iter().rposition(|&b| b == b'\n') else {
-        return Ok(());
-    };
-    let rest = partial.split_off(cut + 1);
-    for line in partial.split_inclusive(|&b| b == b'\n') {
-        out.write_all(prefix.as_bytes())?;
-        out.write_all(line)?;
+    file.seek(SeekFrom::Start(tail.offset))?;
+    let mut fresh = Vec::with_capacity((len - tail.offset) as usize);
+    Read::by_ref(file).take(len - tail.offset).read_to_end(&mut fresh)?;
+    tail.offset += fresh.len() as u64;
+    tail.partial.extend_from_slice(&fresh);
+    let Some(cut) = tail.partial.iter().rposition(|&b| b == b'\n') else { return Ok(()) };
+    let rest = tail.partial.split_off(cut + 1);
+    for line in tail.partial[..cut].split(|&b| b == b'\n') {
+        printer.line(out, &tail.app, tail.stream, line)?;
     }
-    *partial = rest;
+    tail.partial = rest;
     Ok(())
 }
 
