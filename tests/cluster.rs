@@ -14,7 +14,9 @@ fn cluster_file(supd: &Supd, name: &str, port: u16, instances: u32, extra: &str)
         "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\nexec_mode = \"cluster\"\ninstances = {instances}\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\nkill_timeout = \"5s\"\n{extra}\n",
         bin("user-service").display()
     );
-    supd.write(&format!("{name}.toml"), &body).display().to_string()
+    supd.write(&format!("{name}.toml"), &body)
+        .display()
+        .to_string()
 }
 
 fn online_pids(supd: &Supd, name: &str) -> Vec<u64> {
@@ -29,10 +31,14 @@ fn online_pids(supd: &Supd, name: &str) -> Vec<u64> {
 }
 
 fn wait_online(supd: &Supd, name: &str, n: usize) -> Vec<u64> {
-    wait_for(Duration::from_secs(20), &format!("{n} online instances of {name}"), || {
-        let pids = online_pids(supd, name);
-        (pids.len() == n).then_some(pids)
-    })
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{n} online instances of {name}"),
+        || {
+            let pids = online_pids(supd, name);
+            (pids.len() == n).then_some(pids)
+        },
+    )
 }
 
 /// Which instance answered, for `count` fresh connections.
@@ -42,7 +48,9 @@ fn spread(port: u16, count: usize) -> HashMap<String, usize> {
         let (status, body) = get_fresh(port, "/health").expect("request");
         assert_eq!(status, 200);
         let v: Value = serde_json::from_str(&body).unwrap();
-        *seen.entry(v["instance"].as_str().unwrap().to_string()).or_default() += 1;
+        *seen
+            .entry(v["instance"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     seen
 }
@@ -64,7 +72,10 @@ fn instances_share_the_daemon_socket_and_balance() {
     let seen = spread(port, 150);
     for i in 0..3 {
         let n = seen.get(&format!("instance-{i}")).copied().unwrap_or(0);
-        assert!(n >= 25, "every instance serves at least half its fair share: {seen:?}");
+        assert!(
+            n >= 25,
+            "every instance serves at least half its fair share: {seen:?}"
+        );
     }
 }
 
@@ -78,10 +89,17 @@ fn zero_loss_through_reloads_scaling_and_a_killed_worker() {
 
     let load = Load::start(port, "/health", 6);
     let out = supd.ok(&["reload", "users"]);
-    assert_eq!(out.matches("online").count(), 3, "progress per instance: {out}");
+    assert_eq!(
+        out.matches("online").count(),
+        3,
+        "progress per instance: {out}"
+    );
     supd.ok(&["reload", "users"]);
     let reloaded = wait_online(&supd, "users", 3);
-    assert!(reloaded.iter().all(|p| !before.contains(p)), "every pid replaced");
+    assert!(
+        reloaded.iter().all(|p| !before.contains(p)),
+        "every pid replaced"
+    );
 
     supd.ok(&["scale", "users", "+2"]);
     assert_eq!(online_pids(&supd, "users").len(), 5);
@@ -90,21 +108,45 @@ fn zero_loss_through_reloads_scaling_and_a_killed_worker() {
 
     let (ok, failures) = load.finish();
     assert!(ok > 100, "the load ran ({ok} requests)");
-    assert!(failures.is_empty(), "{} of {} requests failed: {:?}", failures.len(), ok, &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        ok,
+        &failures[..failures.len().min(5)]
+    );
 
     // A SIGKILLed worker: requests it was holding die with it (no supervisor
     // can save those), but new connections keep being served by the others
     // through the held socket while it is replaced.
     let victim = online_pids(&supd, "users")[0];
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let load = Load::start(port, "/health", 6);
-    wait_for(Duration::from_secs(20), "the killed worker replaced", || {
-        let pids = online_pids(&supd, "users");
-        (pids.len() == 2 && !pids.contains(&victim)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "the killed worker replaced",
+        || {
+            let pids = online_pids(&supd, "users");
+            (pids.len() == 2 && !pids.contains(&victim)).then_some(())
+        },
+    );
     let (ok, failures) = load.finish();
-    assert!(failures.is_empty(), "{} of {} requests failed after the kill: {:?}", failures.len(), ok, &failures[..failures.len().min(5)]);
-    let restarts: u64 = supd.list().iter().map(|p| p["restarts"].as_u64().unwrap()).sum();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed after the kill: {:?}",
+        failures.len(),
+        ok,
+        &failures[..failures.len().min(5)]
+    );
+    let restarts: u64 = supd
+        .list()
+        .iter()
+        .map(|p| p["restarts"].as_u64().unwrap())
+        .sum();
     assert!(restarts >= 3, "reloads and the crash are counted");
 }
 
@@ -125,8 +167,15 @@ fn a_failed_reload_keeps_the_old_instances_serving() {
         ),
     );
     let err = supd.fails(&["reload", broken.to_str().unwrap()]);
-    assert!(err.contains("users") && err.contains("instance 0") && err.contains("listen_timeout"), "{err}");
-    assert_eq!(online_pids(&supd, "users"), before, "the old pids keep serving");
+    assert!(
+        err.contains("users") && err.contains("instance 0") && err.contains("listen_timeout"),
+        "{err}"
+    );
+    assert_eq!(
+        online_pids(&supd, "users"),
+        before,
+        "the old pids keep serving"
+    );
     assert_eq!(supd.list().len(), 2, "the failed new instance is gone");
     assert_eq!(get_fresh(port, "/health").unwrap().0, 200);
 }
@@ -136,14 +185,26 @@ fn max_instances_guards_scale_start_and_reload_and_capped_apps_reload_stop_then_
     let supd = Supd::new();
     let port = free_port();
     let reason = "ports are allocated from an in-memory set";
-    let file = cluster_file(&supd, "solo", port, 1, &format!("max_instances = 1\nmax_instances_reason = \"{reason}\""));
+    let file = cluster_file(
+        &supd,
+        "solo",
+        port,
+        1,
+        &format!("max_instances = 1\nmax_instances_reason = \"{reason}\""),
+    );
     supd.ok(&["start", &file]);
     let first = wait_online(&supd, "solo", 1)[0];
     for count in ["2", "+1"] {
         let err = supd.fails(&["scale", "solo", count]);
         assert!(err.contains("solo") && err.contains(reason), "{err}");
     }
-    let too_many = cluster_file(&supd, "solo2", port, 2, &format!("max_instances = 1\nmax_instances_reason = \"{reason}\""));
+    let too_many = cluster_file(
+        &supd,
+        "solo2",
+        port,
+        2,
+        &format!("max_instances = 1\nmax_instances_reason = \"{reason}\""),
+    );
     let err = supd.fails(&["start", &too_many]);
     assert!(err.contains(reason), "{err}");
     let err = supd.fails(&["reload", &too_many]);
@@ -157,7 +218,10 @@ fn max_instances_guards_scale_start_and_reload_and_capped_apps_reload_stop_then_
     assert_ne!(first, second);
     assert!(!alive(first as u32));
     let log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
-    let exited = log.find(&format!("pid={first}")).and_then(|_| log.find("exited with")).unwrap();
+    let exited = log
+        .find(&format!("pid={first}"))
+        .and_then(|_| log.find("exited with"))
+        .unwrap();
     let started = log.rfind(&format!("pid={second}")).unwrap();
     assert!(exited < started, "stopped before the new one started");
     let (ok, failures) = load.finish();
@@ -185,7 +249,8 @@ fn reload_from_a_file_rolls_new_env_and_instance_count() {
 fn a_node_app_using_pm2s_process_send_ready_reloads_under_load() {
     let supd = Supd::new();
     let port = free_port();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ready.js");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ready.js");
     let file = supd.write(
         "node.toml",
         &format!(
@@ -195,12 +260,20 @@ fn a_node_app_using_pm2s_process_send_ready_reloads_under_load() {
     );
     supd.ok(&["start", file.to_str().unwrap()]);
     let rows = supd.list();
-    assert!(rows.iter().all(|r| r["status"] == "online"), "ready through process.send: {rows:?}");
+    assert!(
+        rows.iter().all(|r| r["status"] == "online"),
+        "ready through process.send: {rows:?}"
+    );
     let load = Load::start(port, "/", 4);
     for _ in 0..3 {
         supd.ok(&["reload", "web"]);
     }
     let (ok, failures) = load.finish();
     assert!(ok > 50, "{ok}");
-    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }

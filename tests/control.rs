@@ -71,9 +71,13 @@ fn hostile_bytes_never_crash_the_daemon() {
     s.write_all(&frame(b"\xff\xfe not json")).unwrap();
     let reply = read_reply(&mut s);
     assert_eq!(reply["type"], "error", "{reply}");
-    s.write_all(&frame(br#"{"cmd":"no_such_command"}"#)).unwrap();
+    s.write_all(&frame(br#"{"cmd":"no_such_command"}"#))
+        .unwrap();
     assert_eq!(read_reply(&mut s)["type"], "error");
-    s.write_all(&frame(br#"{"cmd":"start","apps":[{"name":1}],"base_env":{}}"#)).unwrap();
+    s.write_all(&frame(
+        br#"{"cmd":"start","apps":[{"name":1}],"base_env":{}}"#,
+    ))
+    .unwrap();
     assert_eq!(read_reply(&mut s)["type"], "error");
     s.write_all(&frame(br#"{"cmd":"ping"}"#)).unwrap();
     assert_eq!(read_reply(&mut s)["type"], "pong");
@@ -82,15 +86,27 @@ fn hostile_bytes_never_crash_the_daemon() {
     let mut s = connect(&supd);
     s.write_all(&u32::MAX.to_be_bytes()).unwrap();
     let reply = read_reply(&mut s);
-    assert!(reply["message"].as_str().unwrap().contains("exceeds"), "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().contains("exceeds"),
+        "{reply}"
+    );
     let mut rest = Vec::new();
-    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed after an oversized frame");
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after an oversized frame"
+    );
 
     // Truncated frame, then hang-up; and garbage headers of every size.
     let mut s = connect(&supd);
     s.write_all(&[0, 0, 1, 0, b'{', b'"']).unwrap();
     drop(s);
-    for junk in [&b"\x00"[..], b"\x00\x00\x00", b"GET / HTTP/1.1\r\n\r\n", &[0u8; 4]] {
+    for junk in [
+        &b"\x00"[..],
+        b"\x00\x00\x00",
+        b"GET / HTTP/1.1\r\n\r\n",
+        &[0u8; 4],
+    ] {
         let mut s = connect(&supd);
         let _ = s.write_all(junk);
     }

@@ -11,6 +11,7 @@ mod config;
 mod control;
 mod fork;
 mod logs;
+mod monit;
 mod monitor;
 mod platform;
 mod services;

@@ -170,12 +170,17 @@ fn all_rotations(current: &std::path::Path) -> Option<(String, usize, usize)> {
         })
         .collect();
     rotated.sort();
-    let gz = rotated.iter().filter(|p| p.extension().is_some_and(|e| e == "gz")).count();
+    let gz = rotated
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "gz"))
+        .count();
     let mut text = String::new();
     for p in &rotated {
         let f = std::fs::File::open(p).ok()?;
         if p.extension().is_some_and(|e| e == "gz") {
-            flate2::read::GzDecoder::new(f).read_to_string(&mut text).ok()?;
+            flate2::read::GzDecoder::new(f)
+                .read_to_string(&mut text)
+                .ok()?;
         } else {
             std::io::BufReader::new(f).read_to_string(&mut text).ok()?;
         }
@@ -208,16 +213,30 @@ fn rotation_during_a_flood_keeps_every_line_and_the_retained_count() {
         let (text, rotated, gz) = all_rotations(&current)?;
         (text.ends_with(&format!("{last}\n")) && gz == rotated).then_some((text, rotated, gz))
     });
-    assert!(rotated >= 9, "about 10 MB at 1M per file: {rotated} rotated files");
+    assert!(
+        rotated >= 9,
+        "about 10 MB at 1M per file: {rotated} rotated files"
+    );
     for (i, line) in text.lines().enumerate() {
-        assert_eq!(line, format!("line {i} {}", "x".repeat(40)), "line {i} whole and in order");
+        assert_eq!(
+            line,
+            format!("line {i} {}", "x".repeat(40)),
+            "line {i} whole and in order"
+        );
     }
     assert_eq!(text.lines().count(), lines);
 
     // `logs --lines` reads back across the current and the rotated files.
     let tail_len = std::fs::read_to_string(&current).unwrap().lines().count();
     let want = tail_len + 50;
-    let out = supd.ok(&["logs", "rot", "--out", "--lines", &want.to_string(), "--nostream"]);
+    let out = supd.ok(&[
+        "logs",
+        "rot",
+        "--out",
+        "--lines",
+        &want.to_string(),
+        "--nostream",
+    ]);
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got.len(), want);
     assert_eq!(got[want - 1], last);
@@ -241,10 +260,17 @@ fn log_retain_keeps_that_many_rotated_files() {
     supd.ok(&["start", file.to_str().unwrap()]);
     let current = supd.home().join("logs/keep-out.log");
     wait_for(Duration::from_secs(60), "the last line", || {
-        std::fs::read_to_string(&current).ok()?.contains("00039999").then_some(())
+        std::fs::read_to_string(&current)
+            .ok()?
+            .contains("00039999")
+            .then_some(())
     });
     let (_, rotated, gz) = all_rotations(&current).unwrap();
-    assert_eq!((rotated, gz), (3, 0), "[daemon] log_retain = 3, no compression");
+    assert_eq!(
+        (rotated, gz),
+        (3, 0),
+        "[daemon] log_retain = 3, no compression"
+    );
 }
 
 #[test]
@@ -256,19 +282,30 @@ fn a_full_disk_never_stops_the_app_and_writing_resumes() {
     let current = logs.join("full-out.log");
     // Every write to /dev/full fails with ENOSPC: a disk that is full.
     std::os::unix::fs::symlink("/dev/full", &current).unwrap();
-    let script = supd.script("talk.sh", "i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 0.02; done");
+    let script = supd.script(
+        "talk.sh",
+        "i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 0.02; done",
+    );
     supd.ok(&["start", script.to_str().unwrap(), "--name", "full"]);
     let pid = supd.instance("full", 0)["pid"].clone();
     let problem = wait_for(Duration::from_secs(20), "the problem shown", || {
-        supd.show("full")["log_problem"].as_str().map(str::to_string)
+        supd.show("full")["log_problem"]
+            .as_str()
+            .map(str::to_string)
     });
     assert!(problem.contains("No space left on device"), "{problem}");
     let daemon_log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
-    assert!(daemon_log.contains("No space left on device"), "reported in the daemon log");
+    assert!(
+        daemon_log.contains("No space left on device"),
+        "reported in the daemon log"
+    );
     // Space returns.
     std::fs::remove_file(&current).unwrap();
     wait_for(Duration::from_secs(20), "writing resumed", || {
-        std::fs::read_to_string(&current).ok()?.contains("tick").then_some(())
+        std::fs::read_to_string(&current)
+            .ok()?
+            .contains("tick")
+            .then_some(())
     });
     wait_for(Duration::from_secs(20), "the problem cleared", || {
         supd.show("full")["log_problem"].is_null().then_some(())
@@ -281,23 +318,55 @@ fn a_full_disk_never_stops_the_app_and_writing_resumes() {
 #[test]
 fn json_grep_and_timestamp_output() {
     let supd = Supd::new();
-    let script = supd.script("mix.sh", "echo 'hello 1'; echo 'bye 2'; echo 'oops' >&2; exec sleep 300");
+    let script = supd.script(
+        "mix.sh",
+        "echo 'hello 1'; echo 'bye 2'; echo 'oops' >&2; exec sleep 300",
+    );
     supd.ok(&["start", script.to_str().unwrap(), "--name", "mix"]);
     wait_for(Duration::from_secs(10), "the err line", || {
-        std::fs::read_to_string(supd.home().join("logs/mix-err.log")).ok()?.contains("oops").then_some(())
+        std::fs::read_to_string(supd.home().join("logs/mix-err.log"))
+            .ok()?
+            .contains("oops")
+            .then_some(())
     });
     let out = supd.ok(&["logs", "--json", "--nostream"]);
-    let records: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
     assert_eq!(records.len(), 3, "{out}");
-    assert!(records.iter().all(|r| r["app"] == "mix" && r["time"].is_string() && r.get("instance").is_some()));
-    assert!(records.iter().any(|r| r["stream"] == "err" && r["message"] == "oops"));
-    assert!(records.iter().any(|r| r["stream"] == "out" && r["message"] == "bye 2"));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["app"] == "mix" && r["time"].is_string() && r.get("instance").is_some())
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["stream"] == "err" && r["message"] == "oops")
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["stream"] == "out" && r["message"] == "bye 2")
+    );
 
-    assert_eq!(supd.ok(&["logs", "mix", "--grep", "^b.e", "--nostream"]), "bye 2\n");
+    assert_eq!(
+        supd.ok(&["logs", "mix", "--grep", "^b.e", "--nostream"]),
+        "bye 2\n"
+    );
     let err = supd.fails(&["logs", "mix", "--grep", "(", "--nostream"]);
     assert!(err.contains("--grep"), "{err}");
 
-    let stamped = supd.ok(&["logs", "mix", "--out", "--timestamp", "--lines", "1", "--nostream"]);
+    let stamped = supd.ok(&[
+        "logs",
+        "mix",
+        "--out",
+        "--timestamp",
+        "--lines",
+        "1",
+        "--nostream",
+    ]);
     let (date, rest) = stamped.trim_end().split_once(' ').unwrap();
     assert_eq!(date.len(), 10, "{stamped}");
     assert!(rest.ends_with("bye 2"), "{stamped}");

@@ -37,7 +37,10 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -79,7 +82,10 @@ impl Supd {
     /// A fresh, not yet started daemon home.
     pub fn new() -> Supd {
         become_subreaper();
-        let root = tempfile::Builder::new().prefix("supd-e2e").tempdir().expect("tempdir");
+        let root = tempfile::Builder::new()
+            .prefix("supd-e2e")
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir(root.path().join("work")).unwrap();
         Supd { root }
     }
@@ -112,14 +118,17 @@ impl Supd {
     /// A `supctl` command bound to this home, run from the work folder.
     pub fn cmd(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(bin("supctl"));
-        cmd.args(args).env("SUPD_HOME", self.home()).current_dir(self.work());
+        cmd.args(args)
+            .env("SUPD_HOME", self.home())
+            .current_dir(self.work());
         cmd
     }
 
     /// Runs supctl to completion; killed (and the test failed) after a minute.
     pub fn run(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = self.cmd(args);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn supctl");
         let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
             std::thread::spawn(move || {
@@ -144,7 +153,11 @@ impl Supd {
             }
             std::thread::sleep(Duration::from_millis(2));
         };
-        std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+        std::process::Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
     }
 
     /// Runs supctl, asserts success, returns stdout.
@@ -162,7 +175,11 @@ impl Supd {
     /// Runs supctl, asserts failure, returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "supctl {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "supctl {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -188,7 +205,9 @@ impl Supd {
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         wait_for(Duration::from_secs(20), what, || {
-            self.list().into_iter().find(|p| p["name"] == name && p["instance"] == instance && pred(p))
+            self.list()
+                .into_iter()
+                .find(|p| p["name"] == name && p["instance"] == instance && pred(p))
         })
     }
 
@@ -199,7 +218,11 @@ impl Supd {
 
     /// The daemon's pid, if it wrote its pid file.
     pub fn daemon_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.home().join("supd.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.home().join("supd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
@@ -217,7 +240,10 @@ impl Drop for Supd {
         };
         let _ = self.run(&["kill"]);
         for pgid in groups {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         if let Some(pid) = daemon {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
@@ -233,7 +259,9 @@ impl Drop for Supd {
 /// Whether `pid` is running (a zombie counts as not running).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -249,7 +277,10 @@ pub fn get_fresh(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response
@@ -257,7 +288,10 @@ pub fn get_fresh(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     Ok((status, body))
 }
 
@@ -279,7 +313,9 @@ impl Load {
                     let (mut ok, mut failures) = (0, Vec::new());
                     // Bounded: stops when told, or after five minutes at most.
                     let deadline = Instant::now() + Duration::from_secs(300);
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && Instant::now() < deadline
+                    {
                         match get_fresh(port, path) {
                             Ok((200, _)) => ok += 1,
                             Ok((status, body)) => failures.push(format!("HTTP {status}: {body}")),

@@ -169,6 +169,47 @@ def wrk(port: int, *, close: bool, duration: int, threads: int, conns: int, quie
     return res
 
 
+def _proc_stat(pid) -> tuple[int, int] | None:
+    """(ppid, utime+stime+cutime+cstime in jiffies) of a process, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    f = text[text.rindex(")") + 2:].split()
+    return int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+
+
+def cpu_snapshot(roots) -> tuple[int, int, int]:
+    """(all jiffies, busy jiffies) of the machine, and the jiffies of our process trees
+    (this script with its reaped children such as wrk, and each daemon we started)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(f[:8])
+    busy = total - f[3] - f[4]
+    children: dict = collections.defaultdict(list)
+    cpu: dict = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _proc_stat(d)
+            if st:
+                children[st[0]].append(int(d))
+                cpu[int(d)] = st[1]
+    ours, seen, todo = 0, set(), [r for r in roots if r]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        ours += cpu.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total, busy, ours
+
+
+def others_pct(before, after) -> float:
+    """Percent of the machine's CPU used by processes that are not ours between two snapshots."""
+    total = max(1, after[0] - before[0])
+    return round(100.0 * max(0, (after[1] - before[1]) - (after[2] - before[2])) / total, 1)
+
+
 def throughput(deployments: list, args) -> dict:
     """wrk through every live deployment, interleaved round by round so that background
     noise on the machine falls on every scenario alike. Returns {key: {kind: median run}}."""
@@ -178,12 +219,25 @@ def throughput(deployments: list, args) -> dict:
     for rnd in range(args.rounds):
         for label, close in (("keepalive", False), ("close", True)):
             for d in deployments:
-                r = wrk(d.port, close=close, duration=args.duration, threads=args.threads, conns=args.conns,
-                        quiet=True)
-                log(f"round {rnd + 1}/{args.rounds} {d.key} {label}: {r['rps']:.0f} req/s "
-                    f"(non-2xx {r['non_2xx']}, socket errors {r['errors']})")
-                runs[d.key][label].append(r)
-                time.sleep(1)
+                # A run during which other processes took more than --max-noise percent of the
+                # CPU is measured again (at most --retries times); the least noisy one is kept.
+                attempts = []
+                for _ in range(1 + args.retries):
+                    roots = [os.getpid(), *d.daemon_pids()]
+                    before = cpu_snapshot(roots)
+                    r = wrk(d.port, close=close, duration=args.duration, threads=args.threads,
+                            conns=args.conns, quiet=True)
+                    r["others_cpu_pct"] = others_pct(before, cpu_snapshot(roots))
+                    log(f"round {rnd + 1}/{args.rounds} {d.key} {label}: {r['rps']:.0f} req/s "
+                        f"(non-2xx {r['non_2xx']}, socket errors {r['errors']}, "
+                        f"other processes {r['others_cpu_pct']}% CPU)")
+                    attempts.append(r)
+                    time.sleep(1)
+                    if r["others_cpu_pct"] <= args.max_noise:
+                        break
+                best = min(attempts, key=lambda r: r["others_cpu_pct"])
+                best["attempts"] = len(attempts)
+                runs[d.key][label].append(best)
     out: dict = {}
     for key, kinds in runs.items():
         out[key] = {}
@@ -193,6 +247,7 @@ def throughput(deployments: list, args) -> dict:
             med["all_rps"] = [r["rps"] for r in rs]
             med["errors"] = sum(r["errors"] for r in rs)
             med["non_2xx"] = sum(r["non_2xx"] for r in rs)
+            med["all_others_cpu_pct"] = [r["others_cpu_pct"] for r in rs]
             out[key][label] = med
     return out
 
@@ -409,6 +464,12 @@ class SupdDeployment:
         self.env = self.s.env
         self.pids = self.s.pids
 
+    def daemon_pids(self):
+        try:
+            return [int((self.s.home / "supd.pid").read_text().strip())]
+        except (OSError, ValueError):
+            return []
+
     def start(self):
         eco = self.s.write_ecosystem(self.port, self.mode, self.instances)
         log(f"supd {self.mode} x{self.instances} on port {self.port} (SUPD_HOME={self.s.home})")
@@ -479,6 +540,12 @@ class Pm2Deployment:
         self.reload_cmd = [pm2.bin, "reload", APP]
         self.env = pm2.env
         self.pids = pm2.pids
+
+    def daemon_pids(self):
+        try:
+            return [int((self.pm2.home / "pm2.pid").read_text().strip())]
+        except (OSError, ValueError):
+            return []
 
     def start(self):
         log(f"PM2 cluster x2 on port {self.port} (PM2_HOME={self.pm2.home})")
@@ -582,6 +649,20 @@ def markdown(report: dict) -> str:
         f"| ratio supd fork / PM2 cluster | {ratio(rps('supd_fork', 'keepalive'), rps('pm2_cluster', 'keepalive'))} | "
         f"| {ratio(rps('supd_fork', 'close'), rps('pm2_cluster', 'close'))} | | |"
     )
+    if a.get("rounds", 1) > 1:
+        spread = []
+        for key, label in names.items():
+            t = (sc.get(key) or {}).get("throughput")
+            if t:
+                spread.append(f"{label}: keep-alive {' / '.join(fmt_rps(x) for x in t['keepalive']['all_rps'])}, "
+                              f"close {' / '.join(fmt_rps(x) for x in t['close']['all_rps'])}")
+        lines += ["", "Every round, in order (req/s): " + "; ".join(spread) + "."]
+    noise = [x for s_ in sc.values() for k in ("keepalive", "close")
+             for x in ((s_.get("throughput") or {}).get(k) or {}).get("all_others_cpu_pct", [])]
+    if noise:
+        lines += ["", f"CPU used by other processes on the machine during the kept wrk runs: "
+                      f"median {sorted(noise)[len(noise) // 2]:g}%, max {max(noise):g}% "
+                      f"(a run above {a.get('max_noise', '?')}% is measured again, up to {a.get('retries', '?')} times)."]
     lines += [
         "",
         f"Reloads under load: {a['reloads']} reloads in sequence ({a['reload_pause']} s apart) while "
@@ -632,8 +713,16 @@ def main() -> int:
                     help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
     ap.add_argument("--quiet-below", type=float, default=20.0,
                     help="'quiet' means less than this percent of CPU busy (default 20)")
+    ap.add_argument("--max-noise", type=float, default=15.0,
+                    help="a wrk run during which other processes used more than this percent of the CPU "
+                         "is run again (default 15)")
+    ap.add_argument("--retries", type=int, default=2, help="at most this many re-runs of a noisy wrk run (default 2)")
     ap.add_argument("--only", choices=["supd", "pm2"], help="run one side only")
+    ap.add_argument("--from-json", type=Path, help="only render the Markdown of a report saved with --json-out")
     args = ap.parse_args()
+    if args.from_json:
+        print(markdown(json.loads(args.from_json.read_text())))
+        return 0
 
     started = time.monotonic()
     ensure_wrk()

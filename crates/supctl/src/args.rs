@@ -47,6 +47,8 @@ pub enum Cmd {
     },
     /// Print the last lines of the logs, then follow them.
     Logs(LogsArgs),
+    /// Live dashboard: every instance, CPU and memory history, logs, actions.
+    Monit(MonitArgs),
     /// Empty log files.
     Flush {
         /// App name (default: every app).
@@ -146,4 +148,21 @@ pub struct LogsArgs {
     /// Print and exit instead of following.
     #[arg(long)]
     pub nostream: bool,
+    /// Prefix each line with the local time it was read.
+    #[arg(long)]
+    pub timestamp: bool,
+    /// One JSON object per line (app, instance, stream, time, message).
+    #[arg(long)]
+    pub json: bool,
+    /// Only lines matching this regular expression.
+    #[arg(long, value_name = "PATTERN")]
+    pub grep: Option<String>,
+}
+
+/// `monit` options.
+#[derive(Args)]
+pub struct MonitArgs {
+    /// Milliseconds between two looks at the daemon.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub interval: u64,
 }

@@ -27,8 +27,12 @@ impl Client {
     pub fn connect_existing(home: &Home) -> anyhow::Result<Option<Client>> {
         match UnixStream::connect(home.socket()) {
             Ok(stream) => Ok(Some(Client { stream })),
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot connect to {}", home.socket().display())),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+                Ok(None)
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot connect to {}", home.socket().display()))
+            }
         }
     }
 
@@ -95,7 +99,11 @@ fn start_daemon(home: &Home) -> anyhow::Result<Client> {
         .stderr(log);
     // SAFETY: setsid is async-signal-safe and touches no memory of ours.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
     }
     let mut child = cmd
         .spawn()
@@ -106,15 +114,23 @@ fn start_daemon(home: &Home) -> anyhow::Result<Client> {
         if let Some(client) = Client::connect_existing(home)? {
             return Ok(client);
         }
-        if exited_at.is_none() && matches!(child.try_wait(), Ok(Some(status)) if !status.success()) {
+        if exited_at.is_none() && matches!(child.try_wait(), Ok(Some(status)) if !status.success())
+        {
             exited_at = Some(Instant::now());
         }
         // A daemon that failed at once: allow a moment for a concurrent one to answer.
         let gave_up = exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(1));
         if gave_up || Instant::now() > deadline {
             let tail = fs::read_to_string(&log_path).unwrap_or_default();
-            let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-            bail!("the daemon did not start (see {}): {last}", log_path.display());
+            let last = tail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            bail!(
+                "the daemon did not start (see {}): {last}",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -51,7 +51,9 @@ impl Printer {
     fn new(args: &LogsArgs) -> anyhow::Result<Printer> {
         use std::io::IsTerminal;
         let grep = match &args.grep {
-            Some(p) => Some(regex::Regex::new(p).map_err(|e| anyhow::anyhow!("--grep {p:?}: {e}"))?),
+            Some(p) => {
+                Some(regex::Regex::new(p).map_err(|e| anyhow::anyhow!("--grep {p:?}: {e}"))?)
+            }
             None => None,
         };
         Ok(Printer {
@@ -86,8 +88,11 @@ impl Printer {
         }
         if self.tagged {
             if self.color {
-                let hash = app.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-                let style = anstyle::Style::new().fg_color(Some(PALETTE[hash % PALETTE.len()].into()));
+                let hash = app
+                    .bytes()
+                    .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+                let style =
+                    anstyle::Style::new().fg_color(Some(PALETTE[hash % PALETTE.len()].into()));
                 write!(out, "{}{app}{} | ", style.render(), style.render_reset())?;
             } else {
                 write!(out, "{app} | ")?;
@@ -268,7 +273,11 @@ fn follow(path: &Path, tail: &mut Tail, printer: &Printer, out: &mut impl Write)
         return Ok(());
     }
     drain(tail, printer, out)?;
-    let ours = tail.file.as_ref().map(|f| f.metadata().map(|m| m.ino())).transpose()?;
+    let ours = tail
+        .file
+        .as_ref()
+        .map(|f| f.metadata().map(|m| m.ino()))
+        .transpose()?;
     if fs::metadata(path).is_ok_and(|m| Some(m.ino()) != ours) {
         // Rotated: whatever reached the old file before the switch is read,
         // then the new file from its start.
@@ -281,7 +290,9 @@ fn follow(path: &Path, tail: &mut Tail, printer: &Printer, out: &mut impl Write)
 
 /// Reads the tail's file from its offset to its end, printing complete lines.
 fn drain(tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result<()> {
-    let Some(file) = tail.file.as_mut() else { return Ok(()) };
+    let Some(file) = tail.file.as_mut() else {
+        return Ok(());
+    };
     let len = file.metadata()?.len();
     if len < tail.offset {
         // Flushed: start over.
@@ -293,10 +304,14 @@ fn drain(tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result
     }
     file.seek(SeekFrom::Start(tail.offset))?;
     let mut fresh = Vec::with_capacity((len - tail.offset) as usize);
-    Read::by_ref(file).take(len - tail.offset).read_to_end(&mut fresh)?;
+    Read::by_ref(file)
+        .take(len - tail.offset)
+        .read_to_end(&mut fresh)?;
     tail.offset += fresh.len() as u64;
     tail.partial.extend_from_slice(&fresh);
-    let Some(cut) = tail.partial.iter().rposition(|&b| b == b'\n') else { return Ok(()) };
+    let Some(cut) = tail.partial.iter().rposition(|&b| b == b'\n') else {
+        return Ok(());
+    };
     let rest = tail.partial.split_off(cut + 1);
     for line in tail.partial[..cut].split(|&b| b == b'\n') {
         printer.line(out, &tail.app, tail.stream, line)?;

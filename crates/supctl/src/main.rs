@@ -7,6 +7,7 @@
 mod args;
 mod client;
 mod logs;
+mod monit;
 mod render;
 mod start;
 
@@ -25,7 +26,10 @@ fn main() -> ExitCode {
     // Die quietly on a closed pipe (`supctl logs | head`), like any Unix tool.
     // SAFETY: setting a signal disposition to its default before any thread exists.
     unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
     }
     let cli = Cli::parse();
     match run(cli) {
@@ -48,16 +52,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Delete(t) => simple(&home, Request::Delete { target: t.name }, "deleted"),
         Cmd::Reload(args) => {
             let request = if args.target.ends_with(".toml") {
-                let opts = LoadOptions { env: args.env, only: args.only };
+                let opts = LoadOptions {
+                    env: args.env,
+                    only: args.only,
+                };
                 let eco = supd_config::load(std::path::Path::new(&args.target), &opts)?;
-                Request::ReloadApps { apps: eco.apps, base_env: std::env::vars().collect(), daemon: Some(eco.daemon) }
+                Request::ReloadApps {
+                    apps: eco.apps,
+                    base_env: std::env::vars().collect(),
+                    daemon: Some(eco.daemon),
+                }
             } else {
-                Request::Reload { target: args.target }
+                Request::Reload {
+                    target: args.target,
+                }
             };
             with_progress(&home, request, "reloaded")
         }
         Cmd::Scale { name, count } => {
-            let to = count.parse().map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
+            let to = count
+                .parse()
+                .map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
             with_progress(&home, Request::Scale { name, to }, "scaled")
         }
         Cmd::List(j) => {
@@ -70,7 +85,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Show { name, json } => {
-            let Response::Show { app } = Client::connect(&home)?.request(&Request::Show { name })? else {
+            let Response::Show { app } =
+                Client::connect(&home)?.request(&Request::Show { name })?
+            else {
                 bail!("unexpected answer from supd");
             };
             if json {
@@ -81,21 +98,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Logs(args) => logs::run(&home, &args).map(|()| ExitCode::SUCCESS),
-        Cmd::Flush { name } => {
-            simple(&home, Request::Flush { target: name.unwrap_or_else(|| "all".into()) }, "flushed")
-        }
+        Cmd::Monit(args) => monit::run(&home, &args).map(|()| ExitCode::SUCCESS),
+        Cmd::Flush { name } => simple(
+            &home,
+            Request::Flush {
+                target: name.unwrap_or_else(|| "all".into()),
+            },
+            "flushed",
+        ),
         Cmd::Signal { signal, name } => {
             let verb = format!("sent {signal} to");
-            simple(&home, Request::Signal { signal, target: name }, &verb)
+            simple(
+                &home,
+                Request::Signal {
+                    signal,
+                    target: name,
+                },
+                &verb,
+            )
         }
         Cmd::Check { file, env, only } => {
             let eco = supd_config::load(&file, &LoadOptions { env, only })?;
             let names: Vec<&str> = eco.apps.iter().map(|a| a.name.as_str()).collect();
-            println!("{}: ok, {} app(s): {}", file.display(), names.len(), names.join(", "));
+            println!(
+                "{}: ok, {} app(s): {}",
+                file.display(),
+                names.len(),
+                names.join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ping(j) => {
-            let Response::Pong { pid, version } = Client::connect(&home)?.request(&Request::Ping)? else {
+            let Response::Pong { pid, version } =
+                Client::connect(&home)?.request(&Request::Ping)?
+            else {
                 bail!("unexpected answer from supd");
             };
             if j.json {
@@ -165,7 +201,9 @@ fn kill(home: &Home) -> anyhow::Result<ExitCode> {
 /// Whether `pid` is a live process (a zombie awaiting its parent counts as gone).
 fn running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }

@@ -15,7 +15,10 @@ use crate::render;
 /// Runs `supctl start`.
 pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let (apps, daemon) = if args.target.ends_with(".toml") {
-        let opts = LoadOptions { env: args.env.clone(), only: args.only.clone() };
+        let opts = LoadOptions {
+            env: args.env.clone(),
+            only: args.only.clone(),
+        };
         let eco = supd_config::load(Path::new(&args.target), &opts)?;
         (eco.apps, Some(eco.daemon))
     } else {
@@ -23,7 +26,12 @@ pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
     };
     let base_env: BTreeMap<String, String> = std::env::vars().collect();
     let mut client = Client::connect(home)?;
-    let Response::Started { apps: outcomes } = client.request(&Request::Start { apps, base_env, daemon })? else {
+    let Response::Started { apps: outcomes } = client.request(&Request::Start {
+        apps,
+        base_env,
+        daemon,
+    })?
+    else {
         bail!("unexpected answer from supd");
     };
     let mut failed = false;
@@ -40,7 +48,11 @@ pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
     if let Response::List { processes } = client.request(&Request::List)? {
         println!("{}", render::process_table(&processes));
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The config of `supctl start CMD [--name] [-i] [--port] [-- ARGS]`.
@@ -63,8 +75,10 @@ fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
     app.port = args.port;
     if let Some(n) = &args.instances {
         app.exec_mode = ExecMode::Cluster;
-        app.instances = supd_config::parse_instances(n).map_err(|e| anyhow::anyhow!("app \"{name}\": -i {n}: {e}"))?;
+        app.instances = supd_config::parse_instances(n)
+            .map_err(|e| anyhow::anyhow!("app \"{name}\": -i {n}: {e}"))?;
     }
-    app.validate().map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
+    app.validate()
+        .map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
     Ok(app)
 }

@@ -161,7 +161,10 @@ mod tests {
             },
             Case {
                 what: "autorestart off",
-                policy: Policy { autorestart: false, ..policy() },
+                policy: Policy {
+                    autorestart: false,
+                    ..policy()
+                },
                 history: RunHistory::default(),
                 exit: Exit::Code(1),
                 uptime: ms(5000),
@@ -169,7 +172,10 @@ mod tests {
             },
             Case {
                 what: "signal is never a stop exit code",
-                policy: Policy { stop_exit_codes: vec![9], ..policy() },
+                policy: Policy {
+                    stop_exit_codes: vec![9],
+                    ..policy()
+                },
                 history: RunHistory::default(),
                 exit: Exit::Signal(9),
                 uptime: ms(5000),
@@ -177,8 +183,14 @@ mod tests {
             },
             Case {
                 what: "stable run restarts with restart_delay",
-                policy: Policy { restart_delay: ms(250), ..policy() },
-                history: RunHistory { unstable_restarts: 3, backoff: None },
+                policy: Policy {
+                    restart_delay: ms(250),
+                    ..policy()
+                },
+                history: RunHistory {
+                    unstable_restarts: 3,
+                    backoff: None,
+                },
                 exit: Exit::Code(1),
                 uptime: ms(1000),
                 want: restart(250),
@@ -186,7 +198,10 @@ mod tests {
             Case {
                 what: "last allowed unstable restart",
                 policy: policy(),
-                history: RunHistory { unstable_restarts: 2, backoff: None },
+                history: RunHistory {
+                    unstable_restarts: 2,
+                    backoff: None,
+                },
                 exit: Exit::Code(1),
                 uptime: ms(10),
                 want: restart(0),
@@ -194,26 +209,44 @@ mod tests {
             Case {
                 what: "one unstable run too many",
                 policy: policy(),
-                history: RunHistory { unstable_restarts: 3, backoff: None },
+                history: RunHistory {
+                    unstable_restarts: 3,
+                    backoff: None,
+                },
                 exit: Exit::Code(1),
                 uptime: ms(10),
                 want: Decision::Errored {
-                    reason: "3 unstable restarts in a row (each run shorter than min_uptime 1000 ms)"
-                        .into(),
+                    reason:
+                        "3 unstable restarts in a row (each run shorter than min_uptime 1000 ms)"
+                            .into(),
                 },
             },
             Case {
                 what: "backoff grows x1.5",
-                policy: Policy { exp_backoff: Some(ms(100)), max_restarts: 50, ..policy() },
-                history: RunHistory { unstable_restarts: 1, backoff: Some(ms(100)) },
+                policy: Policy {
+                    exp_backoff: Some(ms(100)),
+                    max_restarts: 50,
+                    ..policy()
+                },
+                history: RunHistory {
+                    unstable_restarts: 1,
+                    backoff: Some(ms(100)),
+                },
                 exit: Exit::Code(1),
                 uptime: ms(10),
                 want: restart(150),
             },
             Case {
                 what: "backoff is capped at 15 s",
-                policy: Policy { exp_backoff: Some(ms(100)), max_restarts: 50, ..policy() },
-                history: RunHistory { unstable_restarts: 20, backoff: Some(ms(14_000)) },
+                policy: Policy {
+                    exp_backoff: Some(ms(100)),
+                    max_restarts: 50,
+                    ..policy()
+                },
+                history: RunHistory {
+                    unstable_restarts: 20,
+                    backoff: Some(ms(14_000)),
+                },
                 exit: Exit::Code(1),
                 uptime: ms(10),
                 want: restart(15_000),
@@ -228,13 +261,28 @@ mod tests {
 
     #[test]
     fn stable_run_resets_backoff_and_count() {
-        let p = Policy { exp_backoff: Some(ms(100)), ..policy() };
+        let p = Policy {
+            exp_backoff: Some(ms(100)),
+            ..policy()
+        };
         let mut h = RunHistory::default();
-        assert_eq!(p.on_exit(&mut h, Exit::Code(1), ms(1)), Decision::Restart { delay: ms(100) });
-        assert_eq!(p.on_exit(&mut h, Exit::Code(1), ms(1)), Decision::Restart { delay: ms(150) });
+        assert_eq!(
+            p.on_exit(&mut h, Exit::Code(1), ms(1)),
+            Decision::Restart { delay: ms(100) }
+        );
+        assert_eq!(
+            p.on_exit(&mut h, Exit::Code(1), ms(1)),
+            Decision::Restart { delay: ms(150) }
+        );
         assert_eq!(h.unstable_restarts, 2);
-        assert_eq!(p.on_exit(&mut h, Exit::Code(1), ms(2000)), Decision::Restart { delay: ms(100) });
+        assert_eq!(
+            p.on_exit(&mut h, Exit::Code(1), ms(2000)),
+            Decision::Restart { delay: ms(100) }
+        );
         assert_eq!(h, RunHistory::default());
-        assert_eq!(p.on_exit(&mut h, Exit::Code(1), ms(1)), Decision::Restart { delay: ms(100) });
+        assert_eq!(
+            p.on_exit(&mut h, Exit::Code(1), ms(1)),
+            Decision::Restart { delay: ms(100) }
+        );
     }
 }

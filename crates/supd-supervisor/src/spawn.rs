@@ -67,7 +67,9 @@ impl Reaper {
     /// inside the runtime, before anything is spawned.
     pub fn start() -> io::Result<Reaper> {
         let mut sigchld = signal(SignalKind::child())?;
-        let reaper = Reaper { waiters: Arc::default() };
+        let reaper = Reaper {
+            waiters: Arc::default(),
+        };
         let waiters = reaper.waiters.clone();
         tokio::spawn(async move {
             loop {
@@ -91,7 +93,9 @@ impl Reaper {
             ));
         }
         if spec.pass_fds.len() > MAX_PASSED_FDS {
-            return Err(io::Error::other(format!("at most {MAX_PASSED_FDS} descriptors can be passed")));
+            return Err(io::Error::other(format!(
+                "at most {MAX_PASSED_FDS} descriptors can be passed"
+            )));
         }
         let mut plan = ExecPlan::new(&spec)?;
         let mut cmd = Command::new(spec.program);
@@ -107,9 +111,9 @@ impl Reaper {
         }
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        let child = cmd.spawn().map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot exec {}: {e}", spec.program))
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot exec {}: {e}", spec.program)))?;
         // Dropping `child` neither waits nor kills; the reaper owns its status.
         waiters.insert(child.id() as i32, tx);
         Ok((child.id(), rx))
@@ -141,7 +145,9 @@ const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 impl ExecPlan {
     fn new(spec: &SpawnSpec<'_>) -> io::Result<ExecPlan> {
         let cstring = |s: &str| {
-            CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in {s:?}")))
+            CString::new(s).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in {s:?}"))
+            })
         };
         let program = cstring(&resolve_program(spec.program, spec.env)?)?;
         let args = std::iter::once(spec.program)
@@ -163,8 +169,20 @@ impl ExecPlan {
         envp.push(std::ptr::null());
         let mut argv: Vec<*const c_char> = args.iter().map(|c| c.as_ptr()).collect();
         argv.push(std::ptr::null());
-        let fds = spec.pass_fds.iter().map(|(fd, target)| (fd.as_raw_fd(), *target)).collect();
-        Ok(ExecPlan { program, _args: args, argv, _env: env, envp, listen_pid, fds })
+        let fds = spec
+            .pass_fds
+            .iter()
+            .map(|(fd, target)| (fd.as_raw_fd(), *target))
+            .collect();
+        Ok(ExecPlan {
+            program,
+            _args: args,
+            argv,
+            _env: env,
+            envp,
+            listen_pid,
+            fds,
+        })
     }
 
     /// Runs in the child between fork and exec: async-signal-safe calls only,
@@ -194,7 +212,13 @@ impl ExecPlan {
         }
         // SAFETY: argv and envp are NUL-terminated arrays of pointers to
         // NUL-terminated strings owned by `self`.
-        unsafe { libc::execve(self.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        unsafe {
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            )
+        };
         Err(io::Error::last_os_error())
     }
 }
@@ -223,13 +247,25 @@ fn resolve_program(program: &str, env: &BTreeMap<String, String>) -> io::Result<
     if program.contains('/') {
         return Ok(program.to_string());
     }
-    let path = env.get("PATH").cloned().or_else(|| std::env::var("PATH").ok()).unwrap_or_default();
+    let path = env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
     path.split(':')
         .filter(|dir| !dir.is_empty())
         .map(|dir| Path::new(dir).join(program))
-        .find(|candidate| nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok() && candidate.is_file())
+        .find(|candidate| {
+            nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+                && candidate.is_file()
+        })
         .map(|p| p.to_string_lossy().into_owned())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{program}: not found in PATH")))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{program}: not found in PATH"),
+            )
+        })
 }
 
 /// Collects every exited child without blocking.
@@ -291,7 +327,10 @@ mod tests {
         };
         assert_eq!(run("exit 7").await.unwrap(), Exit::Code(7));
         assert_eq!(run("kill -TERM $$").await.unwrap(), Exit::Signal(15));
-        assert_eq!(run("[ \"$LISTEN_PID\" = $$ ]").await.unwrap(), Exit::Code(0));
+        assert_eq!(
+            run("[ \"$LISTEN_PID\" = $$ ]").await.unwrap(),
+            Exit::Code(0)
+        );
 
         for program in ["/nonexistent/prog", "no-such-program-in-path"] {
             let spec = SpawnSpec {
