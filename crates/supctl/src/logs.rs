@@ -168,9 +168,9 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
             if let Ok(apps) = Client::connect(home).and_then(|mut c| log_files(&mut c, "all")) {
                 for app in &apps {
                     for (path, stream) in selected(app, args) {
-                        if !tails.contains_key(&path) {
-                            let tail = Tail::new(&path, &app.name, stream, 0);
-                            tails.insert(path, tail);
+                        if let std::collections::hash_map::Entry::Vacant(slot) = tails.entry(path) {
+                            let tail = Tail::new(slot.key(), &app.name, stream, 0);
+                            slot.insert(tail);
                         }
                     }
                 }

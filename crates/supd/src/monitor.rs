@@ -153,7 +153,7 @@ fn tree(root: u32) -> Vec<u32> {
 /// `150M`-style sizes for messages.
 pub fn size(bytes: u64) -> String {
     const M: u64 = 1024 * 1024;
-    if bytes >= 1024 * M && bytes % (1024 * M) == 0 {
+    if bytes >= 1024 * M && bytes.is_multiple_of(1024 * M) {
         format!("{}G", bytes / (1024 * M))
     } else {
         format!("{}M", bytes.div_ceil(M))
