@@ -373,3 +373,41 @@ fn json_grep_and_timestamp_output() {
     // Piped output is plain: no colour codes.
     assert!(!supd.ok(&["logs", "--nostream"]).contains('\u{1b}'));
 }
+
+#[test]
+fn per_instance_files_carry_the_instance_number() {
+    let supd = Supd::new();
+    let script = supd.script("who.sh", "echo \"hi from $INSTANCE_ID\"; exec sleep 300");
+    let file = supd.write(
+        "who.toml",
+        &format!(
+            "[[apps]]\nname = \"who\"\nscript = \"{}\"\ninstances = 2\nmerge_logs = false\n",
+            script.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    for i in 0..2 {
+        let path = supd.home().join(format!("logs/who-out-{i}.log"));
+        wait_for(Duration::from_secs(10), "the instance's own file", || {
+            std::fs::read_to_string(&path)
+                .ok()?
+                .contains(&format!("hi from {i}"))
+                .then_some(())
+        });
+    }
+    let out = supd.ok(&["logs", "who", "--out", "--nostream"]);
+    assert!(
+        out.contains("who:0 | hi from 0") && out.contains("who:1 | hi from 1"),
+        "{out}"
+    );
+    let json = supd.ok(&["logs", "--out", "--json", "--nostream"]);
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let i = v["instance"].as_u64().unwrap();
+        assert_eq!(v["message"], format!("hi from {i}"));
+    }
+    assert!(
+        !supd.home().join("logs/who-out.log").exists(),
+        "no merged file"
+    );
+}

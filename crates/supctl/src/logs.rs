@@ -65,8 +65,14 @@ impl Printer {
         })
     }
 
-    /// Prints one line (without its newline) of `app`'s `stream`.
-    fn line(&self, out: &mut impl Write, app: &str, stream: &str, line: &[u8]) -> io::Result<()> {
+    /// Prints one line (without its newline) of `app`'s `stream`, from
+    /// `instance` when the files are per instance.
+    fn line(&self, out: &mut impl Write, source: &Source, line: &[u8]) -> io::Result<()> {
+        let Source {
+            app,
+            instance,
+            stream,
+        } = source;
         let text = String::from_utf8_lossy(line);
         if self.grep.as_ref().is_some_and(|g| !g.is_match(&text)) {
             return Ok(());
@@ -75,8 +81,8 @@ impl Printer {
         if self.json {
             let record = serde_json::json!({
                 "app": app,
-                // Files are per app: the instance is not recorded in them.
-                "instance": null,
+                // Known with per-instance files (merge_logs = false).
+                "instance": instance,
                 "stream": stream,
                 "time": now().to_rfc3339(),
                 "message": text,
@@ -86,16 +92,20 @@ impl Printer {
         if self.timestamp {
             write!(out, "{} ", now().format("%Y-%m-%d %H:%M:%S%.3f"))?;
         }
-        if self.tagged {
+        if self.tagged || instance.is_some() {
+            let tag = match instance {
+                Some(i) => format!("{app}:{i}"),
+                None => app.clone(),
+            };
             if self.color {
                 let hash = app
                     .bytes()
                     .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
                 let style =
                     anstyle::Style::new().fg_color(Some(PALETTE[hash % PALETTE.len()].into()));
-                write!(out, "{}{app}{} | ", style.render(), style.render_reset())?;
+                write!(out, "{}{tag}{} | ", style.render(), style.render_reset())?;
             } else {
-                write!(out, "{app} | ")?;
+                write!(out, "{tag} | ")?;
             }
         }
         out.write_all(line)?;
@@ -103,12 +113,20 @@ impl Printer {
     }
 }
 
-/// One followed file.
-struct Tail {
-    /// The app the file belongs to.
+/// Whose lines a file holds.
+#[derive(Debug, Clone)]
+struct Source {
     app: String,
+    /// The instance, for per-instance files.
+    instance: Option<u32>,
     /// `out` or `err`.
     stream: &'static str,
+}
+
+/// One followed file.
+struct Tail {
+    /// Whose lines these are.
+    source: Source,
     /// The file being read, kept open: after a rotation renames it, what
     /// was written to it last is still read before moving to the new file.
     file: Option<File>,
@@ -120,12 +138,11 @@ struct Tail {
 
 impl Tail {
     /// Follows `path` from byte `offset` (a missing file from its start).
-    fn new(path: &Path, app: &str, stream: &'static str, offset: u64) -> Tail {
+    fn new(path: &Path, source: Source, offset: u64) -> Tail {
         let file = File::open(path).ok();
         let offset = if file.is_some() { offset } else { 0 };
         Tail {
-            app: app.to_string(),
-            stream,
+            source,
             file,
             offset,
             partial: Vec::new(),
@@ -143,12 +160,12 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     let mut tails: HashMap<PathBuf, Tail> = HashMap::new();
     for app in &apps {
-        for (path, stream) in selected(app, args) {
+        for (path, source) in selected(app, args) {
             let (lines, end) = last_lines_across_rotations(&path, args.lines)?;
             for line in lines {
-                printer.line(&mut out, &app.name, stream, &line)?;
+                printer.line(&mut out, &source, &line)?;
             }
-            let tail = Tail::new(&path, &app.name, stream, end);
+            let tail = Tail::new(&path, source, end);
             tails.insert(path, tail);
         }
     }
@@ -167,9 +184,9 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
             // New apps are followed from their first line.
             if let Ok(apps) = Client::connect(home).and_then(|mut c| log_files(&mut c, "all")) {
                 for app in &apps {
-                    for (path, stream) in selected(app, args) {
+                    for (path, source) in selected(app, args) {
                         if let std::collections::hash_map::Entry::Vacant(slot) = tails.entry(path) {
-                            let tail = Tail::new(slot.key(), &app.name, stream, 0);
+                            let tail = Tail::new(slot.key(), source, 0);
                             slot.insert(tail);
                         }
                     }
@@ -189,15 +206,32 @@ fn log_files(client: &mut Client, target: &str) -> anyhow::Result<Vec<AppLogs>> 
     }
 }
 
-/// The files `--out`/`--err` select, with their stream names.
-fn selected(app: &AppLogs, args: &LogsArgs) -> Vec<(PathBuf, &'static str)> {
-    let out = (app.out.clone(), "out");
-    let err = (app.err.clone(), "err");
-    match (args.out, args.err) {
-        (true, _) => vec![out],
-        (_, true) => vec![err],
-        _ => vec![out, err],
+/// The files `--out`/`--err` select (per instance, when the app's logs
+/// are), with whose lines they hold.
+fn selected(app: &AppLogs, args: &LogsArgs) -> Vec<(PathBuf, Source)> {
+    let pairs: Vec<(Option<u32>, &PathBuf, &PathBuf)> = if app.instances.is_empty() {
+        vec![(None, &app.out, &app.err)]
+    } else {
+        app.instances
+            .iter()
+            .map(|i| (Some(i.instance), &i.out, &i.err))
+            .collect()
+    };
+    let mut files = Vec::new();
+    for (instance, out, err) in pairs {
+        let source = |stream| Source {
+            app: app.name.clone(),
+            instance,
+            stream,
+        };
+        if !args.err {
+            files.push((out.clone(), source("out")));
+        }
+        if !args.out {
+            files.push((err.clone(), source("err")));
+        }
     }
+    files
 }
 
 /// The last `n` lines of a file (without their newlines) and the file's
@@ -314,7 +348,7 @@ fn drain(tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result
     };
     let rest = tail.partial.split_off(cut + 1);
     for line in tail.partial[..cut].split(|&b| b == b'\n') {
-        printer.line(out, &tail.app, tail.stream, line)?;
+        printer.line(out, &tail.source, line)?;
     }
     tail.partial = rest;
     Ok(())

@@ -301,6 +301,21 @@ pub struct AppDetail {
 pub struct AppLogs {
     /// App name.
     pub name: String,
+    /// stdout file (merged over instances).
+    pub out: PathBuf,
+    /// stderr file (merged over instances).
+    pub err: PathBuf,
+    /// With `merge_logs = false`: one pair per instance (then the merged
+    /// files are not written).
+    #[serde(default)]
+    pub instances: Vec<InstanceLogs>,
+}
+
+/// The log files of one instance (`merge_logs = false`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceLogs {
+    /// Instance number.
+    pub instance: u32,
     /// stdout file.
     pub out: PathBuf,
     /// stderr file.

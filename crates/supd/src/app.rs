@@ -472,8 +472,8 @@ impl App {
         let (pid, exit) = self.reaper.spawn(spec).map_err(|e| e.to_string())?;
         drop(ipc_theirs);
         let format = self.config.log_date_format.clone();
-        self.log.attach(Stream::Out, out_r, format.clone());
-        self.log.attach(Stream::Err, err_r, format);
+        self.log.attach(Stream::Out, slot, out_r, format.clone());
+        self.log.attach(Stream::Err, slot, err_r, format);
         let events = self.events.clone();
         tokio::spawn(async move {
             let notices = events.clone();

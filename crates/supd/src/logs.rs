@@ -15,13 +15,15 @@
 
 pub mod file;
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use supd_config::AppConfig;
 
-use supd_proto::{AppLogs, Home};
+use supd_proto::{AppLogs, Home, InstanceLogs};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +38,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_LINE: usize = 1 << 20;
 
 /// Which of the two files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     /// stdout → `-out.log`.
     Out,
@@ -45,10 +47,28 @@ pub enum Stream {
 }
 
 enum LogMsg {
-    Lines(Stream, Vec<u8>),
+    /// Whole lines of one instance's stream.
+    Lines(Stream, u32, Vec<u8>),
     Truncate(oneshot::Sender<io::Result<()>>),
     Rotate,
-    Configure(Rotation),
+    Configure(Layout),
+}
+
+/// How an app's logs are laid out and rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    rotation: Rotation,
+    /// One file per app (`merge_logs`, the default), or one per instance.
+    merge: bool,
+}
+
+impl Layout {
+    fn of(config: &AppConfig) -> Layout {
+        Layout {
+            rotation: Rotation::of(config),
+            merge: config.merge_logs,
+        }
+    }
 }
 
 /// One app's log files and the channel to their writer thread.
@@ -72,14 +92,41 @@ impl Rotation {
     }
 }
 
-/// The log file paths of app `name` under `home`.
-pub fn paths(home: &Home, name: &str) -> AppLogs {
-    let dir = home.log_dir();
+/// The log files of an app: `NAME-out.log`/`NAME-err.log`, and with
+/// `merge_logs = false` one pair per instance, `NAME-out-N.log`.
+pub fn paths(home: &Home, config: &AppConfig) -> AppLogs {
+    let name = &config.name;
+    let instances = if config.merge_logs {
+        Vec::new()
+    } else {
+        (0..config.instances)
+            .map(|i| {
+                let (out, err) = file_pair(home, name, Some(i));
+                InstanceLogs {
+                    instance: i,
+                    out,
+                    err,
+                }
+            })
+            .collect()
+    };
+    let (out, err) = file_pair(home, name, None);
     AppLogs {
-        name: name.to_string(),
-        out: dir.join(format!("{name}-out.log")),
-        err: dir.join(format!("{name}-err.log")),
+        name: name.clone(),
+        out,
+        err,
+        instances,
     }
+}
+
+/// The out and err files of an app, or of one of its instances.
+fn file_pair(home: &Home, name: &str, instance: Option<u32>) -> (PathBuf, PathBuf) {
+    let dir = home.log_dir();
+    let suffix = instance.map_or(String::new(), |i| format!("-{i}"));
+    (
+        dir.join(format!("{name}-out{suffix}.log")),
+        dir.join(format!("{name}-err{suffix}.log")),
+    )
 }
 
 impl AppLog {
@@ -87,17 +134,24 @@ impl AppLog {
     /// The thread ends when the `AppLog` and every reader are gone.
     pub fn open(home: &Home, config: &AppConfig) -> io::Result<AppLog> {
         let name = &config.name;
-        let paths = paths(home, name);
         std::fs::create_dir_all(home.log_dir())?;
         let problem = Arc::new(Mutex::new(None));
-        let out = LogFile::open(paths.out, problem.clone())?;
-        let err = LogFile::open(paths.err, problem.clone())?;
+        let mut writer = Writer {
+            home: home.clone(),
+            app: name.clone(),
+            layout: Layout::of(config),
+            files: HashMap::new(),
+            problem: problem.clone(),
+        };
+        // The app-level files exist from the start, so `logs` finds them.
+        if writer.layout.merge {
+            writer.file(Stream::Out, 0)?;
+            writer.file(Stream::Err, 0)?;
+        }
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let app = name.to_string();
-        let rotation = Rotation::of(config);
         std::thread::Builder::new()
             .name(format!("log-{name}"))
-            .spawn(move || write_loop(rx, out, err, rotation, &app))?;
+            .spawn(move || writer.run(rx))?;
         let mut log = AppLog {
             tx,
             problem,
@@ -109,7 +163,7 @@ impl AppLog {
 
     /// Applies a new config's rotation settings.
     pub fn configure(&mut self, config: &AppConfig) {
-        let _ = self.tx.try_send(LogMsg::Configure(Rotation::of(config)));
+        let _ = self.tx.try_send(LogMsg::Configure(Layout::of(config)));
         self.arm(config);
     }
 
@@ -151,10 +205,10 @@ impl AppLog {
 
     /// Starts copying a child's pipe into the file of `stream`, prefixing
     /// each line with the time in `date_format` when set.
-    pub fn attach(&self, stream: Stream, fd: OwnedFd, date_format: Option<String>) {
+    pub fn attach(&self, stream: Stream, instance: u32, fd: OwnedFd, date_format: Option<String>) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = pump(fd, stream, tx, date_format).await {
+            if let Err(e) = pump(fd, stream, instance, tx, date_format).await {
                 tracing::warn!("log pipe read failed: {e}");
             }
         });
@@ -180,27 +234,56 @@ impl Drop for AppLog {
     }
 }
 
-/// The writer thread: the only code that touches the app's files.
-fn write_loop(
-    mut rx: mpsc::Receiver<LogMsg>,
-    mut out: LogFile,
-    mut err: LogFile,
-    mut rotation: Rotation,
-    app: &str,
-) {
-    while let Some(msg) = rx.blocking_recv() {
-        match msg {
-            LogMsg::Lines(Stream::Out, bytes) => out.write(&bytes, &rotation, app),
-            LogMsg::Lines(Stream::Err, bytes) => err.write(&bytes, &rotation, app),
-            LogMsg::Truncate(ack) => {
-                let _ = ack.send(out.truncate().and_then(|()| err.truncate()));
+/// The writer thread's state: the only code that touches the app's files.
+struct Writer {
+    home: Home,
+    app: String,
+    layout: Layout,
+    /// Open files by stream and instance (`None` for the app's merged files).
+    files: HashMap<(Stream, Option<u32>), LogFile>,
+    problem: Arc<Mutex<Option<String>>>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<LogMsg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                LogMsg::Lines(stream, instance, bytes) => self.write(stream, instance, &bytes),
+                LogMsg::Truncate(ack) => {
+                    let result = self.files.values_mut().try_for_each(LogFile::truncate);
+                    let _ = ack.send(result);
+                }
+                LogMsg::Rotate => {
+                    for file in self.files.values_mut() {
+                        file.rotate(&self.layout.rotation, &self.app);
+                    }
+                }
+                LogMsg::Configure(layout) => self.layout = layout,
             }
-            LogMsg::Rotate => {
-                out.rotate(&rotation, app);
-                err.rotate(&rotation, app);
-            }
-            LogMsg::Configure(new) => rotation = new,
         }
+    }
+
+    fn write(&mut self, stream: Stream, instance: u32, bytes: &[u8]) {
+        match self.file(stream, instance) {
+            Ok(key) => {
+                if let Some(file) = self.files.get_mut(&key) {
+                    file.write(bytes, &self.layout.rotation, &self.app);
+                }
+            }
+            Err(e) => tracing::error!(app = %self.app, "cannot open a log file: {e}"),
+        }
+    }
+
+    /// Opens, on first use, the file an instance's stream goes to; its key.
+    fn file(&mut self, stream: Stream, instance: u32) -> io::Result<(Stream, Option<u32>)> {
+        let key = (stream, (!self.layout.merge).then_some(instance));
+        if !self.files.contains_key(&key) {
+            let (out, err) = file_pair(&self.home, &self.app, key.1);
+            let path = if stream == Stream::Out { out } else { err };
+            self.files
+                .insert(key, LogFile::open(path, self.problem.clone())?);
+        }
+        Ok(key)
     }
 }
 
@@ -208,6 +291,7 @@ fn write_loop(
 async fn pump(
     fd: OwnedFd,
     stream: Stream,
+    instance: u32,
     tx: mpsc::Sender<LogMsg>,
     date_format: Option<String>,
 ) -> io::Result<()> {
@@ -231,7 +315,11 @@ async fn pump(
         let rest = pending.split_off(cut);
         let lines = std::mem::replace(&mut pending, rest);
         if tx
-            .send(LogMsg::Lines(stream, stamp(lines, date_format.as_deref())))
+            .send(LogMsg::Lines(
+                stream,
+                instance,
+                stamp(lines, date_format.as_deref()),
+            ))
             .await
             .is_err()
         {
@@ -243,6 +331,7 @@ async fn pump(
         let _ = tx
             .send(LogMsg::Lines(
                 stream,
+                instance,
                 stamp(pending, date_format.as_deref()),
             ))
             .await;

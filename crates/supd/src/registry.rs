@@ -342,7 +342,7 @@ impl Registry {
             Request::LogFiles { target } => self.resolve(&target).map(|apps| Response::LogFiles {
                 apps: apps
                     .iter()
-                    .map(|a| logs::paths(&self.home, &a.name))
+                    .map(|a| logs::paths(&self.home, &a.view().config))
                     .collect(),
             }),
             Request::Flush { target } => {
@@ -511,7 +511,7 @@ impl Registry {
             .zip(processes(&view, &self.samples))
             .map(|(inst, process)| inst.detail(process))
             .collect();
-        let logs: AppLogs = logs::paths(&self.home, name);
+        let logs: AppLogs = logs::paths(&self.home, &view.config);
         let log_problem = app
             .log_problem
             .lock()
