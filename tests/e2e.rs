@@ -13,5 +13,6 @@ mod fork;
 mod logs;
 mod monit;
 mod monitor;
+mod operations;
 mod platform;
 mod services;

@@ -72,6 +72,10 @@ pub enum Cmd {
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
     },
+    /// Write the process list (configs, instance counts, stopped apps) to SUPD_HOME/dump.json.
+    Save,
+    /// Bring back the process list written by `save`.
+    Resurrect,
     /// Is the daemon alive? (starts it if not, like PM2)
     Ping(JsonArg),
     /// Stop every app, then the daemon.

@@ -141,6 +141,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Save => {
+            let Response::Saved { path, apps } = Client::connect(&home)?.request(&Request::Save)?
+            else {
+                bail!("unexpected answer from supd");
+            };
+            println!(
+                "saved {} app(s) to {}: {}",
+                apps.len(),
+                path.display(),
+                apps.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Resurrect => start::report(&mut Client::connect(&home)?, &Request::Resurrect),
         Cmd::Kill => kill(&home),
     }
 }

@@ -26,12 +26,18 @@ pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
     };
     let base_env: BTreeMap<String, String> = std::env::vars().collect();
     let mut client = Client::connect(home)?;
-    let Response::Started { apps: outcomes } = client.request(&Request::Start {
+    let request = Request::Start {
         apps,
         base_env,
         daemon,
-    })?
-    else {
+    };
+    report(&mut client, &request)
+}
+
+/// Sends a `start`-like request (start, resurrect), prints what happened to
+/// each app and the process table; fails if any app failed.
+pub fn report(client: &mut Client, request: &Request) -> anyhow::Result<ExitCode> {
+    let Response::Started { apps: outcomes } = client.request(request)? else {
         bail!("unexpected answer from supd");
     };
     let mut failed = false;
@@ -39,6 +45,7 @@ pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
         match o.outcome {
             Outcome::Started => println!("started {}", o.name),
             Outcome::AlreadyOnline => println!("{} is already online", o.name),
+            Outcome::Stopped => println!("restored {} (stopped)", o.name),
             Outcome::Failed => {
                 failed = true;
                 eprintln!("error: {}", o.error.as_deref().unwrap_or("failed to start"));

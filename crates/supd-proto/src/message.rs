@@ -86,6 +86,10 @@ pub enum Request {
         /// App name or `all`.
         target: Target,
     },
+    /// Write the process list to `SUPD_HOME/dump.json`.
+    Save,
+    /// Bring back the saved process list.
+    Resurrect,
     /// Stop every app, then exit.
     Kill,
 }
@@ -154,6 +158,13 @@ pub enum Response {
         /// One entry per app.
         apps: Vec<AppLogs>,
     },
+    /// Answer to [`Request::Save`].
+    Saved {
+        /// The dump file.
+        path: PathBuf,
+        /// The apps saved.
+        apps: Vec<String>,
+    },
     /// A step of a long operation (reload, scale); the final answer follows.
     Progress {
         /// One line.
@@ -186,6 +197,8 @@ pub enum Outcome {
     Started,
     /// Was online already; left alone.
     AlreadyOnline,
+    /// Registered but left stopped (resurrecting an app saved as stopped).
+    Stopped,
     /// Could not be started; see `error`.
     Failed,
 }

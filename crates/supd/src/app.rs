@@ -56,6 +56,8 @@ const NOT_INHERITED: &[&str] = &[
 pub struct AppView {
     /// The config new processes start with.
     pub config: Arc<AppConfig>,
+    /// The environment of the `supctl start` that started the app.
+    pub base_env: Arc<BTreeMap<String, String>>,
     /// Every process record, by slot; during a reload a slot has two.
     pub instances: Vec<Instance>,
 }
@@ -150,7 +152,7 @@ struct Waiting {
 /// The actor's state.
 struct App {
     config: Arc<AppConfig>,
-    base_env: BTreeMap<String, String>,
+    base_env: Arc<BTreeMap<String, String>>,
     instances: Vec<Instance>,
     listener: Option<SlotSockets>,
     reaper: Reaper,
@@ -176,16 +178,21 @@ pub fn spawn_actor(
 ) -> Result<(mpsc::UnboundedSender<Command>, watch::Receiver<AppView>), String> {
     let listener = bind(&config)?;
     let config = Arc::new(config);
+    let base_env = Arc::new(base_env);
+    // Every slot exists from the start, stopped, so `list` shows an app
+    // that is registered but not running (a resurrected stopped app).
+    let instances: Vec<Instance> = (0..config.instances).map(Instance::new).collect();
     let (view_tx, view_rx) = watch::channel(AppView {
         config: config.clone(),
-        instances: Vec::new(),
+        base_env: base_env.clone(),
+        instances: instances.clone(),
     });
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let app = App {
         config,
         base_env,
-        instances: Vec::new(),
+        instances,
         listener,
         reaper,
         log,
@@ -233,6 +240,7 @@ impl App {
     fn publish(&self) {
         self.view.send_replace(AppView {
             config: self.config.clone(),
+            base_env: self.base_env.clone(),
             instances: self.instances.clone(),
         });
     }
@@ -326,7 +334,7 @@ impl App {
         self.log.configure(&config);
         self.config = Arc::new(config);
         if let Some(env) = base_env {
-            self.base_env = env;
+            self.base_env = Arc::new(env);
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 mod app;
 mod control;
 mod cron;
+mod dump;
 mod health;
 mod home;
 mod instance;
@@ -39,6 +40,9 @@ struct Args {
     /// Serve Prometheus metrics at HOST:PORT (/metrics, and /json).
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
+    /// Bring back the saved process list (`supctl save`) at start.
+    #[arg(long)]
+    resurrect: bool,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +115,15 @@ async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
     }
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));
+    if args.resurrect {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            match registry.resurrect().await {
+                Ok(_) => tracing::info!("resurrected the saved process list"),
+                Err(e) => tracing::error!("cannot resurrect: {e}"),
+            }
+        });
+    }
     tracing::info!(pid = std::process::id(), home = %home.dir().display(), "supd ready");
 
     tokio::select! {

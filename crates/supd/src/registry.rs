@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::app::{AppView, Command, spawn_actor};
 use crate::cron;
+use crate::dump::{self, SavedApp};
 use crate::health;
 use crate::logs::{self, AppLog};
 use crate::metrics;
@@ -361,6 +362,8 @@ impl Registry {
                 }
                 None => Err(format!("unknown signal \"{signal}\"")),
             },
+            Request::Save => self.save(),
+            Request::Resurrect => self.resurrect().await,
             Request::Kill => self.each("all", |a| async move { a.stop().await }).await,
         };
         result.unwrap_or_else(|message| Response::Error { message })
@@ -416,12 +419,73 @@ impl Registry {
         Response::Started { apps: outcomes }
     }
 
+    /// Writes the process list: each app's config (with its current instance
+    /// count), caller environment, and whether it is stopped.
+    fn save(&self) -> Result<Response, String> {
+        let apps: Vec<SavedApp> = self
+            .views()
+            .into_iter()
+            .map(|v| SavedApp {
+                stopped: !v.instances.iter().any(|i| i.is_active()),
+                config: (*v.config).clone(),
+                base_env: (*v.base_env).clone(),
+            })
+            .collect();
+        let names = apps.iter().map(|a| a.config.name.clone()).collect();
+        let path = dump::save(&self.home, apps)?;
+        tracing::info!(path = %path.display(), "process list saved");
+        Ok(Response::Saved { path, apps: names })
+    }
+
+    /// Brings back the saved process list: apps already known are left
+    /// alone, saved-as-stopped apps are registered without starting.
+    pub async fn resurrect(&self) -> Result<Response, String> {
+        let dump = dump::load(&self.home)?;
+        let mut outcomes = Vec::new();
+        for saved in dump.apps {
+            let name = saved.config.name.clone();
+            let result = if self.find(&name).is_some() {
+                Ok(Outcome::AlreadyOnline)
+            } else if saved.stopped {
+                self.register(saved.config, saved.base_env)
+                    .map(|_| Outcome::Stopped)
+            } else {
+                self.add(saved.config, saved.base_env).await
+            };
+            outcomes.push(match result {
+                Ok(outcome) => StartOutcome {
+                    name,
+                    outcome,
+                    error: None,
+                },
+                Err(e) => StartOutcome {
+                    name,
+                    outcome: Outcome::Failed,
+                    error: Some(e),
+                },
+            });
+        }
+        Ok(Response::Started { apps: outcomes })
+    }
+
     /// Registers a new app and starts it.
     async fn add(
         &self,
         config: AppConfig,
         base_env: BTreeMap<String, String>,
     ) -> Result<Outcome, String> {
+        let handle = self.register(config, base_env)?;
+        let outcome = ops::start(&handle, None).await;
+        handle.arm(self);
+        outcome
+    }
+
+    /// Creates the actor of a new app, without starting anything.
+    fn register(
+        &self,
+        config: AppConfig,
+        base_env: BTreeMap<String, String>,
+    ) -> Result<AppHandle, String> {
         config
             .validate()
             .map_err(|e| format!("app \"{}\": {e}", config.name))?;
@@ -446,9 +510,7 @@ impl Registry {
             log_problem,
         };
         self.apps().push(handle.clone());
-        let outcome = ops::start(&handle, None).await;
-        handle.arm(self);
-        outcome
+        Ok(handle)
     }
 
     /// `reload FILE`: running apps get the new config the reload way, new

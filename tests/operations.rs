@@ -1,0 +1,95 @@
+//! Operations: save and resurrect.
+
+use std::time::Duration;
+
+use crate::support::{KillOnDrop, Supd, bin, wait_for};
+
+#[test]
+fn save_and_resurrect_bring_back_scaled_and_stopped_apps() {
+    let supd = Supd::new();
+    let file = supd.write(
+        "eco.toml",
+        "[[apps]]\nname = \"web\"\nscript = \"sleep\"\nargs = [\"300\"]\ninstances = 2\n[apps.env]\nFLAVOUR = \"saved\"\n\n[[apps]]\nname = \"idle\"\nscript = \"sleep\"\nargs = [\"300\"]\n",
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    supd.ok(&["scale", "web", "3"]);
+    supd.ok(&["stop", "idle"]);
+    let out = supd.ok(&["save"]);
+    assert!(
+        out.contains("saved 2 app(s)") && out.contains("dump.json"),
+        "{out}"
+    );
+    supd.ok(&["kill"]);
+
+    // A new daemon (started by the next command) knows nothing until resurrect.
+    assert!(supd.list().is_empty());
+    let out = supd.ok(&["resurrect"]);
+    assert!(
+        out.contains("started web") && out.contains("restored idle (stopped)"),
+        "{out}"
+    );
+    let rows = supd.list();
+    let web: Vec<_> = rows.iter().filter(|r| r["name"] == "web").collect();
+    assert_eq!(web.len(), 3, "the scaled count came back: {rows:?}");
+    assert!(web.iter().all(|r| r["status"] == "online"));
+    let idle: Vec<_> = rows.iter().filter(|r| r["name"] == "idle").collect();
+    assert_eq!(idle.len(), 1);
+    assert_eq!(idle[0]["status"], "stopped");
+    assert_eq!(supd.show("web")["config"]["env"]["FLAVOUR"], "saved");
+    // Resurrecting again leaves running apps alone.
+    assert!(supd.ok(&["resurrect"]).contains("web is already online"));
+
+    // A second save keeps the first as a backup.
+    supd.ok(&["save"]);
+    assert!(supd.home().join("dump.json.bak").exists());
+}
+
+#[test]
+fn a_corrupt_dump_is_refused_and_nothing_starts() {
+    let supd = Supd::new();
+    supd.ok(&["start", "sleep", "--name", "nap", "--", "300"]);
+    supd.ok(&["save"]);
+    supd.ok(&["kill"]);
+    let dump = supd.home().join("dump.json");
+    let full = std::fs::read(&dump).unwrap();
+    std::fs::write(&dump, &full[..full.len() / 2]).unwrap();
+    let err = supd.fails(&["resurrect"]);
+    assert!(
+        err.contains("dump.json")
+            && err.contains("corrupt or truncated")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(supd.list().is_empty(), "nothing half-applied");
+    std::fs::write(
+        &dump,
+        b"{\"version\": 1, \"saved_at_ms\": 0, \"apps\": [{\"config\": {\"name\": \"x\"}}]}",
+    )
+    .unwrap();
+    assert!(supd.fails(&["resurrect"]).contains("corrupt"));
+    std::fs::remove_file(&dump).unwrap();
+    assert!(supd.fails(&["resurrect"]).contains("supctl save"));
+}
+
+#[test]
+fn supd_resurrect_flag_restores_at_start() {
+    let supd = Supd::new();
+    supd.ok(&["start", "sleep", "--name", "nap", "--", "300"]);
+    supd.ok(&["save"]);
+    supd.ok(&["kill"]);
+    let daemon = std::process::Command::new(bin("supd"))
+        .arg("--resurrect")
+        .env("SUPD_HOME", supd.home())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = KillOnDrop(daemon);
+    wait_for(Duration::from_secs(20), "nap resurrected", || {
+        let out = supd.run(&["list", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        rows.iter()
+            .any(|r| r["name"] == "nap" && r["status"] == "online")
+            .then_some(())
+    });
+    supd.ok(&["kill"]);
+}
