@@ -93,3 +93,88 @@ fn supd_resurrect_flag_restores_at_start() {
     });
     supd.ok(&["kill"]);
 }
+
+#[test]
+fn startup_prints_a_notify_unit_that_resurrects() {
+    let supd = Supd::new();
+    let unit = supd.ok(&["startup"]);
+    let mut section = String::new();
+    let mut keys = std::collections::HashMap::new();
+    for line in unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if line.starts_with('[') {
+            section = line.to_string();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not key=value: {line}"));
+        keys.insert(format!("{section}{k}"), v.to_string());
+    }
+    assert_eq!(keys["[Service]Type"], "notify");
+    assert_eq!(keys["[Service]KillMode"], "mixed");
+    assert!(
+        keys["[Service]ExecStart"].ends_with("/supd --resurrect"),
+        "{unit}"
+    );
+    assert!(
+        std::path::Path::new(keys["[Service]ExecStart"].trim_end_matches(" --resurrect")).exists()
+    );
+    assert_eq!(
+        keys["[Service]Environment"],
+        format!("SUPD_HOME={}", supd.home().display())
+    );
+    assert_eq!(keys["[Install]WantedBy"], "multi-user.target");
+    // Where systemd is installed, let it check the unit too.
+    if let Ok(out) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        && out.status.success()
+    {
+        let path = supd.write("supd-test.service", &unit);
+        let verify = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let errors = String::from_utf8_lossy(&verify.stderr);
+        assert!(
+            !errors.contains("supd-test.service:"),
+            "systemd-analyze verify: {errors}"
+        );
+    }
+}
+
+#[test]
+fn the_daemon_tells_systemd_ready_and_stopping() {
+    let supd = Supd::new();
+    std::fs::create_dir_all(supd.home()).unwrap();
+    let path = supd.work().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let daemon = std::process::Command::new(bin("supd"))
+        .env("SUPD_HOME", supd.home())
+        .env("NOTIFY_SOCKET", &path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id();
+    let _daemon = KillOnDrop(daemon);
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means the socket answers.
+    assert!(supd.ok(&["ping"]).contains(&pid.to_string()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let n = notify.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}

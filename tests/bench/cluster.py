@@ -235,19 +235,20 @@ def throughput(deployments: list, args) -> dict:
                     time.sleep(1)
                     if r["others_cpu_pct"] <= args.max_noise:
                         break
-                best = min(attempts, key=lambda r: r["others_cpu_pct"])
-                best["attempts"] = len(attempts)
-                runs[d.key][label].append(best)
+                runs[d.key][label].extend(attempts)
     out: dict = {}
     for key, kinds in runs.items():
         out[key] = {}
         for label, rs in kinds.items():
-            # The median run (by req/s) is the one reported; every run's req/s is kept.
-            med = dict(sorted(rs, key=lambda r: r["rps"])[len(rs) // 2])
-            med["all_rps"] = [r["rps"] for r in rs]
+            # Reported: the median (by req/s) of the quiet runs (other processes at most
+            # --max-noise % of the CPU); when no run was quiet, the median of all, flagged.
+            quiet = [r for r in rs if r["others_cpu_pct"] <= args.max_noise]
+            pool = quiet or rs
+            med = dict(sorted(pool, key=lambda r: r["rps"])[len(pool) // 2])
+            med["quiet_runs"] = len(quiet)
+            med["runs"] = [{"rps": r["rps"], "others_cpu_pct": r["others_cpu_pct"]} for r in rs]
             med["errors"] = sum(r["errors"] for r in rs)
             med["non_2xx"] = sum(r["non_2xx"] for r in rs)
-            med["all_others_cpu_pct"] = [r["others_cpu_pct"] for r in rs]
             out[key][label] = med
     return out
 
@@ -613,7 +614,7 @@ def markdown(report: dict) -> str:
         f"pm2 {m['pm2']}, {m['wrk']}, supd {m['supd_rev']}; CPU busy before the run: "
         f"{report.get('cpu_busy_before_pct', '?')}%.",
         "",
-        f"Throughput: median of {a['rounds']} run(s) of `wrk -t{a['threads']} -c{a['conns']} -d{a['duration']}s http://127.0.0.1:PORT/` "
+        f"Throughput: {a['rounds']} round(s) of `wrk -t{a['threads']} -c{a['conns']} -d{a['duration']}s http://127.0.0.1:PORT/` "
         "(and with `-H 'Connection: close'`), after a "
         f"{a['warmup']} s warm-up; the three deployments run side by side and the wrk runs are "
         "interleaved; wrk runs on the same machine.",
@@ -637,8 +638,10 @@ def markdown(report: dict) -> str:
             lines.append(f"| {label} | failed | | | | {err.splitlines()[0][:80] if err else ''} |")
             continue
         ka, cl = s["throughput"]["keepalive"], s["throughput"]["close"]
+        def dag(r):
+            return "" if r.get("quiet_runs", 1) else " †"
         lines.append(
-            f"| {label} | {fmt_rps(ka['rps'])} | {ka['latency_p99_ms']:.1f} ms | {fmt_rps(cl['rps'])} | "
+            f"| {label} | {fmt_rps(ka['rps'])}{dag(ka)} | {ka['latency_p99_ms']:.1f} ms | {fmt_rps(cl['rps'])}{dag(cl)} | "
             f"{cl['latency_p99_ms']:.1f} ms | {ka['errors'] + ka['non_2xx']} / {cl['errors'] + cl['non_2xx']} |"
         )
     lines.append(
@@ -649,20 +652,17 @@ def markdown(report: dict) -> str:
         f"| ratio supd fork / PM2 cluster | {ratio(rps('supd_fork', 'keepalive'), rps('pm2_cluster', 'keepalive'))} | "
         f"| {ratio(rps('supd_fork', 'close'), rps('pm2_cluster', 'close'))} | | |"
     )
-    if a.get("rounds", 1) > 1:
-        spread = []
-        for key, label in names.items():
-            t = (sc.get(key) or {}).get("throughput")
-            if t:
-                spread.append(f"{label}: keep-alive {' / '.join(fmt_rps(x) for x in t['keepalive']['all_rps'])}, "
-                              f"close {' / '.join(fmt_rps(x) for x in t['close']['all_rps'])}")
-        lines += ["", "Every round, in order (req/s): " + "; ".join(spread) + "."]
-    noise = [x for s_ in sc.values() for k in ("keepalive", "close")
-             for x in ((s_.get("throughput") or {}).get(k) or {}).get("all_others_cpu_pct", [])]
-    if noise:
-        lines += ["", f"CPU used by other processes on the machine during the kept wrk runs: "
-                      f"median {sorted(noise)[len(noise) // 2]:g}%, max {max(noise):g}% "
-                      f"(a run above {a.get('max_noise', '?')}% is measured again, up to {a.get('retries', '?')} times)."]
+    spread = []
+    for key, label in names.items():
+        t = (sc.get(key) or {}).get("throughput")
+        if t:
+            def fmt(runs):
+                return " / ".join(f"{fmt_rps(r['rps'])} ({r['others_cpu_pct']:g}%)" for r in runs)
+            spread.append(f"- {label}: keep-alive {fmt(t['keepalive']['runs'])}; close {fmt(t['close']['runs'])}")
+    if spread:
+        lines += ["", f"Every wrk run in order, req/s (CPU taken by other processes meanwhile). Reported above: "
+                      f"the median of the runs at most {a.get('max_noise', '?'):g}% disturbed; "
+                      "a figure marked † had no such run and is the median of all.", ""] + spread
     lines += [
         "",
         f"Reloads under load: {a['reloads']} reloads in sequence ({a['reload_pause']} s apart) while "
@@ -708,7 +708,7 @@ def main() -> int:
     ap.add_argument("--request-timeout", type=float, default=5.0,
                     help="a load request with no answer after this many seconds counts as failed (default 5)")
     ap.add_argument("--rounds", type=int, default=1,
-                    help="wrk runs per scenario and kind; the median is reported (default 1)")
+                    help="rounds of wrk runs over every scenario and kind; the median of the quiet runs is reported (default 1)")
     ap.add_argument("--wait-quiet", type=float, default=60.0,
                     help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
     ap.add_argument("--quiet-below", type=float, default=20.0,

@@ -76,6 +76,14 @@ pub enum Cmd {
     Save,
     /// Bring back the process list written by `save`.
     Resurrect,
+    /// Print a systemd unit that runs supd at boot and resurrects the saved list.
+    Startup {
+        /// Write it to /etc/systemd/system and enable it (needs root).
+        #[arg(long)]
+        install: bool,
+    },
+    /// Disable and remove the unit written by `startup --install`.
+    Unstartup,
     /// Is the daemon alive? (starts it if not, like PM2)
     Ping(JsonArg),
     /// Stop every app, then the daemon.

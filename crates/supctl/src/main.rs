@@ -10,6 +10,7 @@ mod logs;
 mod monit;
 mod render;
 mod start;
+mod startup;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -155,6 +156,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Resurrect => start::report(&mut Client::connect(&home)?, &Request::Resurrect),
+        Cmd::Startup { install } => startup::startup(&home, install),
+        Cmd::Unstartup => startup::unstartup(),
         Cmd::Kill => kill(&home),
     }
 }

@@ -125,12 +125,14 @@ async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
         });
     }
     tracing::info!(pid = std::process::id(), home = %home.dir().display(), "supd ready");
+    readiness::tell_supervisor("READY=1");
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping every app"),
         _ = int.recv() => tracing::info!("SIGINT: stopping every app"),
         _ = shutdown_rx.changed() => tracing::info!("kill requested"),
     }
+    readiness::tell_supervisor("STOPPING=1");
     let (progress, _) = tokio::sync::mpsc::unbounded_channel();
     registry.handle(supd_proto::Request::Kill, &progress).await;
     home::remove_runtime_files(&home);

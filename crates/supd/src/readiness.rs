@@ -120,3 +120,24 @@ mod tests {
         assert!(parse_notify(b"\xff\xfe").is_empty());
     }
 }
+
+/// Tells our own supervisor (systemd with `Type=notify`) about our state,
+/// e.g. `READY=1`, if it gave us a `NOTIFY_SOCKET`.
+pub fn tell_supervisor(state: &str) {
+    let Some(address) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let address = address.to_string_lossy().into_owned();
+    let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|socket| {
+        match address.strip_prefix('@') {
+            Some(name) => {
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                socket.send_to_addr(state.as_bytes(), &addr)
+            }
+            None => socket.send_to(state.as_bytes(), &address),
+        }
+    });
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify {address}: {e}");
+    }
+}

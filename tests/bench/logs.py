@@ -1,0 +1,886 @@
+#!/usr/bin/env python3
+"""Log-throughput benchmark: supd vs PM2, side by side, in one run.
+
+The same writer for everyone: a Python program that writes N lines of 111 bytes
+(`%09d ` + 100 x's + newline) to stdout as fast as it can, in blocks of 590 lines
+(64 KiB) built with one `%` each, and at the end records in a side file its own
+start/end time (time.time_ns()) and CPU time. Measured, per round:
+
+  1. direct  the writer's stdout redirected to a file in the same temporary folder
+             (`> file`): from the writer's first write to its exit; no fsync.
+  2. supd    the writer as a supd app (`supctl start FILE.toml`, `script` = this Python,
+             `args`, `autorestart = false`), with `log_date_format =
+             "%Y-%m-%d %H:%M:%S%.3f"` and without: from the writer's first write until
+             SUPD_HOME/logs/flood-out.log ends with the last line (size polled every
+             2 ms, the tail read when it grows).
+  3. PM2     the same writer under PM2 (ecosystem JSON: `interpreter` = this Python,
+             `autorestart: false`), with `log_date_format: "YYYY-MM-DD HH:mm:ss.SSS"`
+             (what `--time` sets, with milliseconds so the prefix is the same 25 bytes
+             as supd's) and without, until PM2_HOME/logs/flood-out.log ends with the last
+             line; bounded (--timeout); when it never completes, what arrived is reported.
+  Every file is then checked: N lines, numbers 0..N-1 in order, each line intact
+  (prefix + `%09d ` + 100 x's), first and last line.
+  4. The daemon's CPU (utime+stime delta of the supd / PM2 God pid, all threads, from
+     /proc) between the start command and the last line, per GB the app wrote, and the
+     daemon's peak RSS (VmRSS sampled every 100 ms).
+  5. Lag: a ticker app writes `lag <time.time_ns()> <seq>` every 10 ms for 3 s (one
+     write(2) per line); this script tails its out file (polled every 1 ms) and takes
+     the delay from the send time to the poll that saw the line. Once alone, once while
+     the writer floods in a second app of the same daemon (--flood-seconds).
+
+Setup done here: installs pm2 with npm into a temporary folder (never globally), builds
+supd with `cargo build --release` if the binaries are missing. Every supervisor is
+killed at the end (try/finally) and `pgrep -f` checks that none of our processes is left.
+
+Python 3.11 standard library only. Output: a Markdown table on stdout (--json for JSON).
+Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORKSPACE = HERE.parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PY = sys.executable  # the same interpreter runs the writer everywhere
+LINE_X = 100
+LINE_BYTES = 9 + 1 + LINE_X + 1  # "%09d " + x*100 + "\n"
+XS = b" " + b"x" * LINE_X
+SUPD_DATE = "%Y-%m-%d %H:%M:%S%.3f"  # chrono: 2026-11-24 15:23:28.646
+PM2_DATE = "YYYY-MM-DD HH:mm:ss.SSS"  # dayjs: the same 23 characters
+PREFIX_LEN = 23 + 2  # "<date>: "
+
+# Every temporary folder of a run lives under this one (set in main()); the writer's,
+# the ticker's and the PM2 daemon's command lines hold it, for `pgrep -f` at the end.
+ROOT: Path = Path(tempfile.gettempdir())
+
+WRITER_PY = r'''
+import os, sys, time
+# argv: N STAMPFILE            write N lines "%09d " + 100 x's, then exit
+#       tSECONDS STAMPFILE     write such lines (numbered from 0) for SECONDS, then exit
+X = 100
+PER = 65536 // (9 + 1 + X + 1)  # 590 lines = 65,490 bytes per write
+line = b"%09d " + b"x" * X + b"\n"
+full = line * PER
+arg, stamp = sys.argv[1], sys.argv[2]
+timed = arg.startswith("t")
+n = 10**9 if timed else int(arg)
+until = time.monotonic() + float(arg[1:]) if timed else None
+out = sys.stdout.buffer
+t0 = time.time_ns()
+i = 0
+while i < n:
+    k = min(PER, n - i)
+    out.write((full if k == PER else line * k) % tuple(range(i, i + k)))
+    i += k
+    if timed and time.monotonic() >= until:
+        break
+out.flush()
+t1 = time.time_ns()
+c = os.times()
+with open(stamp, "w") as f:
+    f.write(f"{t0} {t1} {c.user + c.system} {i}\n")
+'''
+
+TICKER_PY = r'''
+import os, sys, time
+# argv: COUNT INTERVAL_MS  -- one write(2) per line: "lag <time.time_ns()> <seq>\n"
+count, step = int(sys.argv[1]), float(sys.argv[2]) / 1000
+nxt = time.monotonic()
+for seq in range(count):
+    os.write(1, b"lag %d %d\n" % (time.time_ns(), seq))
+    nxt += step
+    d = nxt - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+'''
+
+LAG_RE = re.compile(rb"lag (\d+) (\d+)$")
+
+
+# --------------------------------------------------------------------------- utilities
+
+
+def log(msg: str) -> None:
+    print(f"[logs {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, *, env=None, timeout=60, check=True, cwd=None, quiet=False):
+    """Runs a command, bounded in time; returns CompletedProcess (text)."""
+    if not quiet:
+        log("$ " + " ".join(str(c) for c in cmd))
+    p = subprocess.run(
+        [str(c) for c in cmd], env=env, cwd=cwd, timeout=timeout,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    if check and p.returncode != 0:
+        raise RuntimeError(
+            f"command failed (exit {p.returncode}): {' '.join(str(c) for c in cmd)}\n"
+            f"stdout: {p.stdout.strip()[-2000:]}\nstderr: {p.stderr.strip()[-2000:]}"
+        )
+    return p
+
+
+def proc_ticks(pid: int) -> int | None:
+    """utime+stime of a process (all its threads), in clock ticks; None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    f = text[text.rindex(")") + 2:].split()
+    return int(f[11]) + int(f[12])
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2:].split()[0] != "Z"
+
+
+def machine_snapshot() -> tuple[int, int]:
+    """(all ticks, busy ticks) of the whole machine, from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(f[:8])
+    return total, total - f[3] - f[4]
+
+
+def cpu_busy(seconds: float) -> float:
+    a = machine_snapshot()
+    time.sleep(seconds)
+    b = machine_snapshot()
+    return round(100.0 * (b[1] - a[1]) / max(1, b[0] - a[0]), 1)
+
+
+def own_cpu() -> tuple[float, float]:
+    """(this script's CPU seconds, its waited-for children's CPU seconds)."""
+    t = os.times()
+    return t.user + t.system, t.children_user + t.children_system
+
+
+def ensure_supd(bin_dir: Path | None) -> Path:
+    if bin_dir is None:
+        bin_dir = WORKSPACE / "target" / "release"
+        if not ((bin_dir / "supd").exists() and (bin_dir / "supctl").exists()):
+            log("supd binaries missing: cargo build --release")
+            run(["cargo", "build", "--release"], cwd=WORKSPACE, timeout=1800)
+    for b in ("supd", "supctl"):
+        if not (bin_dir / b).exists():
+            raise RuntimeError(f"{bin_dir / b} does not exist")
+    return bin_dir.resolve()
+
+
+# --------------------------------------------------------------------------- supervisors
+
+
+class Supd:
+    """One supd daemon with its own temporary SUPD_HOME."""
+
+    name = "supd"
+
+    def __init__(self, bin_dir: Path, root: Path, started: list):
+        self.supctl = bin_dir / "supctl"
+        self.root = root
+        self.home = root / "supd-home"
+        self.env = dict(os.environ, SUPD_HOME=str(self.home), PATH=f"{bin_dir}:{os.environ['PATH']}")
+        self.started = started
+
+    def ctl(self, *a, timeout=60, check=True, quiet=False):
+        return run([self.supctl, *a], env=self.env, timeout=timeout, check=check, quiet=quiet)
+
+    def boot(self) -> int:
+        """Starts the daemon (before anything is timed); its pid."""
+        self.ctl("ping", timeout=30)
+        pid = int((self.home / "supd.pid").read_text().strip())
+        self.started.append(pid)
+        return pid
+
+    def out_log(self, app: str) -> Path:
+        return self.home / "logs" / f"{app}-out.log"
+
+    def start_cmd(self, apps: list[dict]) -> list:
+        """apps: {name, script, args, date}. Writes the ecosystem file; the command."""
+        text = ""
+        for a in apps:
+            text += (
+                "[[apps]]\n"
+                f"name = {json.dumps(a['name'])}\n"
+                f"script = {json.dumps(a['script'])}\n"
+                f"args = {json.dumps([str(x) for x in a['args']])}\n"
+                "autorestart = false\n"
+            )
+            if a.get("date"):
+                text += f"log_date_format = {json.dumps(SUPD_DATE)}\n"
+            text += "\n"
+        f = self.root / "ecosystem.toml"
+        f.write_text(text)
+        return [str(self.supctl), "start", str(f)]
+
+    def kill(self):
+        try:
+            self.ctl("kill", timeout=60, check=False)
+        except Exception as e:  # noqa: BLE001
+            log(f"supctl kill failed: {e}")
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((self.home / "supd.pid").read_text().strip())
+            if alive(pid):
+                log(f"supd (pid {pid}) still alive after supctl kill: SIGTERM")
+                os.kill(pid, signal.SIGTERM)
+
+
+class Pm2Install:
+    def __init__(self, prefix: Path):
+        self.prefix = prefix
+        self.bin = prefix / "node_modules" / ".bin" / "pm2"
+
+    def install(self):
+        if not self.bin.exists():
+            run(["npm", "install", "--prefix", self.prefix, "--no-audit", "--no-fund", "pm2"], timeout=600)
+        if not self.bin.exists():
+            raise RuntimeError(f"npm install did not produce {self.bin}")
+
+    def version(self) -> str:
+        pj = self.prefix / "node_modules" / "pm2" / "package.json"
+        return json.loads(pj.read_text())["version"]
+
+
+class Pm2:
+    """One PM2 daemon (God) with its own temporary PM2_HOME."""
+
+    name = "PM2"
+
+    def __init__(self, inst: Pm2Install, root: Path, started: list):
+        self.inst = inst
+        self.root = root
+        self.home = root / "pm2home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        # `touch` marks PM2 as already set up: no first-run banner, no version check over
+        # the network; the daemon's own version check is off too. Loopback only.
+        (self.home / "touch").write_text(str(int(time.time() * 1000)))
+        self.env = dict(os.environ, PM2_HOME=str(self.home), PM2_DISABLE_VERSION_CHECK="1")
+        self.started = started
+
+    def cmd(self, *a, timeout=60, check=True, quiet=False):
+        return run([self.inst.bin, *a], env=self.env, timeout=timeout, check=check, quiet=quiet)
+
+    def boot(self) -> int:
+        self.cmd("ping", timeout=60)
+        pid = int((self.home / "pm2.pid").read_text().strip())
+        self.started.append(pid)
+        return pid
+
+    def out_log(self, app: str) -> Path:
+        return self.home / "logs" / f"{app}-out.log"
+
+    def start_cmd(self, apps: list[dict]) -> list:
+        conf = []
+        for a in apps:
+            c = {"name": a["name"], "script": a["script"], "args": [str(x) for x in a["args"]],
+                 "interpreter": PY, "exec_mode": "fork", "instances": 1, "autorestart": False,
+                 "merge_logs": True, "out_file": str(self.out_log(a["name"])),
+                 "error_file": str(self.home / "logs" / f"{a['name']}-err.log")}
+            if a.get("date"):
+                c["log_date_format"] = PM2_DATE
+            conf.append(c)
+        f = self.root / "ecosystem.json"
+        f.write_text(json.dumps({"apps": conf}, indent=2))
+        return [str(self.inst.bin), "start", str(f)]
+
+    def kill(self):
+        try:
+            self.cmd("kill", timeout=90, check=False)
+        except Exception as e:  # noqa: BLE001
+            log(f"pm2 kill failed: {e}")
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((self.home / "pm2.pid").read_text().strip())
+            if alive(pid):
+                log(f"PM2 daemon (pid {pid}) still alive after pm2 kill: SIGTERM")
+                os.kill(pid, signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def read_stamp(path: Path) -> dict | None:
+    try:
+        t0, t1, cpu, lines = path.read_text().split()
+    except (OSError, ValueError):
+        return None
+    return {"t0_ns": int(t0), "t1_ns": int(t1), "cpu_s": float(cpu), "lines": int(lines)}
+
+
+def verify(path: Path, n: int) -> dict:
+    """Reads the whole file: lines, intact lines (optional date prefix + `%09d ` + 100 x's),
+    numbers in order, gaps, first and last line."""
+    expected = 0
+    res = {"lines": 0, "intact": 0, "prefixed": 0, "altered": 0, "missing": 0,
+           "out_of_order": 0, "first": None, "last": None}
+    rest = b""
+    last = b""
+    with path.open("rb") as f:
+        while True:
+            chunk = f.read(16 << 20)
+            if not chunk:
+                break
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            for line in parts:
+                if res["first"] is None:
+                    res["first"] = line[:160].decode(errors="replace")
+                last = line
+                digits = line[-110:-101]
+                if len(line) >= 110 and line.endswith(XS) and digits.isdigit() and (
+                        len(line) == 110 or (len(line) == 110 + PREFIX_LEN and line[-112:-110] == b": ")):
+                    res["intact"] += 1
+                    if len(line) > 110:
+                        res["prefixed"] += 1
+                    num = int(digits)
+                    if num == expected:
+                        expected += 1
+                    elif num > expected:
+                        res["missing"] += num - expected
+                        expected = num + 1
+                    else:
+                        res["out_of_order"] += 1
+                else:
+                    res["altered"] += 1
+            res["lines"] += len(parts)
+    if rest:
+        res["altered"] += 1
+        res["unterminated_tail"] = rest[:160].decode(errors="replace")
+    res["missing"] += max(0, n - expected)
+    res["last"] = last[:160].decode(errors="replace") if last else None
+    res["ok"] = (res["lines"] == n and res["intact"] == n and res["missing"] == 0
+                 and res["out_of_order"] == 0 and not rest)
+    return res
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def last_line(n: int) -> bytes:
+    return b"%09d" % (n - 1) + XS + b"\n"
+
+
+def wait_for_file(path: Path, n: int, daemon_pid: int | None, starter: subprocess.Popen | None,
+                  stamp: Path, timeout: float, stall: float) -> dict:
+    """Polls `path` every 2 ms until it ends with the last line. Stops early when the
+    writer is done and the file has not grown for `stall` seconds, or after `timeout`."""
+    marker = last_line(n)
+    size = 0
+    last_growth = time.time_ns()
+    t_start = time.monotonic()
+    next_rss = 0.0
+    rss_max = 0
+    status = "timeout"
+    starter_rc = None
+    while True:
+        now = time.monotonic()
+        if daemon_pid and now >= next_rss:
+            r = rss_kib(daemon_pid)
+            if r:
+                rss_max = max(rss_max, r)
+            next_rss = now + 0.1
+        if starter is not None and starter_rc is None:
+            starter_rc = starter.poll()
+            if starter_rc not in (None, 0):
+                status = "start command failed"
+                break
+        try:
+            st = os.stat(path).st_size
+        except OSError:
+            st = 0
+        if st != size:
+            size = st
+            last_growth = time.time_ns()
+            if size >= len(marker):
+                with path.open("rb") as f:
+                    f.seek(size - len(marker))
+                    if f.read() == marker:
+                        status = "complete"
+                        break
+        if now - t_start > timeout:
+            break
+        if stamp.exists() and (time.time_ns() - last_growth) / 1e9 > stall:
+            status = f"stalled (no growth for {stall:g} s after the writer exited)"
+            break
+        time.sleep(0.002)
+    return {"status": status, "done_ns": last_growth, "bytes": size, "daemon_rss_max_mib": round(rss_max / 1024, 1)}
+
+
+def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> dict:
+    label = kind + (" +date" if date else "")
+    with tempfile.TemporaryDirectory(prefix=f"logs-{kind}-", dir=ROOT) as tmp_s:
+        tmp = Path(tmp_s)
+        writer = ROOT / "writer.py"
+        stamp = tmp / "stamp"
+        sup = None
+        try:
+            daemon_pid = None
+            if kind == "direct":
+                out = tmp / "direct-out.log"
+            else:
+                sup = Supd(tools["supd"], tmp, started) if kind == "supd" else Pm2(tools["pm2"], tmp, started)
+                daemon_pid = sup.boot()
+                out = sup.out_log("flood")
+                if kind == "pm2":  # PM2 runs `script` with `interpreter` (this Python)
+                    app = {"name": "flood", "script": str(writer), "args": [n, stamp], "date": date}
+                else:  # supd execs `script`: this Python, with the writer as first argument
+                    app = {"name": "flood", "script": PY, "args": [writer, n, stamp], "date": date}
+                cmd = sup.start_cmd([app])
+            time.sleep(0.5)
+            m0, (me0, ch0) = machine_snapshot(), own_cpu()
+            c0 = proc_ticks(daemon_pid) if daemon_pid else 0
+            t_cmd = time.time_ns()
+            if kind == "direct":
+                with out.open("wb") as f:
+                    p = subprocess.Popen([PY, str(writer), str(n), str(stamp)], stdout=f)
+                    rc = p.wait(timeout=args.timeout)
+                done_ns = time.time_ns()
+                w = {"status": "complete" if rc == 0 else f"writer exit {rc}", "done_ns": done_ns,
+                     "bytes": out.stat().st_size, "daemon_rss_max_mib": None}
+            else:
+                log(f"{label}: $ {' '.join(cmd)}")
+                starter = subprocess.Popen(cmd, env=sup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                w = wait_for_file(out, n, daemon_pid, starter, stamp, args.timeout, args.stall)
+                try:
+                    so, se = starter.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    starter.kill()
+                    so, se = starter.communicate()
+                if starter.returncode != 0:
+                    w["start_error"] = (se or so).decode(errors="replace").strip()[-500:]
+            c1 = proc_ticks(daemon_pid) if daemon_pid else 0
+            m1, (me1, ch1) = machine_snapshot(), own_cpu()
+            s = read_stamp(stamp)
+            if s is None:
+                time.sleep(1)
+                s = read_stamp(stamp)
+            res = {"kind": kind, "date": date, "n": n, "status": w["status"], "file_bytes": w["bytes"]}
+            if w.get("start_error"):
+                res["start_error"] = w["start_error"]
+            if s is None:
+                res["error"] = "the writer left no stamp (did it run?)"
+                return res
+            app_bytes = n * LINE_BYTES
+            el = (w["done_ns"] - s["t0_ns"]) / 1e9
+            res.update({
+                "seconds": round(el, 3),
+                "writer_seconds": round((s["t1_ns"] - s["t0_ns"]) / 1e9, 3),
+                "start_cmd_to_writer_ms": round((s["t0_ns"] - t_cmd) / 1e6, 1),
+                "lines_per_s": round(n / el) if el > 0 else None,
+                "mb_per_s": round(app_bytes / 1e6 / el, 1) if el > 0 else None,
+                "writer_cpu_s": round(s["cpu_s"], 2),
+            })
+            if daemon_pid:
+                cpu = (c1 - c0) / CLK_TCK
+                res["daemon_cpu_s"] = round(cpu, 2)
+                res["daemon_cpu_s_per_gb"] = round(cpu / (app_bytes / 1e9), 2)
+                res["daemon_cpu_pct"] = round(100 * cpu / el, 1) if el > 0 else None
+                res["daemon_rss_max_mib"] = w["daemon_rss_max_mib"]
+            # CPU taken by others during the run: machine busy minus ours (daemon, writer,
+            # this script, the start command).
+            busy_s = (m1[1] - m0[1]) / CLK_TCK
+            wall_s = (time.time_ns() - t_cmd) / 1e9
+            ours = (c1 - c0) / CLK_TCK + (me1 - me0) + (ch1 - ch0) + (0 if kind == "direct" else s["cpu_s"])
+            res["others_pct"] = round(max(0.0, busy_s - ours) * 100 / (wall_s * (os.cpu_count() or 1)), 1)
+            res["check"] = verify(out, n) if w["bytes"] else {"lines": 0, "ok": False}
+            c = res["check"]
+            log(f"{label}: {res['status']}, {res['seconds']} s ({res['mb_per_s']} MB/s, writer itself "
+                f"{res['writer_seconds']} s), daemon CPU {res.get('daemon_cpu_s')} s, file check "
+                f"{'ok' if c.get('ok') else c}; others {res['others_pct']}%")
+            return res
+        finally:
+            if sup is not None:
+                sup.kill()
+
+
+# --------------------------------------------------------------------------- lag
+
+
+def lag_run(kind: str, flood: bool, args, started: list, tools: dict) -> dict:
+    label = f"{kind} lag" + (" + flood" if flood else "")
+    with tempfile.TemporaryDirectory(prefix=f"logs-lag-{kind}-", dir=ROOT) as tmp_s:
+        tmp = Path(tmp_s)
+        sup = Supd(tools["supd"], tmp, started) if kind == "supd" else Pm2(tools["pm2"], tmp, started)
+        try:
+            sup.boot()
+            ticker = ROOT / "ticker.py"
+            count = int(args.lag_seconds * 1000 / args.lag_interval_ms)
+            apps = []
+            if flood:
+                fa = [ROOT / "writer.py", f"t{args.lag_seconds + 1:g}", tmp / "flood-stamp"]
+                apps.append({"name": "flood", "script": str(fa[0]), "args": fa[1:], "date": True} if kind == "pm2"
+                            else {"name": "flood", "script": PY, "args": fa, "date": True})
+            ta = [ticker, count, args.lag_interval_ms]
+            apps.append({"name": "tick", "script": str(ta[0]), "args": ta[1:], "date": True} if kind == "pm2"
+                        else {"name": "tick", "script": PY, "args": ta, "date": True})
+            cmd = sup.start_cmd(apps)
+            out = sup.out_log("tick")
+            log(f"{label}: $ {' '.join(cmd)}")
+            starter = subprocess.Popen(cmd, env=sup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            lags: dict[int, float] = {}
+            bad = 0
+            fd = None
+            rest = b""
+            deadline = time.monotonic() + args.lag_seconds + 60
+            while len(lags) < count and time.monotonic() < deadline:
+                if fd is None:
+                    with contextlib.suppress(OSError):
+                        fd = os.open(out, os.O_RDONLY)
+                if fd is not None:
+                    data = os.read(fd, 1 << 20)
+                    if data:
+                        now = time.time_ns()
+                        parts = (rest + data).split(b"\n")
+                        rest = parts.pop()
+                        for line in parts:
+                            m = LAG_RE.search(line)
+                            if not m:
+                                bad += 1
+                                continue
+                            lags.setdefault(int(m.group(2)), (now - int(m.group(1))) / 1e6)
+                        continue
+                time.sleep(0.001)
+            if fd is not None:
+                os.close(fd)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                starter.communicate(timeout=60)
+            v = sorted(lags.values())
+            res = {"kind": kind, "flood": flood, "expected": count, "received": len(v), "bad_lines": bad}
+            if v:
+                res.update({
+                    "median_ms": round(statistics.median(v), 2),
+                    "p99_ms": round(v[min(len(v) - 1, int(0.99 * len(v)))], 2),
+                    "max_ms": round(v[-1], 2),
+                    "min_ms": round(v[0], 2),
+                })
+            if flood:
+                fs = read_stamp(tmp / "flood-stamp")
+                if fs:
+                    res["flood_lines_written"] = fs["lines"]
+                    res["flood_mb_per_s_written"] = round(fs["lines"] * LINE_BYTES / 1e6 / ((fs["t1_ns"] - fs["t0_ns"]) / 1e9), 1)
+            log(f"{label}: {res}")
+            return res
+        finally:
+            sup.kill()
+
+
+# --------------------------------------------------------------------------- cleanup check
+
+
+def leftovers(started: list, tmp_root: Path) -> list[str]:
+    left = [f"daemon pid {pid}" for pid in started if alive(pid)]
+    p = subprocess.run(["pgrep", "-af", str(tmp_root)], stdout=subprocess.PIPE, text=True, timeout=10)
+    for line in p.stdout.splitlines():
+        pid = int(line.split()[0])
+        if pid != os.getpid() and alive(pid):
+            left.append(line)
+    return left
+
+
+def reap(started: list, tmp_root: Path) -> list[str]:
+    left = leftovers(started, tmp_root)
+    if left:
+        log(f"left over after kill: {left}; SIGKILL by pid")
+        pids = set(started)
+        p = subprocess.run(["pgrep", "-f", str(tmp_root)], stdout=subprocess.PIPE, text=True, timeout=10)
+        pids.update(int(x) for x in p.stdout.split())
+        for pid in pids:
+            if pid != os.getpid() and alive(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        time.sleep(1)
+    return left
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine(pm2_version: str | None, bin_dir) -> dict:
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, timeout=10).stdout.strip()
+        except Exception:  # noqa: BLE001
+            return "?"
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    rev = out(["git", "-C", str(WORKSPACE), "rev-parse", "--short", "HEAD"])
+    dirty = out(["git", "-C", str(WORKSPACE), "status", "--porcelain", "--untracked-files=no"])
+    fs = out(["df", "--output=fstype", str(ROOT)]).splitlines()[-1:]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "node": out(["node", "--version"]),
+        "pm2": pm2_version,
+        "python": platform.python_version(),
+        "supd_rev": rev + ("+dirty" if dirty else ""),
+        "bin_dir": str(bin_dir) if bin_dir else None,
+        "tmp": str(Path(tempfile.gettempdir())),
+        "tmp_fstype": fs[0] if fs else "?",
+    }
+
+
+def med(values):
+    v = [x for x in values if isinstance(x, (int, float))]
+    return statistics.median(v) if v else None
+
+
+def _f(x, fmt="{:.2f}"):
+    return fmt.format(x) if isinstance(x, (int, float)) else "n/a"
+
+
+SCENARIOS = [("direct", False), ("supd", False), ("supd", True), ("pm2", False), ("pm2", True)]
+
+
+def scen_label(kind, date):
+    name = {"direct": "direct `> file`", "supd": "supd", "pm2": "PM2"}[kind]
+    if kind == "supd":
+        name += " + `log_date_format`" if date else ", no date"
+    elif kind == "pm2":
+        name += " + `log_date_format`" if date else ", no date"
+    return name
+
+
+def markdown(report: dict) -> str:
+    m, a = report["machine"], report["args"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, node {m['node']}, pm2 {m['pm2']}, "
+        f"Python {m['python']}, supd {m['supd_rev']}; files in {m['tmp']} ({m['tmp_fstype']}); "
+        f"CPU busy before the run: {report.get('cpu_busy_before_pct', '?')}%.",
+        "",
+        f"Throughput: {a['lines']:,} lines of {LINE_BYTES} bytes ({a['lines'] * LINE_BYTES / 1e6:.0f} MB), "
+        f"median of {a['rounds']} interleaved round(s). Time = from the writer's first write to the "
+        "last line in the file (direct: to the writer's exit). MB/s counts the app's bytes (date prefixes "
+        "not included). Daemon CPU = utime+stime of the supd / PM2 daemon process from the start command "
+        "to the last line.",
+        "",
+        "| scenario | time | lines/s | MB/s | vs direct | writer blocked until | daemon CPU | CPU s / GB | daemon peak RSS | file check | others' CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    thr = report["throughput"]
+    direct_mb = med([r.get("mb_per_s") for r in thr.get("direct", [])])
+    for kind, date in SCENARIOS:
+        key = kind + ("+date" if date else "")
+        runs = thr.get(key)
+        if not runs:
+            continue
+        errs = [r for r in runs if "error" in r]
+        good = [r for r in runs if "error" not in r]
+        if not good:
+            lines.append(f"| {scen_label(kind, date)} | failed: {errs[0]['error'][:100]} | | | | | | | | | |")
+            continue
+        mb = med([r["mb_per_s"] for r in good])
+        checks = []
+        for r in good:
+            c = r.get("check") or {}
+            if c.get("ok"):
+                checks.append("ok")
+            else:
+                checks.append(f"{r['status']}: {c.get('lines', 0):,} lines, {c.get('missing', '?'):,} missing, "
+                              f"{c.get('altered', '?'):,} altered, {c.get('out_of_order', '?')} out of order")
+        check = "ok" if all(c == "ok" for c in checks) else "; ".join(checks)
+        lines.append(
+            f"| {scen_label(kind, date)} | {_f(med([r['seconds'] for r in good]), '{:.2f} s')} | "
+            f"{_f(med([r['lines_per_s'] for r in good]), '{:,.0f}')} | {_f(mb, '{:.0f}')} | "
+            f"{_f(mb / direct_mb if mb and direct_mb else None)} | "
+            f"{_f(med([r['writer_seconds'] for r in good]), '{:.2f} s')} | "
+            f"{_f(med([r.get('daemon_cpu_s') for r in good]), '{:.2f} s')} | "
+            f"{_f(med([r.get('daemon_cpu_s_per_gb') for r in good]), '{:.2f}')} | "
+            f"{_f(med([r.get('daemon_rss_max_mib') for r in good]), '{:.0f} MiB')} | {check} | "
+            f"{_f(med([r.get('others_pct') for r in good]), '{:.0f} %')} |"
+        )
+    per_round = []
+    for kind, date in SCENARIOS:
+        key = kind + ("+date" if date else "")
+        if thr.get(key):
+            per_round.append(f"{scen_label(kind, date)}: " + ", ".join(
+                _f(r.get("mb_per_s"), "{:.0f}") for r in thr[key]))
+    if per_round:
+        lines += ["", "MB/s of each round: " + "; ".join(per_round) + "."]
+    lag = report.get("lag") or {}
+    if lag:
+        lines += [
+            "",
+            f"Lag: one line every {a['lag_interval_ms']:g} ms for {a['lag_seconds']:g} s, each with its send time "
+            "(one write(2) per line, `log_date_format` on); the out file is polled every 1 ms; delay = poll that saw "
+            f"the line - send time. 'flood' = the writer floods in a second app of the same daemon for "
+            f"{a['lag_seconds'] + 1:g} s meanwhile.",
+            "",
+            "| supervisor | flood | received | median | p99 | max | flood written |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for key in ("supd", "supd+flood", "pm2", "pm2+flood"):
+            r = lag.get(key)
+            if not r:
+                continue
+            sup = "supd" if key.startswith("supd") else "PM2"
+            fl = "yes" if key.endswith("flood") else "no"
+            if "error" in r:
+                lines.append(f"| {sup} | {fl} | failed: {r['error'][:100]} | | | | |")
+                continue
+            fw = (f"{r['flood_mb_per_s_written']:.0f} MB/s" if r.get("flood_mb_per_s_written") else "")
+            lines.append(f"| {sup} | {fl} | {r['received']}/{r['expected']} | {_f(r.get('median_ms'), '{:.2f} ms')} | "
+                         f"{_f(r.get('p99_ms'), '{:.2f} ms')} | {_f(r.get('max_ms'), '{:.2f} ms')} | {fw} |")
+    lines += ["", f"Left-over processes after the run: {', '.join(report['leftovers']) or 'none'} "
+                  f"(checked with `pgrep -f`). Total {report['total_seconds']:.0f} s."]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin-dir", type=Path, help="folder holding supd and supctl (default: target/release, built if missing)")
+    ap.add_argument("--pm2-prefix", type=Path, help="reuse an npm prefix that already holds pm2 (default: fresh temp folder)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
+    ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+    ap.add_argument("--lines", type=int, default=3_000_000, help="lines per throughput run (default 3,000,000 = 333 MB)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every throughput scenario (default 3)")
+    ap.add_argument("--timeout", type=float, default=300.0,
+                    help="longest wait, per run, for the last line to reach the file (default 300 s)")
+    ap.add_argument("--stall", type=float, default=5.0,
+                    help="give up when the writer is done and the file has not grown for this long (default 5 s)")
+    ap.add_argument("--lag-seconds", type=float, default=3.0, help="lag test duration (default 3 s)")
+    ap.add_argument("--lag-interval-ms", type=float, default=10.0, help="one lag line every ... ms (default 10)")
+    ap.add_argument("--only", choices=["supd", "pm2"], help="one supervisor only (direct always runs)")
+    ap.add_argument("--skip", choices=["throughput", "lag"], help="skip one of the two measurements")
+    ap.add_argument("--wait-quiet", type=float, default=60.0,
+                    help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
+    ap.add_argument("--quiet-below", type=float, default=20.0, help="'quiet' = less than this percent of CPU busy")
+    ap.add_argument("--from-json", type=Path, help="only render the Markdown of a report saved with --json-out")
+    args = ap.parse_args()
+    if args.from_json:
+        print(markdown(json.loads(args.from_json.read_text())))
+        return 0
+
+    t_start = time.monotonic()
+    quiet = cpu_busy(2.0)
+    deadline = time.monotonic() + args.wait_quiet
+    while quiet > args.quiet_below and time.monotonic() < deadline:
+        log(f"CPU {quiet}% busy with other work; waiting (up to {args.wait_quiet:g} s) for < {args.quiet_below:g}%")
+        quiet = cpu_busy(5.0)
+    log(f"CPU busy before start (nothing of ours running): {quiet}%")
+    started: list[int] = []
+    thr: dict = {}
+    lag: dict = {}
+    pm2_version = None
+    bin_dir = None
+    left: list[str] = []
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="logs-bench-") as tmp_root_s:
+        global ROOT
+        tmp_root = ROOT = Path(tmp_root_s)
+        (tmp_root / "writer.py").write_text(WRITER_PY)
+        (tmp_root / "ticker.py").write_text(TICKER_PY)
+        tools: dict = {}
+        try:
+            if args.only != "pm2":
+                try:
+                    tools["supd"] = bin_dir = ensure_supd(args.bin_dir)
+                except Exception as e:  # noqa: BLE001 - in the report, never faked
+                    log(f"supd unavailable: {e}")
+                    thr["supd"] = thr["supd+date"] = [{"error": str(e)}]
+                    failed = True
+            if args.only != "supd":
+                try:
+                    prefix = args.pm2_prefix.resolve() if args.pm2_prefix else tmp_root / "pm2"
+                    prefix.mkdir(parents=True, exist_ok=True)
+                    inst = Pm2Install(prefix)
+                    inst.install()
+                    pm2_version = inst.version()
+                    tools["pm2"] = inst
+                except Exception as e:  # noqa: BLE001
+                    log(f"PM2 unavailable: {e}")
+                    thr["pm2"] = thr["pm2+date"] = [{"error": str(e)}]
+                    failed = True
+            if args.skip != "throughput":
+                for rnd in range(args.rounds):
+                    for kind, date in SCENARIOS:
+                        if kind != "direct" and kind not in tools:
+                            continue
+                        key = kind + ("+date" if date else "")
+                        log(f"round {rnd + 1}/{args.rounds}: {key}")
+                        try:
+                            r = measure(kind, date, args.lines, args, started, tools)
+                        except Exception as e:  # noqa: BLE001
+                            log(f"{key} failed: {e}")
+                            r = {"error": str(e)}
+                        if "error" in r or r.get("status") != "complete" or not (r.get("check") or {}).get("ok"):
+                            failed = failed or kind in ("direct", "supd")
+                        thr.setdefault(key, []).append(r)
+            if args.skip != "lag":
+                for kind in ("supd", "pm2"):
+                    if kind not in tools:
+                        continue
+                    for flood in (False, True):
+                        key = kind + ("+flood" if flood else "")
+                        try:
+                            lag[key] = lag_run(kind, flood, args, started, tools)
+                        except Exception as e:  # noqa: BLE001
+                            log(f"lag {key} failed: {e}")
+                            lag[key] = {"error": str(e)}
+                        if kind == "supd" and lag[key].get("received") != lag[key].get("expected"):
+                            failed = True
+        finally:
+            time.sleep(1)
+            left = reap(started, tmp_root)
+            still = leftovers(started, tmp_root)
+            if still:
+                log(f"STILL RUNNING after SIGKILL: {still}")
+            else:
+                log("pgrep -f: none of our processes is left")
+
+    report = {
+        "machine": machine(pm2_version, bin_dir),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "throughput": thr,
+        "lag": lag,
+        "cpu_busy_before_pct": quiet,
+        "leftovers": left,
+        "total_seconds": round(time.monotonic() - t_start, 1),
+    }
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(markdown(report))
+    log(f"done in {report['total_seconds']} s")
+    return 1 if failed or left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
