@@ -277,3 +277,46 @@ fn a_node_app_using_pm2s_process_send_ready_reloads_under_load() {
         &failures[..failures.len().min(5)]
     );
 }
+
+#[test]
+fn an_unmodified_pm2_style_node_app_runs_in_cluster_mode_and_reloads_under_load() {
+    let supd = Supd::new();
+    let port = free_port();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/unmodified.js");
+    let file = supd.write(
+        "plain.toml",
+        &format!(
+            "[[apps]]\nname = \"plain\"\nscript = \"node\"\nargs = [\"{}\"]\nexec_mode = \"cluster\"\ninstances = 2\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\n",
+            script.display()
+        ),
+    );
+    // Ready means the preload took fd 3 for listen(PORT) and said so.
+    supd.ok(&["start", file.to_str().unwrap()]);
+    assert!(supd.list().iter().all(|r| r["status"] == "online"));
+    let seen = spread(port, 60);
+    assert_eq!(
+        seen.len(),
+        2,
+        "both instances serve on the shared port: {seen:?}"
+    );
+    let load = Load::start(port, "/", 4);
+    for _ in 0..3 {
+        supd.ok(&["reload", "plain"]);
+    }
+    let (ok, failures) = load.finish();
+    assert!(ok > 50, "{ok}");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(
+        supd.list()
+            .iter()
+            .map(|r| r["restarts"].as_u64().unwrap())
+            .sum::<u64>(),
+        6
+    );
+}

@@ -244,7 +244,7 @@ def throughput(deployments: list, args) -> dict:
             # --max-noise % of the CPU); when no run was quiet, the median of all, flagged.
             quiet = [r for r in rs if r["others_cpu_pct"] <= args.max_noise]
             pool = quiet or rs
-            med = dict(sorted(pool, key=lambda r: r["rps"])[len(pool) // 2])
+            med = dict(sorted(pool, key=lambda r: r["rps"])[(len(pool) - 1) // 2])  # lower median
             med["quiet_runs"] = len(quiet)
             med["runs"] = [{"rps": r["rps"], "others_cpu_pct": r["others_cpu_pct"]} for r in rs]
             med["errors"] = sum(r["errors"] for r in rs)

@@ -68,7 +68,7 @@ PREFIX_LEN = 23 + 2  # "<date>: "
 ROOT: Path = Path(tempfile.gettempdir())
 
 WRITER_PY = r'''
-import os, sys, time
+import fcntl, os, resource, sys, time
 # argv: N STAMPFILE            write N lines "%09d " + 100 x's, then exit
 #       tSECONDS STAMPFILE     write such lines (numbered from 0) for SECONDS, then exit
 X = 100
@@ -91,8 +91,13 @@ while i < n:
 out.flush()
 t1 = time.time_ns()
 c = os.times()
+ru = resource.getrusage(resource.RUSAGE_SELF)
+try:
+    pipe = fcntl.fcntl(1, fcntl.F_GETPIPE_SZ)  # stdout's pipe buffer (fails on a file)
+except OSError:
+    pipe = -1
 with open(stamp, "w") as f:
-    f.write(f"{t0} {t1} {c.user + c.system} {i}\n")
+    f.write(f"{t0} {t1} {c.user + c.system} {i} {ru.ru_nvcsw} {ru.ru_nivcsw} {pipe}\n")
 '''
 
 TICKER_PY = r'''
@@ -142,6 +147,28 @@ def proc_ticks(pid: int) -> int | None:
         return None
     f = text[text.rindex(")") + 2:].split()
     return int(f[11]) + int(f[12])
+
+
+def thread_ticks(pid: int) -> dict:
+    """{tid: (thread name, utime+stime ticks)} of every thread of `pid`."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError):
+                text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                f = text[text.rindex(")") + 2:].split()
+                out[int(tid)] = (text[text.index("(") + 1:text.rindex(")")], int(f[11]) + int(f[12]))
+    return out
+
+
+def thread_delta(a: dict, b: dict) -> dict:
+    """CPU seconds per thread name between two thread_ticks() snapshots (threads summed by name)."""
+    out: dict[str, float] = {}
+    for tid, (name, ticks) in b.items():
+        d = ticks - a.get(tid, (name, 0))[1]
+        if d > 0:
+            out[name] = round(out.get(name, 0) + d / CLK_TCK, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def rss_kib(pid: int) -> int | None:
@@ -328,10 +355,11 @@ class Pm2:
 
 def read_stamp(path: Path) -> dict | None:
     try:
-        t0, t1, cpu, lines = path.read_text().split()
+        t0, t1, cpu, lines, nvcsw, nivcsw, pipe = path.read_text().split()
     except (OSError, ValueError):
         return None
-    return {"t0_ns": int(t0), "t1_ns": int(t1), "cpu_s": float(cpu), "lines": int(lines)}
+    return {"t0_ns": int(t0), "t1_ns": int(t1), "cpu_s": float(cpu), "lines": int(lines),
+            "voluntary_switches": int(nvcsw), "involuntary_switches": int(nivcsw), "stdout_pipe_bytes": int(pipe)}
 
 
 def verify(path: Path, n: int) -> dict:
@@ -369,6 +397,8 @@ def verify(path: Path, n: int) -> dict:
                         res["out_of_order"] += 1
                 else:
                     res["altered"] += 1
+                    if "altered_sample" not in res:
+                        res["altered_sample"] = line[:200].decode(errors="replace")
             res["lines"] += len(parts)
     if rest:
         res["altered"] += 1
@@ -456,6 +486,7 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
             time.sleep(0.5)
             m0, (me0, ch0) = machine_snapshot(), own_cpu()
             c0 = proc_ticks(daemon_pid) if daemon_pid else 0
+            th0 = thread_ticks(daemon_pid) if daemon_pid else {}
             t_cmd = time.time_ns()
             if kind == "direct":
                 with out.open("wb") as f:
@@ -476,6 +507,7 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
                 if starter.returncode != 0:
                     w["start_error"] = (se or so).decode(errors="replace").strip()[-500:]
             c1 = proc_ticks(daemon_pid) if daemon_pid else 0
+            th1 = thread_ticks(daemon_pid) if daemon_pid else {}
             m1, (me1, ch1) = machine_snapshot(), own_cpu()
             s = read_stamp(stamp)
             if s is None:
@@ -496,6 +528,8 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
                 "lines_per_s": round(n / el) if el > 0 else None,
                 "mb_per_s": round(app_bytes / 1e6 / el, 1) if el > 0 else None,
                 "writer_cpu_s": round(s["cpu_s"], 2),
+                "writer_voluntary_switches": s["voluntary_switches"],
+                "writer_stdout_pipe_bytes": s["stdout_pipe_bytes"],
             })
             if daemon_pid:
                 cpu = (c1 - c0) / CLK_TCK
@@ -503,6 +537,7 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
                 res["daemon_cpu_s_per_gb"] = round(cpu / (app_bytes / 1e9), 2)
                 res["daemon_cpu_pct"] = round(100 * cpu / el, 1) if el > 0 else None
                 res["daemon_rss_max_mib"] = w["daemon_rss_max_mib"]
+                res["daemon_threads_cpu_s"] = thread_delta(th0, th1)
             # CPU taken by others during the run: machine busy minus ours (daemon, writer,
             # this script, the start command).
             busy_s = (m1[1] - m0[1]) / CLK_TCK
@@ -581,6 +616,9 @@ def lag_run(kind: str, flood: bool, args, started: list, tools: dict) -> dict:
                     "min_ms": round(v[0], 2),
                 })
             if flood:
+                t_end = time.monotonic() + args.lag_seconds + 15
+                while not (tmp / "flood-stamp").exists() and time.monotonic() < t_end:
+                    time.sleep(0.1)
                 fs = read_stamp(tmp / "flood-stamp")
                 if fs:
                     res["flood_lines_written"] = fs["lines"]
@@ -686,7 +724,7 @@ def markdown(report: dict) -> str:
         "not included). Daemon CPU = utime+stime of the supd / PM2 daemon process from the start command "
         "to the last line.",
         "",
-        "| scenario | time | lines/s | MB/s | vs direct | writer blocked until | daemon CPU | CPU s / GB | daemon peak RSS | file check | others' CPU |",
+        "| scenario | time | lines/s | MB/s | vs direct | writer's own time | daemon CPU | CPU s / GB | daemon peak RSS | file check | others' CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     thr = report["throughput"]
@@ -729,6 +767,23 @@ def markdown(report: dict) -> str:
                 _f(r.get("mb_per_s"), "{:.0f}") for r in thr[key]))
     if per_round:
         lines += ["", "MB/s of each round: " + "; ".join(per_round) + "."]
+    detail = []
+    for kind, date in SCENARIOS[1:]:
+        good = [r for r in thr.get(kind + ("+date" if date else ""), []) if "error" not in r]
+        if not good:
+            continue
+        r = min(good, key=lambda x: abs(x["seconds"] - med([g["seconds"] for g in good])))  # the median run
+        th = ", ".join(f"`{k}` {v:.2f} s" for k, v in list(r.get("daemon_threads_cpu_s", {}).items())[:4])
+        detail.append(
+            f"- {scen_label(kind, date)} (median run): daemon CPU {r.get('daemon_cpu_pct')} % of one core "
+            f"over the run; busiest daemon threads: {th or 'n/a'}; the writer blocked "
+            f"{_f(r.get('writer_voluntary_switches'), '{:,}')} times (voluntary context switches; its stdout pipe "
+            f"holds {_f(r.get('writer_stdout_pipe_bytes'), '{:,}')} bytes) and used {r.get('writer_cpu_s')} s of CPU.")
+        sample = (r.get("check") or {}).get("altered_sample")
+        if sample:
+            detail.append(f"  First altered line: `{sample[:150]}`")
+    if detail:
+        lines += ["", "Where the time goes:", ""] + detail
     lag = report.get("lag") or {}
     if lag:
         lines += [
@@ -862,9 +917,10 @@ def main() -> int:
                 log(f"STILL RUNNING after SIGKILL: {still}")
             else:
                 log("pgrep -f: none of our processes is left")
+        mach = machine(pm2_version, bin_dir)  # while the temporary folder exists (df)
 
     report = {
-        "machine": machine(pm2_version, bin_dir),
+        "machine": mach,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "throughput": thr,
         "lag": lag,

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::instance::{Instance, describe_exit};
 use crate::listeners::SlotSockets;
 use crate::logs::{AppLog, Stream};
+use crate::node_preload;
 use crate::readiness::{self, Notice};
 use crate::registry::Trouble;
 
@@ -512,6 +513,11 @@ impl App {
         env.insert("NODE_APP_INSTANCE".into(), slot.to_string());
         if let Some(port) = self.config.port {
             env.insert("PORT".into(), port.to_string());
+            if let Some(options) =
+                node_preload::node_options(env.get("NODE_OPTIONS").map(String::as_str))
+            {
+                env.insert("NODE_OPTIONS".into(), options);
+            }
         }
         if let Some(period) = self.config.watchdog {
             env.insert("WATCHDOG_USEC".into(), period.as_micros().to_string());

@@ -15,6 +15,7 @@ mod listeners;
 mod logs;
 mod metrics;
 mod monitor;
+mod node_preload;
 mod ops;
 mod readiness;
 mod registry;
@@ -106,6 +107,11 @@ async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let listener = home::bind_socket(&home)?;
     home::write_pid(&home)?;
+    if let Err(e) = node_preload::install(&home) {
+        tracing::warn!(
+            "cannot write the Node preload: {e}; Node apps must listen on fd 3 themselves"
+        );
+    }
     let registry = Registry::new(home.clone(), reaper, args.sample_interval);
     if let Some(addr) = args.metrics {
         registry
