@@ -276,7 +276,12 @@ pub fn last_lines_across_rotations(path: &Path, n: usize) -> io::Result<(Vec<Vec
             break;
         }
         let mut text = Vec::new();
-        let file = File::open(older)?;
+        let file = match File::open(older) {
+            Ok(file) => file,
+            // Removed meanwhile (retention, or compression finishing).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if older.extension().is_some_and(|e| e == "gz") {
             flate2::read::GzDecoder::new(file).read_to_end(&mut text)?;
         } else {

@@ -82,6 +82,17 @@ pub fn rotated(current: &Path) -> Vec<PathBuf> {
         })
         .collect();
     files.sort();
+    // Mid-compression both `X` and `X.gz` exist: they are the same lines.
+    let gz: Vec<PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "gz"))
+        .cloned()
+        .collect();
+    files.retain(|p| {
+        let mut zipped = p.as_os_str().to_owned();
+        zipped.push(".gz");
+        !gz.contains(&PathBuf::from(zipped))
+    });
     files
 }
 

@@ -534,7 +534,7 @@ impl App {
         match (inst.status, inst.pid) {
             (Status::Launching | Status::Online, Some(pid)) => {
                 inst.status = Status::Stopping;
-                inst.kill_deadline = Some(Instant::now() + timeout);
+                inst.kill_deadline = Some(later(timeout));
                 group::signal(pid, signal);
                 schedule(
                     &self.events,
@@ -705,7 +705,22 @@ impl App {
             "not ready within listen_timeout ({} ms)",
             self.config.listen_timeout.as_millis()
         );
-        self.fail_launch(i, reason, true);
+        if self
+            .waiting
+            .get(&generation)
+            .is_some_and(|w| w.launch.is_some())
+        {
+            self.fail_launch(i, reason, true);
+        } else {
+            // An automatic restart nobody waits on: kill it, and its exit
+            // goes through the restart policy (back-off, max_restarts).
+            let inst = &mut self.instances[i];
+            tracing::warn!(app = %self.config.name, instance = inst.slot, "{reason}");
+            inst.last_error = Some(reason);
+            if let Some(pid) = inst.pid {
+                group::signal(pid, Signal::SIGKILL);
+            }
+        }
     }
 
     /// Ends a launch that failed: kills what is left of the process group,
@@ -721,7 +736,10 @@ impl App {
         inst.status = Status::Errored;
         inst.last_error = Some(reason.clone());
         if let Some(reply) = self.waiting.remove(&generation).and_then(|w| w.launch) {
-            let _ = reply.send(Err(reason));
+            let _ = reply.send(Err(format!(
+                "app \"{}\" instance {slot}: {reason}",
+                self.config.name
+            )));
         }
         let beside_live = self
             .instances
@@ -739,8 +757,16 @@ impl App {
         let name = self.config.name.clone();
         let policy = Policy::from(&*self.config);
         let events = self.events.clone();
+        let slot = self.instances[i].slot;
+        // Another process of this slot starting or serving (a reload or a
+        // replacement under way) takes over from this one.
+        let replaced = self.instances.iter().any(|o| {
+            o.slot == slot
+                && o.generation != generation
+                && matches!(o.status, Status::Launching | Status::Online)
+        });
         let inst = &mut self.instances[i];
-        let (slot, pgid) = (inst.slot, inst.pid.unwrap_or_default());
+        let pgid = inst.pid.unwrap_or_default();
         let uptime = inst.started.map_or(Duration::ZERO, |t| t.elapsed());
         inst.record_exit(exit);
         tracing::info!(app = %name, instance = slot, pid = pgid, "exited with {}", describe_exit(exit));
@@ -764,6 +790,12 @@ impl App {
                     format!("exited with {} before it was ready", describe_exit(exit)),
                     false,
                 );
+            }
+            Status::Launching | Status::Online if replaced => {
+                // Restarting this one would leave two processes in the slot.
+                group::signal(pgid, Signal::SIGKILL);
+                self.instances.remove(i);
+                self.waiting.remove(&generation);
             }
             Status::Launching | Status::Online => {
                 // The instance is its process group: leftovers of a crashed
@@ -803,11 +835,19 @@ impl App {
     }
 }
 
+/// `delay` from now; a delay too large for the clock means "far away".
+fn later(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// Delivers `event` to the actor behind `events` after `delay`.
 fn schedule(events: &mpsc::UnboundedSender<Event>, delay: Duration, event: Event) {
     let events = events.clone();
+    let at = tokio::time::Instant::from_std(later(delay));
     tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep_until(at).await;
         let _ = events.send(event);
     });
 }
@@ -815,7 +855,7 @@ fn schedule(events: &mpsc::UnboundedSender<Event>, delay: Duration, event: Event
 /// Waits until the group led by `pgid` is empty, sending SIGKILL at
 /// `deadline` if it is not.
 async fn drain_group(pgid: u32, deadline: Instant) {
-    let give_up = deadline + KILL_GRACE;
+    let give_up = deadline.checked_add(KILL_GRACE).unwrap_or(deadline);
     let mut killed = false;
     while group::alive(pgid) {
         let now = Instant::now();

@@ -15,6 +15,10 @@ use tokio::task::JoinSet;
 
 use crate::registry::AppHandle;
 
+/// The most instances one app may have (a typo like `scale api 99999` would
+/// otherwise exhaust the daemon's descriptors).
+const MAX_INSTANCES: u32 = 1024;
+
 /// The longest a removed slot's accept queue is given to drain.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How often a draining queue is looked at.
@@ -30,8 +34,26 @@ pub async fn start(
     new: Option<(AppConfig, BTreeMap<String, String>)>,
 ) -> Result<Outcome, String> {
     let _op = app.op.lock().await;
-    if app.view().instances.iter().any(|i| i.is_active()) {
-        return Ok(Outcome::AlreadyOnline);
+    let view = app.view();
+    let active: Vec<u32> = view
+        .instances
+        .iter()
+        .filter(|i| i.is_active())
+        .map(|i| i.slot)
+        .collect();
+    if !active.is_empty() {
+        // Running: a new config is `reload`'s job; slots that are down
+        // (errored, stopped) are started, the others left alone.
+        let down: Vec<u32> = (0..view.config.instances)
+            .filter(|s| !active.contains(s))
+            .collect();
+        if down.is_empty() {
+            return Ok(Outcome::AlreadyOnline);
+        }
+        for slot in down {
+            app.launch(slot, false).await?;
+        }
+        return Ok(Outcome::Started);
     }
     if let Some((config, env)) = new {
         app.configure(config, Some(env)).await?;
@@ -105,9 +127,20 @@ pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(
         app.retire(generation, true).await;
     } else {
         app.retire(generation, false).await;
-        app.launch_because(slot, reason).await?;
+        // Crashed and restarted meanwhile: that restart replaced it.
+        if !slot_is_live(app, slot) {
+            app.launch_because(slot, reason).await?;
+        }
     }
     Ok(())
+}
+
+/// Whether `slot` has a process starting or serving.
+fn slot_is_live(app: &AppHandle, slot: u32) -> bool {
+    app.view()
+        .instances
+        .iter()
+        .any(|i| i.slot == slot && matches!(i.status, Status::Launching | Status::Online))
 }
 
 /// A graceful restart of the whole app on its `cron_restart` schedule: the
@@ -147,6 +180,11 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
     };
     let name = &config.name;
     let target = match target {
+        Some(n) if n > MAX_INSTANCES => {
+            return Err(format!(
+                "app \"{name}\": refused to scale to {n} instances: at most {MAX_INSTANCES}"
+            ));
+        }
         Some(n) if n >= 1 => n,
         _ => {
             return Err(format!(
@@ -190,8 +228,16 @@ async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
         };
         let pid = match old {
             Some((generation, _)) if capped => {
-                app.retire(generation, true).await;
-                app.launch(slot, true).await.map_err(failed)?
+                // The record stays (stopped) so the new process inherits its
+                // restart count; if the old process crashed and was restarted
+                // meanwhile, that restart already replaced it.
+                app.retire(generation, false).await;
+                if slot_is_live(app, slot) {
+                    continue;
+                }
+                app.launch(slot, true).await.map_err(|e| {
+                    format!("reload of \"{name}\" failed at instance {slot}: {e}; the app capped at one instance is down")
+                })?
             }
             Some((generation, _)) => {
                 let pid = app.launch(slot, true).await.map_err(failed)?;
@@ -218,10 +264,16 @@ async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(),
     if target > current {
         resize_config(app, target).await?;
         for slot in current..target {
-            let pid = app
-                .launch(slot, false)
-                .await
-                .map_err(|e| format!("app \"{name}\" instance {slot}: {e}"))?;
+            let launched = app.launch(slot, false).await;
+            let Ok(pid) = launched else {
+                // Count only the slots that started.
+                for generation in generations(app, |s| s >= slot) {
+                    app.retire(generation, true).await;
+                }
+                resize_config(app, slot).await?;
+                app.route(slot).await?;
+                return launched.map(drop);
+            };
             let _ = progress.send(format!("{name}[{slot}]: started pid {pid}, online"));
         }
         app.route(target).await?;

@@ -102,25 +102,6 @@ pub async fn listen(notify: UnixDatagram, ipc: Option<UnixStream>, on_notice: im
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_notify_lines() {
-        assert_eq!(
-            parse_notify(b"STATUS=warming up\nREADY=1\nMAINPID=4\nSTOPPING=1\nWATCHDOG=1"),
-            vec![
-                Notice::Status("warming up".into()),
-                Notice::Ready,
-                Notice::Stopping,
-                Notice::Watchdog
-            ]
-        );
-        assert!(parse_notify(b"\xff\xfe").is_empty());
-    }
-}
-
 /// Tells our own supervisor (systemd with `Type=notify`) about our state,
 /// e.g. `READY=1`, if it gave us a `NOTIFY_SOCKET`.
 pub fn tell_supervisor(state: &str) {
@@ -139,5 +120,24 @@ pub fn tell_supervisor(state: &str) {
     });
     if let Err(e) = sent {
         tracing::warn!("cannot notify {address}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_notify_lines() {
+        assert_eq!(
+            parse_notify(b"STATUS=warming up\nREADY=1\nMAINPID=4\nSTOPPING=1\nWATCHDOG=1"),
+            vec![
+                Notice::Status("warming up".into()),
+                Notice::Ready,
+                Notice::Stopping,
+                Notice::Watchdog
+            ]
+        );
+        assert!(parse_notify(b"\xff\xfe").is_empty());
     }
 }

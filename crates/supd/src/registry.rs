@@ -364,7 +364,10 @@ impl Registry {
             },
             Request::Save => self.save(),
             Request::Resurrect => self.resurrect().await,
-            Request::Kill => self.each("all", |a| async move { a.stop().await }).await,
+            // Deleting (not just stopping) ends every actor, so nothing
+            // queued behind the stop (a cron restart, a replacement) can
+            // start a process the exiting daemon would leave behind.
+            Request::Kill => self.delete("all").await,
         };
         result.unwrap_or_else(|message| Response::Error { message })
     }
@@ -396,11 +399,14 @@ impl Registry {
             let config = self.with_log_defaults(config);
             let name = config.name.clone();
             let result = match self.find(&name) {
-                Some(app) => {
-                    let outcome = ops::start(&app, Some((config, base_env.clone()))).await;
-                    app.arm(self);
-                    outcome
-                }
+                Some(app) => match self.port_taken(config.port, &name) {
+                    Ok(()) => {
+                        let outcome = ops::start(&app, Some((config, base_env.clone()))).await;
+                        app.arm(self);
+                        outcome
+                    }
+                    Err(e) => Err(e),
+                },
                 None => self.add(config, base_env.clone()).await,
             };
             outcomes.push(match result {
@@ -486,6 +492,7 @@ impl Registry {
         config: AppConfig,
         base_env: BTreeMap<String, String>,
     ) -> Result<AppHandle, String> {
+        self.port_taken(config.port, &config.name)?;
         config
             .validate()
             .map_err(|e| format!("app \"{}\": {e}", config.name))?;
@@ -509,8 +516,32 @@ impl Registry {
             checker: health::Checker::default(),
             log_problem,
         };
-        self.apps().push(handle.clone());
+        let mut apps = self.apps();
+        if apps.iter().any(|a| a.name == handle.name) {
+            return Err(format!(
+                "app \"{}\" is being started by another command",
+                handle.name
+            ));
+        }
+        apps.push(handle.clone());
         Ok(handle)
+    }
+
+    /// The other app already using `port`, if any: two apps on one port
+    /// would share its connections.
+    fn port_taken(&self, port: Option<u16>, name: &str) -> Result<(), String> {
+        let Some(port) = port else { return Ok(()) };
+        match self
+            .views()
+            .iter()
+            .find(|v| v.config.port == Some(port) && v.config.name != name)
+        {
+            Some(other) => Err(format!(
+                "app \"{name}\": port {port} is already used by app \"{}\"",
+                other.config.name
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `reload FILE`: running apps get the new config the reload way, new
@@ -527,6 +558,7 @@ impl Registry {
             let name = config.name.clone();
             match self.find(&name) {
                 Some(app) => {
+                    self.port_taken(config.port, &name)?;
                     let result = ops::reload_with(&app, config, base_env.clone(), progress).await;
                     app.arm(self);
                     result?
@@ -542,16 +574,24 @@ impl Registry {
     }
 
     async fn delete(&self, target: &str) -> Result<Response, String> {
-        let response = self
+        let result = self
             .each(target, |a| async move {
+                // After any operation in flight, so it cannot start a
+                // process once the app is gone.
+                let op = a.op.clone();
+                let _op = op.lock().await;
                 a.disarm();
                 a.ask(Command::Delete).await
             })
-            .await?;
-        if let Response::Done { apps } = &response {
-            self.apps().retain(|a| !apps.contains(&a.name));
-        }
-        Ok(response)
+            .await;
+        // Forget every app that is gone, even if another one failed.
+        let deleted: &[String] = match &result {
+            Ok(Response::Done { apps }) => apps,
+            _ => &[],
+        };
+        self.apps()
+            .retain(|a| !deleted.contains(&a.name) && !a.commands.is_closed());
+        result
     }
 
     /// The process table, as `list` shows it.

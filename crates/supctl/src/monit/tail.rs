@@ -203,6 +203,7 @@ mod tests {
             name: "app".into(),
             out: dir.join("app-out.log"),
             err: dir.join("app-err.log"),
+            instances: Vec::new(),
         };
         std::fs::write(&logs.out, "one\ntwo\n").unwrap();
         let mut tail = LogTail::open(&logs);
