@@ -683,6 +683,9 @@ impl App {
                 generation,
                 reason,
             });
+            // Looked at again a period later: if the replacement failed,
+            // the process is still silent and is reported again.
+            schedule(&self.events, period, Event::WatchdogDue { generation });
         } else {
             schedule(
                 &self.events,

@@ -163,7 +163,13 @@ impl AppLog {
 
     /// Applies a new config's rotation settings.
     pub fn configure(&mut self, config: &AppConfig) {
-        let _ = self.tx.try_send(LogMsg::Configure(Layout::of(config)));
+        // Through a task: a full channel (a flooding app) must delay the
+        // new settings, not lose them.
+        let tx = self.tx.clone();
+        let layout = Layout::of(config);
+        tokio::spawn(async move {
+            let _ = tx.send(LogMsg::Configure(layout)).await;
+        });
         self.arm(config);
     }
 

@@ -11,13 +11,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use supd_proto::Status;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::watch;
 
 use crate::registry::{Registry, Trouble};
+
+/// How long after a memory report the same process is reported again if it
+/// is still there (its replacement failed).
+const REPORT_AGAIN: Duration = Duration::from_secs(30);
 
 /// What one instance's process tree uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -55,8 +59,9 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
         tracing::error!("cannot read process information: CPU and memory will show as 0");
         return;
     };
-    // Instances already reported over their limit, so one breach causes one restart.
-    let mut reported: HashSet<u64> = HashSet::new();
+    // Instances reported over their limit, and when: one breach causes one
+    // restart, and a replacement that failed is asked for again later.
+    let mut reported: HashMap<u64, Instant> = HashMap::new();
     loop {
         let period = *interval.borrow_and_update();
         tokio::select! {
@@ -112,7 +117,11 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
                     .pid
                     .and_then(|p| figures.get(&p))
                     .map_or(0, |u| u.memory);
-                if used > limit && reported.insert(inst.generation) {
+                let due = reported
+                    .get(&inst.generation)
+                    .is_none_or(|at| at.elapsed() >= REPORT_AGAIN);
+                if used > limit && due {
+                    reported.insert(inst.generation, Instant::now());
                     let reason = format!("memory limit {} exceeded: {}", size(limit), size(used));
                     registry.report(Trouble {
                         app: view.config.name.clone(),
@@ -122,7 +131,7 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
                 }
             }
         }
-        reported.retain(|g| live.contains(g));
+        reported.retain(|g, _| live.contains(g));
         samples.replace(figures);
     }
 }
