@@ -389,3 +389,22 @@ fn assert_no_zombies(supd: &Supd) {
         );
     }
 }
+
+#[test]
+fn a_js_script_runs_with_node_like_pm2() {
+    let supd = Supd::new();
+    supd.write(
+        "hello.js",
+        "console.log('js says ' + process.argv[2]); setInterval(() => {}, 1000);",
+    );
+    supd.ok(&["start", "./hello.js", "--", "hi"]);
+    let show = supd.show("hello");
+    assert_eq!(show["config"]["script"], "node");
+    let log = supd.home().join("logs/hello-out.log");
+    wait_for(Duration::from_secs(10), "the script's output", || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .contains("js says hi")
+            .then_some(())
+    });
+}

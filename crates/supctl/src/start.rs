@@ -79,6 +79,7 @@ fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
     };
     let mut app = AppConfig::with_defaults(name.clone(), script, PathBuf::from(&cwd));
     app.args = args.args.clone();
+    app.apply_interpreter();
     app.port = args.port;
     if let Some(n) = &args.instances {
         app.exec_mode = ExecMode::Cluster;

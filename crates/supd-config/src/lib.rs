@@ -378,6 +378,29 @@ impl AppConfig {
     }
 }
 
+/// The interpreter PM2 would pick for a script by its extension: `node` for
+/// `.js`, `.mjs` and `.cjs`, `python3` for `.py`; `None` for anything else
+/// (executed directly).
+pub fn interpreter_for(script: &str) -> Option<&'static str> {
+    let ext = std::path::Path::new(script).extension()?.to_str()?;
+    match ext {
+        "js" | "mjs" | "cjs" => Some("node"),
+        "py" => Some("python3"),
+        _ => None,
+    }
+}
+
+impl AppConfig {
+    /// Runs a `.js` or `.py` script through its interpreter, as PM2 does:
+    /// `script = "app.js"` becomes `script = "node"`, `args = ["/abs/app.js", …]`.
+    pub fn apply_interpreter(&mut self) {
+        if let Some(interpreter) = interpreter_for(&self.script) {
+            let script = std::mem::replace(&mut self.script, interpreter.to_string());
+            self.args.insert(0, script);
+        }
+    }
+}
+
 /// Parses a duration: an integer is milliseconds, else `500ms`, `10s`, `2m`, `1h`.
 /// Fractions (`1.5s`) are accepted; negative or unknown forms are errors.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -86,6 +86,7 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
         .map_or_else(|| ctx.dir.to_path_buf(), |cwd| resolve_path(&cwd, ctx.dir));
     let mut app = AppConfig::with_defaults(name, script, cwd);
     app.args = raw.args.unwrap_or(app.args);
+    app.apply_interpreter();
     app.exec_mode = raw.exec_mode.unwrap_or(app.exec_mode);
     app.instances = instances.unwrap_or(app.instances);
     app.port = raw.port.map(Spanned::into_inner);

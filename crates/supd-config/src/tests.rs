@@ -534,3 +534,30 @@ fn public_helpers() {
 }
 
 mod daemon_and_health;
+
+#[test]
+fn js_and_py_scripts_run_through_their_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("eco.toml");
+    std::fs::write(
+        &file,
+        "[[apps]]\nname = \"web\"\nscript = \"./server.js\"\nargs = [\"--verbose\"]\n\n[[apps]]\nname = \"job\"\nscript = \"job.py\"\n\n[[apps]]\nname = \"bin\"\nscript = \"./bin/api\"\n",
+    )
+    .unwrap();
+    let eco = crate::load(&file, &crate::LoadOptions::default()).unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    assert_eq!(eco.apps[0].script, "node");
+    assert_eq!(
+        eco.apps[0].args,
+        [
+            root.join("server.js").display().to_string(),
+            "--verbose".into()
+        ]
+    );
+    assert_eq!(eco.apps[1].script, "python3");
+    assert_eq!(eco.apps[1].args, ["job.py"]);
+    assert_eq!(
+        eco.apps[2].script,
+        root.join("bin/api").display().to_string()
+    );
+}
