@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod control;
 mod fork;
+mod import;
 mod logs;
 mod monit;
 mod monitor;

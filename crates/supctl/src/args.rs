@@ -72,6 +72,11 @@ pub enum Cmd {
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
     },
+    /// Print a PM2 ecosystem file (.js, .cjs, .json, .yaml) as ecosystem.toml; unmapped keys on stderr.
+    Import {
+        /// The PM2 ecosystem file.
+        file: PathBuf,
+    },
     /// Write the process list (configs, instance counts, stopped apps) to SUPD_HOME/dump.json.
     Save,
     /// Bring back the process list written by `save`.

@@ -6,6 +6,7 @@
 
 mod args;
 mod client;
+mod import;
 mod logs;
 mod monit;
 mod render;
@@ -129,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Import { file } => import::run(&file),
         Cmd::Ping(j) => {
             let Response::Pong { pid, version } =
                 Client::connect(&home)?.request(&Request::Ping)?

@@ -28,6 +28,8 @@ mod diag;
 mod health;
 mod loader;
 mod raw;
+
+pub use raw::APP_KEYS;
 mod resolve;
 #[cfg(test)]
 mod tests;

@@ -24,8 +24,9 @@ pub(crate) use daemon::{DAEMON_KEYS, read_daemon};
 use value::Value;
 pub(crate) use value::kind;
 
-/// Every key an app may have, besides `env_<name>` (for "did you mean").
-const KEYS: &[&str] = &[
+/// Every key an app may have, besides `env_<name>`, in the reference's
+/// order (for "did you mean", and the order `supctl import` writes them in).
+pub const APP_KEYS: &[&str] = &[
     "name",
     "script",
     "args",
@@ -196,7 +197,7 @@ impl RawApp {
                         unknown_key(
                             &format!("apps[{index}]"),
                             key_name,
-                            KEYS,
+                            APP_KEYS,
                             DAEMON_KEYS,
                             "[daemon]",
                         ),
@@ -270,21 +271,24 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(suggest("instnces", KEYS), Some("instances"));
-        assert_eq!(suggest("kill_timout", KEYS), Some("kill_timeout"));
-        assert_eq!(suggest("Name", KEYS), Some("name"));
-        assert_eq!(suggest("watch", KEYS), None);
-        assert_eq!(suggest("exec_interpreter", KEYS), None);
-        assert_eq!(suggest("healthcheck", KEYS), Some("health_check"));
-        assert_eq!(suggest("health_chek", KEYS), Some("health_check"));
-        assert_eq!(suggest("health_intervall", KEYS), Some("health_interval"));
-        assert_eq!(suggest("watchdg", KEYS), Some("watchdog"));
-        assert_eq!(suggest("merge_log", KEYS), Some("merge_logs"));
-        assert_eq!(suggest("log_rotate", KEYS), None);
-        assert_eq!(suggest("log_retian", KEYS), Some("log_retain"));
-        assert_eq!(suggest("log_compression", KEYS), Some("log_compress"));
+        assert_eq!(suggest("instnces", APP_KEYS), Some("instances"));
+        assert_eq!(suggest("kill_timout", APP_KEYS), Some("kill_timeout"));
+        assert_eq!(suggest("Name", APP_KEYS), Some("name"));
+        assert_eq!(suggest("watch", APP_KEYS), None);
+        assert_eq!(suggest("exec_interpreter", APP_KEYS), None);
+        assert_eq!(suggest("healthcheck", APP_KEYS), Some("health_check"));
+        assert_eq!(suggest("health_chek", APP_KEYS), Some("health_check"));
         assert_eq!(
-            suggest("rotate_interval", KEYS),
+            suggest("health_intervall", APP_KEYS),
+            Some("health_interval")
+        );
+        assert_eq!(suggest("watchdg", APP_KEYS), Some("watchdog"));
+        assert_eq!(suggest("merge_log", APP_KEYS), Some("merge_logs"));
+        assert_eq!(suggest("log_rotate", APP_KEYS), None);
+        assert_eq!(suggest("log_retian", APP_KEYS), Some("log_retain"));
+        assert_eq!(suggest("log_compression", APP_KEYS), Some("log_compress"));
+        assert_eq!(
+            suggest("rotate_interval", APP_KEYS),
             Some("log_rotate_interval")
         );
         assert_eq!(

@@ -4,7 +4,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::value::{Value, kind};
-use super::{KEYS, unknown_key};
+use super::{APP_KEYS, unknown_key};
 use crate::DaemonConfig;
 use crate::diag::Diag;
 use crate::values::{self, bounds};
@@ -76,7 +76,13 @@ pub(crate) fn read_daemon(value: &Spanned<DeValue<'_>>, diag: &mut Diag<'_>) -> 
             }
             _ => diag.at(
                 key.span(),
-                unknown_key("daemon", key_name, DAEMON_KEYS, KEYS, "an [[apps]] table"),
+                unknown_key(
+                    "daemon",
+                    key_name,
+                    DAEMON_KEYS,
+                    APP_KEYS,
+                    "an [[apps]] table",
+                ),
             ),
         }
     }
