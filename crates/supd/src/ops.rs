@@ -27,8 +27,9 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// Where an operation reports its steps (`supctl` prints them as they come).
 pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
 
-/// Starts every slot of an app that is not running, after replacing its
-/// config if a new one is given. Apps with a live instance are left alone.
+/// Starts what is down: with nothing running, every slot (with the new
+/// config, if one is given); with some instances running, only the down
+/// slots. An app whose every slot is live is already online.
 pub async fn start(
     app: &AppHandle,
     new: Option<(AppConfig, BTreeMap<String, String>)>,
