@@ -87,6 +87,16 @@ pub enum Command {
         /// Done.
         reply: oneshot::Sender<()>,
     },
+    /// Retire (and forget) `old` in favour of the other live process of its
+    /// slot — a reload's last step. Checked and done in one actor step: if
+    /// that other process died meanwhile, `old` keeps serving and the answer
+    /// is `false`.
+    HandOver {
+        /// The process being replaced, by generation.
+        old: u64,
+        /// Whether it was retired.
+        reply: oneshot::Sender<bool>,
+    },
     /// Replace the config (and caller environment) new processes get;
     /// rebinds the port if it changed.
     Configure {
@@ -260,6 +270,31 @@ impl App {
                 reason,
                 reply,
             } => self.launch(slot, restart, reason, reply),
+            Command::HandOver { old, reply } => {
+                let successor = self.find(old).is_some_and(|i| {
+                    let slot = self.instances[i].slot;
+                    self.instances.iter().any(|o| {
+                        o.slot == slot
+                            && o.generation != old
+                            && matches!(o.status, Status::Launching | Status::Online)
+                    })
+                });
+                match self.find(old) {
+                    Some(i) if successor => {
+                        let waiting = self.waiting.entry(old).or_default();
+                        waiting.remove_when_gone = true;
+                        self.retire(i);
+                        let _ = reply.send(true);
+                    }
+                    // Already gone (crashed and forgotten): nothing to hand over.
+                    None => {
+                        let _ = reply.send(true);
+                    }
+                    Some(_) => {
+                        let _ = reply.send(false);
+                    }
+                }
+            }
             Command::Retire {
                 generation,
                 remove,

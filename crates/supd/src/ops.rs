@@ -125,7 +125,11 @@ pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(
     tracing::warn!(app = %name, instance = slot, pid = inst.pid, "restarting: {reason}");
     if rolls(&view.config) {
         app.launch_because(slot, reason).await?;
-        app.retire(generation, true).await;
+        if !app.hand_over(generation).await {
+            return Err(format!(
+                "app \"{name}\" instance {slot}: the replacement exited right after becoming ready"
+            ));
+        }
     } else {
         app.retire(generation, false).await;
         // Crashed and restarted meanwhile: that restart replaced it.
@@ -242,7 +246,11 @@ async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
             }
             Some((generation, _)) => {
                 let pid = app.launch(slot, true).await.map_err(failed)?;
-                app.retire(generation, true).await;
+                if !app.hand_over(generation).await {
+                    return Err(failed(
+                        "the new process exited right after becoming ready".into(),
+                    ));
+                }
                 pid
             }
             None => app.launch(slot, true).await.map_err(failed)?,

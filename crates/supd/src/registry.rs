@@ -106,6 +106,15 @@ impl AppHandle {
             .await;
     }
 
+    /// Retires `old` if another process of its slot is starting or serving;
+    /// `false` (and `old` untouched) if not.
+    pub async fn hand_over(&self, old: u64) -> bool {
+        self.clone()
+            .ask(|reply| Command::HandOver { old, reply })
+            .await
+            .unwrap_or(false)
+    }
+
     /// Replaces the config new processes get.
     pub async fn configure(
         &self,
