@@ -33,7 +33,9 @@ use self::file::{LogFile, Rotation};
 /// Chunks in flight per app before readers wait for the disk.
 const CHANNEL_DEPTH: usize = 32;
 /// Bytes read from a pipe at once.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
+/// The capacity asked for each app pipe.
+const PIPE_SIZE: usize = 1024 * 1024;
 /// A line longer than this is cut, so one endless line cannot grow memory.
 const MAX_LINE: usize = 1 << 20;
 
@@ -47,8 +49,10 @@ pub enum Stream {
 }
 
 enum LogMsg {
-    /// Whole lines of one instance's stream.
-    Lines(Stream, u32, Vec<u8>),
+    /// Whole lines of one instance's stream, and the `log_date_format`
+    /// prefix of the moment they were read (stamped by the writer thread,
+    /// so reading the pipe and stamping overlap).
+    Lines(Stream, u32, Vec<u8>, Option<String>),
     Truncate(oneshot::Sender<io::Result<()>>),
     Rotate,
     Configure(Layout),
@@ -254,7 +258,13 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<LogMsg>) {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                LogMsg::Lines(stream, instance, bytes) => self.write(stream, instance, &bytes),
+                LogMsg::Lines(stream, instance, bytes, prefix) => {
+                    let bytes = match prefix {
+                        Some(prefix) => stamp(&bytes, &prefix),
+                        None => bytes,
+                    };
+                    self.write(stream, instance, &bytes);
+                }
                 LogMsg::Truncate(ack) => {
                     let result = self.files.values_mut().try_for_each(LogFile::truncate);
                     let _ = ack.send(result);
@@ -301,16 +311,22 @@ async fn pump(
     tx: mpsc::Sender<LogMsg>,
     date_format: Option<String>,
 ) -> io::Result<()> {
+    enlarge_pipe(&fd);
     let mut pipe = pipe::Receiver::from_owned_fd(fd)?;
+    let prefix = || {
+        date_format
+            .as_deref()
+            .map(|f| format!("{}: ", chrono::Local::now().format(f)))
+    };
     let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut chunk = vec![0u8; READ_CHUNK];
     loop {
-        let n = pipe.read(&mut chunk).await?;
-        if n == 0 {
+        // Read straight into the buffer that is sent on: whole lines travel
+        // to the writer without a copy.
+        pending.reserve(READ_CHUNK);
+        if pipe.read_buf(&mut pending).await? == 0 {
             break;
         }
-        pending.extend_from_slice(&chunk[..n]);
-        let cut = match pending.iter().rposition(|&b| b == b'\n') {
+        let cut = match memchr::memrchr(b'\n', &pending) {
             Some(pos) => pos + 1,
             None if pending.len() >= MAX_LINE => {
                 pending.push(b'\n');
@@ -321,11 +337,7 @@ async fn pump(
         let rest = pending.split_off(cut);
         let lines = std::mem::replace(&mut pending, rest);
         if tx
-            .send(LogMsg::Lines(
-                stream,
-                instance,
-                stamp(lines, date_format.as_deref()),
-            ))
+            .send(LogMsg::Lines(stream, instance, lines, prefix()))
             .await
             .is_err()
         {
@@ -335,28 +347,32 @@ async fn pump(
     if !pending.is_empty() {
         pending.push(b'\n');
         let _ = tx
-            .send(LogMsg::Lines(
-                stream,
-                instance,
-                stamp(pending, date_format.as_deref()),
-            ))
+            .send(LogMsg::Lines(stream, instance, pending, prefix()))
             .await;
     }
     Ok(())
 }
 
+/// Grows the pipe to [`PIPE_SIZE`] (from Linux's 64 KiB), so a chatty app
+/// rarely blocks while the reader is busy; best effort.
+fn enlarge_pipe(fd: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETPIPE_SZ only changes the pipe's capacity.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
+    }
+}
+
 /// Prefixes every line of `lines` (which ends with a newline) with
 /// `<time>: `, as PM2 does with `log_date_format`.
-fn stamp(lines: Vec<u8>, date_format: Option<&str>) -> Vec<u8> {
-    let Some(format) = date_format else {
-        return lines;
-    };
-    let prefix = format!("{}: ", chrono::Local::now().format(format));
-    let count = lines.iter().filter(|&&b| b == b'\n').count();
+fn stamp(lines: &[u8], prefix: &str) -> Vec<u8> {
+    let count = memchr::memchr_iter(b'\n', lines).count();
     let mut out = Vec::with_capacity(lines.len() + count * prefix.len());
-    for line in lines.split_inclusive(|&b| b == b'\n') {
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', lines) {
         out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(line);
+        out.extend_from_slice(&lines[start..=end]);
+        start = end + 1;
     }
     out
 }
@@ -367,8 +383,6 @@ mod tests {
 
     #[test]
     fn stamp_prefixes_each_line() {
-        let out = stamp(b"a\nb\n".to_vec(), Some("T"));
-        assert_eq!(out, b"T: a\nT: b\n");
-        assert_eq!(stamp(b"a\n".to_vec(), None), b"a\n");
+        assert_eq!(stamp(b"a\nb\n", "T: "), b"T: a\nT: b\n");
     }
 }

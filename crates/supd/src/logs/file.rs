@@ -64,7 +64,6 @@ impl LogFile {
                 Ok(())
             }),
         };
-        let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
         match result {
             Ok(()) => {
                 self.size += bytes.len() as u64;
@@ -78,6 +77,7 @@ impl LogFile {
                 // a file that can never take more (e.g. replaced, or a full
                 // device), and reopening is cheap.
                 self.file = None;
+                let lines = memchr::memchr_iter(b'\n', bytes).count() as u64;
                 let dropped = self.dropped.get_or_insert(0);
                 if *dropped == 0 {
                     tracing::error!(app, file = %self.path.display(), "cannot write the log: {e}; dropping lines until it works again");
