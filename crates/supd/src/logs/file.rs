@@ -113,11 +113,11 @@ impl LogFile {
         if self.size == 0 {
             return;
         }
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.3f").to_string();
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.9f").to_string();
         let mut target = rotated_name(&self.path, &stamp);
         let mut n = 1;
         while target.exists() || gz(&target).exists() {
-            target = rotated_name(&self.path, &format!("{stamp}-{n}"));
+            target = rotated_name(&self.path, &format!("{stamp}_{n}"));
             n += 1;
         }
         if let Err(e) = fs::rename(&self.path, &target) {
