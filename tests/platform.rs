@@ -122,12 +122,5 @@ fn the_deployment_checklist() {
 
     let load = Load::start(30000, "/health", 6);
     supd.ok(&["reload", "api-gateway"]);
-    let (ok, failures) = load.finish();
-    assert!(ok > 50, "{ok}");
-    assert!(
-        failures.is_empty(),
-        "{} failed during the reload: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    load.finish_without_failures(51);
 }

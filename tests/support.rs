@@ -329,6 +329,20 @@ impl Load {
         Load { stop, workers }
     }
 
+    /// Stops the clients and asserts that at least `at_least` requests
+    /// succeeded and none failed (showing the first failures).
+    pub fn finish_without_failures(self, at_least: u64) {
+        let (ok, failures) = self.finish();
+        assert!(ok >= at_least, "the load ran: {ok} requests answered");
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed: {:?}",
+            failures.len(),
+            ok + failures.len() as u64,
+            &failures[..failures.len().min(5)]
+        );
+    }
+
     /// Stops the clients; (successful requests, failures).
     pub fn finish(self) -> (u64, Vec<String>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
