@@ -189,6 +189,24 @@ pub struct StartOutcome {
     pub error: Option<String>,
 }
 
+impl StartOutcome {
+    /// The outcome for `name` of an attempt that gave `result`.
+    pub fn of(name: String, result: Result<Outcome, String>) -> StartOutcome {
+        match result {
+            Ok(outcome) => StartOutcome {
+                name,
+                outcome,
+                error: None,
+            },
+            Err(e) => StartOutcome {
+                name,
+                outcome: Outcome::Failed,
+                error: Some(e),
+            },
+        }
+    }
+}
+
 /// What `start` did with one app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

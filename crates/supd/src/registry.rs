@@ -418,18 +418,7 @@ impl Registry {
                 },
                 None => self.add(config, base_env.clone()).await,
             };
-            outcomes.push(match result {
-                Ok(outcome) => StartOutcome {
-                    name,
-                    outcome,
-                    error: None,
-                },
-                Err(e) => StartOutcome {
-                    name,
-                    outcome: Outcome::Failed,
-                    error: Some(e),
-                },
-            });
+            outcomes.push(StartOutcome::of(name, result));
         }
         Response::Started { apps: outcomes }
     }
@@ -467,18 +456,7 @@ impl Registry {
             } else {
                 self.add(saved.config, saved.base_env).await
             };
-            outcomes.push(match result {
-                Ok(outcome) => StartOutcome {
-                    name,
-                    outcome,
-                    error: None,
-                },
-                Err(e) => StartOutcome {
-                    name,
-                    outcome: Outcome::Failed,
-                    error: Some(e),
-                },
-            });
+            outcomes.push(StartOutcome::of(name, result));
         }
         Ok(Response::Started { apps: outcomes })
     }
