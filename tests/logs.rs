@@ -128,11 +128,19 @@ fn lines_out_err_and_date_format() {
         (t.lines().count() == 30).then_some(())
     });
     let out = supd.ok(&["logs", "talk", "--lines", "3", "--out", "--nostream"]);
-    assert_eq!(out, "out 27\nout 28\nout 29\n");
-    let err = supd.ok(&["logs", "talk", "--lines", "2", "--err", "--nostream"]);
+    assert_eq!(out, "talk:0 | out 27\ntalk:0 | out 28\ntalk:0 | out 29\n");
+    let err = supd.ok(&[
+        "logs",
+        "talk",
+        "--lines",
+        "2",
+        "--err",
+        "--raw",
+        "--nostream",
+    ]);
     assert_eq!(err, "err 28\nerr 29\n");
     let both = supd.ok(&["logs", "--lines", "1", "--nostream"]);
-    assert_eq!(both, "talk | out 29\ntalk | err 29\n");
+    assert_eq!(both, "talk:0 | out 29\ntalk:0 | err 29\n");
     let default = supd.ok(&["logs", "talk", "--out", "--nostream"]);
     assert_eq!(default.lines().count(), 15, "15 lines by default");
 
@@ -183,7 +191,7 @@ fn follow_continues_across_restarts_and_tags_every_app() {
     for round in 0..2 {
         supd.ok(&["restart", "tick"]);
         let pid = supd.instance("tick", 0)["pid"].as_u64().unwrap();
-        let want = format!("tick | start {pid}");
+        let want = format!("tick:0 | start {pid}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
@@ -200,7 +208,7 @@ fn follow_continues_across_restarts_and_tags_every_app() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l == "late | late-line" => break,
+            Ok(l) if l == "late:0 | late-line" => break,
             Ok(_) => continue,
             Err(_) => panic!("follow never showed the new app"),
         }
@@ -281,6 +289,7 @@ fn rotation_during_a_flood_keeps_every_line_and_the_retained_count() {
         "logs",
         "rot",
         "--out",
+        "--raw",
         "--lines",
         &want.to_string(),
         "--nostream",
@@ -386,7 +395,7 @@ fn json_grep_and_timestamp_output() {
     assert!(
         records
             .iter()
-            .all(|r| r["app"] == "mix" && r["time"].is_string() && r.get("instance").is_some())
+            .all(|r| r["app"] == "mix" && r["time"].is_string() && r["instance"] == 0)
     );
     assert!(
         records
@@ -401,7 +410,7 @@ fn json_grep_and_timestamp_output() {
 
     assert_eq!(
         supd.ok(&["logs", "mix", "--grep", "^b.e", "--nostream"]),
-        "bye 2\n"
+        "mix:0 | bye 2\n"
     );
     let err = supd.fails(&["logs", "mix", "--grep", "(", "--nostream"]);
     assert!(err.contains("--grep"), "{err}");
@@ -458,4 +467,124 @@ fn per_instance_files_carry_the_instance_number() {
         !supd.home().join("logs/who-out.log").exists(),
         "no merged file"
     );
+}
+
+/// Reads a follower's stdout lines on a thread, so a test can wait for them
+/// with a deadline.
+fn lines_of(follower: &mut KillOnDrop) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = follower.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Checks that `tagged` (`who:N | line K of N`) names the instance that
+/// wrote the line; returns (N, K).
+fn tagged_by_its_writer(tagged: &str) -> (u32, u32) {
+    let (tag, text) = tagged.split_once(" | ").expect(tagged);
+    let instance: u32 = tag.strip_prefix("who:").expect(tagged).parse().unwrap();
+    let (k, n) = text
+        .strip_prefix("line ")
+        .and_then(|t| t.split_once(" of "))
+        .expect(tagged);
+    assert_eq!(n.parse::<u32>().unwrap(), instance, "{tagged}");
+    (instance, k.parse().unwrap())
+}
+
+#[test]
+fn merged_files_tag_every_line_with_its_instance_when_followed_and_across_rotations() {
+    let supd = Supd::new();
+    let go = supd.work().join("go");
+    // Each instance says it is ready, waits for the test, then writes 300
+    // lines into the one merged file the two share, rotated every 2 KB.
+    let script = supd.script(
+        "who.sh",
+        &format!(
+            "echo \"ready $INSTANCE_ID\"; while [ ! -e {go} ]; do sleep 0.02; done\n\
+             i=0; while [ $i -lt 300 ]; do echo \"line $i of $INSTANCE_ID\"; i=$((i+1)); done; exec sleep 300",
+            go = go.display()
+        ),
+    );
+    let file = supd.write(
+        "who.toml",
+        &format!(
+            "[[apps]]\nname = \"who\"\nscript = \"{}\"\ninstances = 2\nlog_max_size = \"2K\"\nlog_retain = 100\nlog_compress = true\n",
+            script.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let current = supd.home().join("logs/who-out.log");
+    wait_for(Duration::from_secs(10), "both ready lines", || {
+        let text = std::fs::read_to_string(&current).ok()?;
+        (text.lines().count() == 2).then_some(())
+    });
+
+    // The follower has read the file once its one-line tail is printed.
+    let mut cmd = supd.cmd(&["logs", "who", "--out", "--lines", "1"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut follower = KillOnDrop(cmd.spawn().unwrap());
+    let rx = lines_of(&mut follower);
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        first.starts_with("who:") && first.contains("| ready "),
+        "{first}"
+    );
+    std::fs::write(&go, "").unwrap();
+    let mut next = [0u32; 2];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next != [300, 300] {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("followed only {next:?} lines"));
+        let (instance, k) = tagged_by_its_writer(&line);
+        assert_eq!(k, next[instance as usize], "in order: {line}");
+        next[instance as usize] += 1;
+    }
+
+    // Read back across the rotated (gzipped) files, with the same tags.
+    wait_for(
+        Duration::from_secs(30),
+        "every rotated file compressed",
+        || {
+            // At least one rotation: the ready lines are written before the
+            // rest, which is over 2K whatever chunks it arrives in.
+            let (text, rotated, gz) = all_rotations(&current)?;
+            (text.lines().count() == 602 && rotated == gz && gz >= 1).then_some(())
+        },
+    );
+    let out = supd.ok(&["logs", "who", "--out", "--lines", "1000", "--nostream"]);
+    let lines: Vec<&str> = out.lines().filter(|l| !l.contains("| ready ")).collect();
+    assert_eq!(lines.len(), 600, "{out}");
+    let mut next = [0u32; 2];
+    for line in lines {
+        let (instance, k) = tagged_by_its_writer(line);
+        assert_eq!(k, next[instance as usize], "in order: {line}");
+        next[instance as usize] += 1;
+    }
+    let json = supd.ok(&[
+        "logs",
+        "who",
+        "--out",
+        "--json",
+        "--lines",
+        "1000",
+        "--nostream",
+    ]);
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let instance = v["instance"].as_u64().expect(line);
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(" {instance}")),
+            "{line}"
+        );
+    }
 }

@@ -151,7 +151,7 @@ pub struct JsonArg {
 /// `logs` options.
 #[derive(Args)]
 pub struct LogsArgs {
-    /// App name (default: every app, each line tagged with its app).
+    /// App name (default: every app, each line tagged with its app and instance).
     pub name: Option<String>,
     /// How many lines of each file to print first.
     #[arg(long, default_value_t = 15)]
@@ -165,6 +165,9 @@ pub struct LogsArgs {
     /// Print and exit instead of following.
     #[arg(long)]
     pub nostream: bool,
+    /// Print lines as they are, without the `app:instance | ` prefix.
+    #[arg(long, conflicts_with = "json")]
+    pub raw: bool,
     /// Prefix each line with the local time it was read.
     #[arg(long)]
     pub timestamp: bool,

@@ -5,9 +5,11 @@
 //! where we stopped (across restarts of the app, which append to the same
 //! files); a file that shrinks was flushed and is read again from its start.
 //!
-//! Each line goes through a [`Printer`]: tagged with its app when several
-//! apps are shown (coloured per app on a terminal, plain when piped), with
-//! `--timestamp`, as JSON with `--json`, filtered by `--grep`.
+//! Each line goes through a [`Printer`]: tagged with its app and instance
+//! (coloured per app on a terminal, plain when piped; none with `--raw`),
+//! with `--timestamp`, as JSON with `--json`, filtered by `--grep`. The
+//! instance of a line in a merged file comes from the file's instance index
+//! ([`supd_proto::log_index`]), read after the lines it describes.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -16,6 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use supd_proto::log_index::{InstanceRuns, index_path};
 use supd_proto::{AppLogs, Home, Request, Response};
 
 use crate::args::LogsArgs;
@@ -28,8 +31,11 @@ const RESCAN: Duration = Duration::from_secs(1);
 
 /// How lines are printed.
 struct Printer {
-    /// Prefix lines with their app (no name was given).
+    /// Prefix lines with their app even when the instance is unknown (no
+    /// name was given).
     tagged: bool,
+    /// No prefix at all (`--raw`).
+    raw: bool,
     /// ANSI colours per app (stdout is a terminal, and not `--json`).
     color: bool,
     timestamp: bool,
@@ -58,6 +64,7 @@ impl Printer {
         };
         Ok(Printer {
             tagged: args.name.is_none(),
+            raw: args.raw,
             color: !args.json && io::stdout().is_terminal(),
             timestamp: args.timestamp,
             json: args.json,
@@ -65,14 +72,17 @@ impl Printer {
         })
     }
 
-    /// Prints one line (without its newline) of `app`'s `stream`, from
-    /// `instance` when the files are per instance.
-    fn line(&self, out: &mut impl Write, source: &Source, line: &[u8]) -> io::Result<()> {
-        let Source {
-            app,
-            instance,
-            stream,
-        } = source;
+    /// Prints one line (without its newline) of `source`, written by
+    /// `instance` when its file's index says so.
+    fn line(
+        &self,
+        out: &mut impl Write,
+        source: &Source,
+        instance: Option<u32>,
+        line: &[u8],
+    ) -> io::Result<()> {
+        let Source { app, stream, .. } = source;
+        let instance = instance.or(source.instance);
         let text = String::from_utf8_lossy(line);
         if self.grep.as_ref().is_some_and(|g| !g.is_match(&text)) {
             return Ok(());
@@ -81,7 +91,7 @@ impl Printer {
         if self.json {
             let record = serde_json::json!({
                 "app": app,
-                // Known with per-instance files (merge_logs = false).
+                // Unknown only for lines written before supd kept indexes.
                 "instance": instance,
                 "stream": stream,
                 "time": now().to_rfc3339(),
@@ -92,7 +102,7 @@ impl Printer {
         if self.timestamp {
             write!(out, "{} ", now().format("%Y-%m-%d %H:%M:%S%.3f"))?;
         }
-        if self.tagged || instance.is_some() {
+        if !self.raw && (self.tagged || instance.is_some()) {
             let tag = match instance {
                 Some(i) => format!("{app}:{i}"),
                 None => app.clone(),
@@ -134,6 +144,66 @@ struct Tail {
     offset: u64,
     /// The end of a line not yet complete.
     partial: Vec<u8>,
+    /// The file's instance index, read as far as the file.
+    index: IndexTail,
+    /// The rotated files that existed when the file was opened (names
+    /// without `.gz`): any other one found at the next rotation was rotated
+    /// in between and is read whole.
+    rotated: Vec<PathBuf>,
+}
+
+/// A followed instance index (a merged file's; per-instance files have none).
+struct IndexTail {
+    path: PathBuf,
+    /// Opened once it exists, then kept open like the log itself, so a
+    /// rotated log is drained with its own index.
+    file: Option<File>,
+    /// Bytes of the index consumed.
+    read: u64,
+    /// The start of an entry not yet complete.
+    pending: Vec<u8>,
+    runs: InstanceRuns,
+}
+
+impl IndexTail {
+    /// Opens the index of `log` right after `log` itself: the daemon creates
+    /// a merged file's index before the file.
+    fn of(log: &Path) -> IndexTail {
+        let path = index_path(log);
+        IndexTail {
+            file: File::open(&path).ok(),
+            path,
+            read: 0,
+            pending: Vec::new(),
+            runs: InstanceRuns::default(),
+        }
+    }
+
+    /// Reads the entries added since the last call. Called after reading the
+    /// log: the daemon writes an entry before its bytes, so every byte read
+    /// so far is covered. An index that shrank was flushed with its log.
+    fn refresh(&mut self) -> io::Result<()> {
+        if self.file.is_none() {
+            self.file = File::open(&self.path).ok();
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let len = file.metadata()?.len();
+        if len < self.read {
+            self.read = 0;
+            self.pending.clear();
+            self.runs.clear();
+        }
+        file.seek(SeekFrom::Start(self.read))?;
+        let fresh = Read::by_ref(file)
+            .take(len - self.read)
+            .read_to_end(&mut self.pending)?;
+        self.read += fresh as u64;
+        let used = self.runs.extend(&self.pending);
+        self.pending.drain(..used);
+        Ok(())
+    }
 }
 
 impl Tail {
@@ -146,6 +216,8 @@ impl Tail {
             file,
             offset,
             partial: Vec::new(),
+            index: IndexTail::of(path),
+            rotated: rotated_names(path),
         }
     }
 }
@@ -162,8 +234,8 @@ pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<()> {
     for app in &apps {
         for (path, source) in selected(app, args) {
             let (lines, end) = last_lines_across_rotations(&path, args.lines)?;
-            for line in lines {
-                printer.line(&mut out, &source, &line)?;
+            for (instance, line) in lines {
+                printer.line(&mut out, &source, instance, &line)?;
             }
             let tail = Tail::new(&path, source, end);
             tails.insert(path, tail);
@@ -234,12 +306,22 @@ fn selected(app: &AppLogs, args: &LogsArgs) -> Vec<(PathBuf, Source)> {
     files
 }
 
-/// The last `n` lines of a file (without their newlines) and the file's
-/// length when read. A missing file has no lines.
-pub fn last_lines(path: &Path, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
+/// The end of a file: its last lines and where they sit.
+#[derive(Debug, Default)]
+pub struct Ending {
+    /// The lines, without their newlines.
+    pub lines: Vec<Vec<u8>>,
+    /// The offset of the first of them.
+    pub start: u64,
+    /// The file's length when read.
+    pub end: u64,
+}
+
+/// The last `n` lines of a file. A missing file has no lines.
+pub fn last_lines(path: &Path, n: usize) -> io::Result<Ending> {
     let mut file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ending::default()),
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
@@ -248,7 +330,7 @@ pub fn last_lines(path: &Path, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
     let mut buf: Vec<u8> = Vec::new();
     // Read backwards until the buffer holds n complete lines (n+1 newlines,
     // counting the one that ends the last line).
-    while start > 0 && buf.iter().filter(|&&b| b == b'\n').count() <= n {
+    while start > 0 && memchr::memchr_iter(b'\n', &buf).count() <= n {
         let from = start.saturating_sub(BLOCK);
         let mut block = vec![0u8; (start - from) as usize];
         file.seek(SeekFrom::Start(from))?;
@@ -257,52 +339,100 @@ pub fn last_lines(path: &Path, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
         buf = block;
         start = from;
     }
-    let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
-    let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-    if text.is_empty() {
-        lines.clear();
-    }
-    let skip = lines.len().saturating_sub(n);
-    Ok((lines.split_off(skip), len))
+    let (skipped, lines) = split_last(&buf, n);
+    Ok(Ending {
+        lines,
+        start: start + skipped as u64,
+        end: len,
+    })
 }
 
-/// The last `n` lines of a log file, continuing into its rotated files
-/// (newest first, gzipped ones decompressed) when the current file holds
-/// fewer; and the current file's length.
-pub fn last_lines_across_rotations(path: &Path, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
-    let (mut lines, end) = last_lines(path, n)?;
+/// The last `n` lines of `text` (newline-terminated), and how many bytes
+/// come before them.
+fn split_last(text: &[u8], n: usize) -> (usize, Vec<Vec<u8>>) {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    if body.is_empty() || n == 0 {
+        return (text.len(), Vec::new());
+    }
+    let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    let kept = lines.split_off(lines.len().saturating_sub(n));
+    let skipped = lines.iter().map(|l| l.len() + 1).sum();
+    (skipped, kept.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+/// A line and the instance that wrote it, when its file's index knows.
+type Tagged = (Option<u32>, Vec<u8>);
+
+/// Tags consecutive `lines` starting at byte `start` of a file with `runs`.
+fn tag(lines: Vec<Vec<u8>>, mut start: u64, runs: &InstanceRuns) -> Vec<Tagged> {
+    lines
+        .into_iter()
+        .map(|line| {
+            let instance = runs.at(start);
+            start += line.len() as u64 + 1;
+            (instance, line)
+        })
+        .collect()
+}
+
+/// The last `n` lines of a log file with their instances, continuing into
+/// its rotated files (newest first, gzipped ones decompressed) when the
+/// current file holds fewer; and the current file's length.
+pub fn last_lines_across_rotations(path: &Path, n: usize) -> io::Result<(Vec<Tagged>, u64)> {
+    let ending = last_lines(path, n)?;
+    // The index is read after the lines it describes.
+    let mut lines = tag(ending.lines, ending.start, &InstanceRuns::of(path));
     for older in supd_proto::home::rotated(path).iter().rev() {
         if lines.len() >= n {
             break;
         }
-        let mut text = Vec::new();
-        let file = match File::open(older) {
-            Ok(file) => file,
-            // Removed meanwhile (retention, or compression finishing).
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        if older.extension().is_some_and(|e| e == "gz") {
-            flate2::read::GzDecoder::new(file).read_to_end(&mut text)?;
-        } else {
-            io::BufReader::new(file).read_to_end(&mut text)?;
-        }
-        let body = text.strip_suffix(b"\n").unwrap_or(&text);
-        if body.is_empty() {
+        let Some(text) = read_rotated(older)? else {
             continue;
-        }
-        let mut earlier: Vec<Vec<u8>> = body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-        let keep = earlier.len().saturating_sub(n - lines.len());
-        earlier.drain(..keep);
+        };
+        let (skipped, earlier) = split_last(&text, n - lines.len());
+        let mut earlier = tag(earlier, skipped as u64, &InstanceRuns::of(older));
         earlier.append(&mut lines);
         lines = earlier;
     }
-    Ok((lines, end))
+    Ok((lines, ending.end))
+}
+
+/// The whole text of a rotated file (decompressed), or `None` if it was
+/// removed meanwhile (retention, or its compression finishing).
+fn read_rotated(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut text = Vec::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(file).read_to_end(&mut text)?;
+    } else {
+        io::BufReader::new(file).read_to_end(&mut text)?;
+    }
+    Ok(Some(text))
+}
+
+/// The names of the rotated files of `path`, without `.gz` (a file keeps
+/// its name when it is compressed).
+fn rotated_names(path: &Path) -> Vec<PathBuf> {
+    supd_proto::home::rotated(path)
+        .iter()
+        .map(|p| plain_name(p))
+        .collect()
+}
+
+/// A rotated file's name without `.gz`.
+fn plain_name(path: &Path) -> PathBuf {
+    let name = path.as_os_str().to_string_lossy();
+    PathBuf::from(name.strip_suffix(".gz").unwrap_or(&name))
 }
 
 /// Prints what was appended to the followed file since `tail.offset`; after
-/// a rotation (`path` names a new file) drains the old one and moves on; after
-/// a flush (the same file, shorter) starts over.
+/// a rotation (`path` names a new file) drains the old one, then any file
+/// rotated since, whole, and moves on; after a flush (the same file,
+/// shorter) starts over.
 fn follow(path: &Path, tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result<()> {
     if tail.file.is_none() {
         tail.file = File::open(path).ok();
@@ -319,10 +449,26 @@ fn follow(path: &Path, tail: &mut Tail, printer: &Printer, out: &mut impl Write)
         .transpose()?;
     if fs::metadata(path).is_ok_and(|m| Some(m.ino()) != ours) {
         // Rotated: whatever reached the old file before the switch is read,
-        // then the new file from its start.
+        // then the files rotated after it (several rotations may fall
+        // between two polls), then the new file from its start.
         drain(tail, printer, out)?;
-        tail.file = File::open(path).ok();
-        tail.offset = 0;
+        let rotated = supd_proto::home::rotated(path);
+        let missed = rotated
+            .iter()
+            .filter(|file| !tail.rotated.contains(&plain_name(file)))
+            // The oldest new one is the file just drained.
+            .skip(1);
+        for file in missed {
+            let Some(text) = read_rotated(file)? else {
+                continue;
+            };
+            let (_, lines) = split_last(&text, usize::MAX);
+            for (instance, line) in tag(lines, 0, &InstanceRuns::of(file)) {
+                printer.line(out, &tail.source, instance, &line)?;
+            }
+        }
+        *tail = Tail::new(path, tail.source.clone(), 0);
+        tail.rotated = rotated.iter().map(|p| plain_name(p)).collect();
     }
     Ok(())
 }
@@ -348,12 +494,15 @@ fn drain(tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result
         .read_to_end(&mut fresh)?;
     tail.offset += fresh.len() as u64;
     tail.partial.extend_from_slice(&fresh);
-    let Some(cut) = tail.partial.iter().rposition(|&b| b == b'\n') else {
+    let Some(cut) = memchr::memrchr(b'\n', &tail.partial) else {
         return Ok(());
     };
+    tail.index.refresh()?;
+    let mut at = tail.offset - tail.partial.len() as u64;
     let rest = tail.partial.split_off(cut + 1);
     for line in tail.partial[..cut].split(|&b| b == b'\n') {
-        printer.line(out, &tail.source, line)?;
+        printer.line(out, &tail.source, tail.index.runs.at(at), line)?;
+        at += line.len() as u64 + 1;
     }
     tail.partial = rest;
     Ok(())
@@ -370,7 +519,7 @@ mod tests {
         let path = dir.join("f.log");
         let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, &text).unwrap();
-        let (lines, end) = last_lines(&path, 3).unwrap();
+        let Ending { lines, start, end } = last_lines(&path, 3).unwrap();
         assert_eq!(
             lines,
             vec![
@@ -380,10 +529,62 @@ mod tests {
             ]
         );
         assert_eq!(end, text.len() as u64);
+        assert_eq!(start, end - 33);
         std::fs::write(&path, "").unwrap();
-        assert!(last_lines(&path, 3).unwrap().0.is_empty());
+        assert!(last_lines(&path, 3).unwrap().lines.is_empty());
         std::fs::write(&path, "a\nb\n").unwrap();
-        assert_eq!(last_lines(&path, 15).unwrap().0.len(), 2);
+        assert_eq!(last_lines(&path, 15).unwrap().lines.len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn follow_reads_every_file_rotated_between_two_polls() {
+        use supd_proto::home::rotated_name;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a-out.log");
+        let index = index_path(&path);
+        fs::create_dir_all(index.parent().unwrap()).unwrap();
+        fs::write(&path, "one\n").unwrap();
+        fs::write(&index, "0 0\n").unwrap();
+        let source = Source {
+            app: "a".into(),
+            instance: None,
+            stream: "out",
+        };
+        let printer = Printer {
+            tagged: false,
+            raw: false,
+            color: false,
+            timestamp: false,
+            json: false,
+            grep: None,
+        };
+        let mut tail = Tail::new(&path, source, 4);
+        // Between two polls: the followed file gets a line and is rotated,
+        // its successor is written and rotated (and gzipped), and a third
+        // one is started.
+        let rotate = |stamp: &str| {
+            fs::rename(&path, rotated_name(&path, stamp)).unwrap();
+            fs::rename(&index, index_path(&rotated_name(&path, stamp))).unwrap();
+        };
+        fs::write(&path, "one\ntwo\n").unwrap();
+        rotate("1");
+        fs::write(&index, "0 1\n").unwrap();
+        fs::write(&path, "three\n").unwrap();
+        rotate("2");
+        let gz = File::create(dir.path().join("a-out.log.2.gz")).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
+        encoder.write_all(b"three\n").unwrap();
+        encoder.finish().unwrap();
+        fs::remove_file(rotated_name(&path, "2")).unwrap();
+        fs::write(&index, "0 0\n").unwrap();
+        fs::write(&path, "four\n").unwrap();
+        let mut out = Vec::new();
+        follow(&path, &mut tail, &printer, &mut out).unwrap();
+        follow(&path, &mut tail, &printer, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a:0 | two\na:1 | three\na:0 | four\n"
+        );
     }
 }

@@ -97,7 +97,7 @@ pub fn rotated(current: &Path) -> Vec<PathBuf> {
 }
 
 /// The name a log file gets when it is rotated at `stamp`
-/// (`YYYYmmdd-HHMMSS.mmm`, so names sort by time).
+/// (`YYYYmmdd-HHMMSS.fffffffff`, so names sort by time).
 pub fn rotated_name(current: &Path, stamp: &str) -> PathBuf {
     let mut name = current.as_os_str().to_owned();
     name.push(".");

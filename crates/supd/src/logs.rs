@@ -14,6 +14,7 @@
 //! `log_compress`.
 
 pub mod file;
+mod index;
 
 use std::collections::HashMap;
 use std::io;
@@ -283,7 +284,7 @@ impl Writer {
         match self.file(stream, instance) {
             Ok(key) => {
                 if let Some(file) = self.files.get_mut(&key) {
-                    file.write(bytes, &self.layout.rotation, &self.app);
+                    file.write(bytes, instance, &self.layout.rotation, &self.app);
                 }
             }
             Err(e) => tracing::error!(app = %self.app, "cannot open a log file: {e}"),
@@ -296,8 +297,10 @@ impl Writer {
         if !self.files.contains_key(&key) {
             let (out, err) = file_pair(&self.home, &self.app, key.1);
             let path = if stream == Stream::Out { out } else { err };
-            self.files
-                .insert(key, LogFile::open(path, self.problem.clone())?);
+            self.files.insert(
+                key,
+                LogFile::open(path, key.1.is_none(), self.problem.clone())?,
+            );
         }
         Ok(key)
     }
@@ -356,11 +359,8 @@ async fn pump(
 /// Grows the pipe to [`PIPE_SIZE`] (from Linux's 64 KiB), so a chatty app
 /// rarely blocks while the reader is busy; best effort.
 fn enlarge_pipe(fd: &OwnedFd) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: F_SETPIPE_SZ only changes the pipe's capacity.
-    unsafe {
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
-    }
+    use nix::fcntl::{FcntlArg, fcntl};
+    let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
 }
 
 /// Prefixes every line of `lines` (which ends with a newline) with

@@ -52,14 +52,14 @@ impl LogTail {
         };
         for (path, err) in [(&logs.out, false), (&logs.err, true)] {
             // An unreadable file shows nothing, like a missing one.
-            let (lines, offset) = crate::logs::last_lines(path, KEEP).unwrap_or_default();
-            for line in lines {
+            let ending = crate::logs::last_lines(path, KEEP).unwrap_or_default();
+            for line in ending.lines {
                 tail.push(&line, err);
             }
             tail.files.push(Followed {
                 path: path.clone(),
                 err,
-                offset,
+                offset: ending.end,
                 partial: Vec::new(),
             });
         }

@@ -1,5 +1,6 @@
 //! One log file: appending whole-line chunks, size-based rotation,
-//! compression and retention, and surviving a full disk.
+//! compression and retention, and surviving a full disk. A merged file
+//! (every instance of an app) also keeps its instance index ([`IndexFile`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use supd_proto::home::{rotated, rotated_name};
+
+use super::index::{self, IndexFile};
 
 /// How an app's files rotate (the app's keys over `[daemon]`'s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,14 +31,23 @@ pub struct LogFile {
     dropped: Option<u64>,
     /// Shared with `show`: the current problem, if any.
     problem: Arc<Mutex<Option<String>>>,
+    /// Which instance wrote what, for a file every instance writes to.
+    index: Option<IndexFile>,
 }
 
 impl LogFile {
-    /// Opens (creating) `path` for appending.
-    pub fn open(path: PathBuf, problem: Arc<Mutex<Option<String>>>) -> io::Result<LogFile> {
+    /// Opens (creating) `path` for appending; `merged` when every instance
+    /// writes to it, so it keeps an instance index.
+    pub fn open(
+        path: PathBuf,
+        merged: bool,
+        problem: Arc<Mutex<Option<String>>>,
+    ) -> io::Result<LogFile> {
+        let index = merged.then(|| IndexFile::of(&path));
         let file = open_append(&path)?;
         let size = file.metadata()?.len();
         Ok(LogFile {
+            index,
             path,
             file: Some(file),
             size,
@@ -44,27 +56,19 @@ impl LogFile {
         })
     }
 
-    /// Appends whole lines, rotating first if they would cross `max_size`.
-    /// When the disk refuses them (full, read-only…) they are dropped and
-    /// counted, the app is never blocked or stopped, and the file is
-    /// reopened at the next chunk so writing resumes once space returns.
-    pub fn write(&mut self, bytes: &[u8], rotation: &Rotation, app: &str) {
+    /// Appends whole lines written by `instance`, rotating first if they
+    /// would cross `max_size`. When the disk refuses them (full,
+    /// read-only…) they are dropped and counted, the app is never blocked or
+    /// stopped, and the file is reopened at the next chunk so writing
+    /// resumes once space returns.
+    pub fn write(&mut self, bytes: &[u8], instance: u32, rotation: &Rotation, app: &str) {
         if let Some(max) = rotation.max_size
             && self.size > 0
             && self.size + bytes.len() as u64 > max
         {
             self.rotate(rotation, app);
         }
-        let result = match self.file.as_mut() {
-            Some(file) => file.write_all(bytes),
-            None => open_append(&self.path).and_then(|mut file| {
-                file.write_all(bytes)?;
-                self.size = file.metadata()?.len() - bytes.len() as u64;
-                self.file = Some(file);
-                Ok(())
-            }),
-        };
-        match result {
+        match self.append(bytes, instance) {
             Ok(()) => {
                 self.size += bytes.len() as u64;
                 if let Some(dropped) = self.dropped.take() {
@@ -93,6 +97,24 @@ impl LogFile {
         }
     }
 
+    /// Writes `bytes` at the end of the file, (re)opening it first if
+    /// needed, after the index entry that names their instance.
+    fn append(&mut self, bytes: &[u8], instance: u32) -> io::Result<()> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let file = open_append(&self.path)?;
+                self.size = file.metadata()?.len();
+                file
+            }
+        };
+        let file = self.file.insert(file);
+        if let Some(index) = &mut self.index {
+            index.note(self.size, instance);
+        }
+        file.write_all(bytes)
+    }
+
     fn set_problem(&self, message: Option<String>) {
         *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = message;
     }
@@ -101,6 +123,9 @@ impl LogFile {
     pub fn truncate(&mut self) -> io::Result<()> {
         if let Some(file) = &self.file {
             file.set_len(0)?;
+        }
+        if let Some(index) = &mut self.index {
+            index.truncate();
         }
         self.size = 0;
         Ok(())
@@ -124,6 +149,9 @@ impl LogFile {
             tracing::error!(app, file = %self.path.display(), "cannot rotate the log: {e}");
             return;
         }
+        if let Some(index) = &mut self.index {
+            index.rotate(&target);
+        }
         self.file = open_append(&self.path).ok();
         self.size = 0;
         prune(&self.path, rotation.retain);
@@ -141,7 +169,8 @@ impl LogFile {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
+/// Opens `path` for appending, creating it.
+pub fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
@@ -184,6 +213,7 @@ fn prune(current: &Path, retain: u32) {
     }
     for old in &files[..keep_from] {
         let _ = fs::remove_file(old);
+        index::remove(old);
     }
 }
 
@@ -199,7 +229,7 @@ mod tests {
     fn rotates_on_size_keeps_retain_and_never_splits_a_chunk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a-out.log");
-        let mut file = LogFile::open(path.clone(), problem()).unwrap();
+        let mut file = LogFile::open(path.clone(), false, problem()).unwrap();
         let rotation = Rotation {
             max_size: Some(100),
             retain: 2,
@@ -208,6 +238,7 @@ mod tests {
         for i in 0..20 {
             file.write(
                 format!("line {i:04} {}\n", "x".repeat(30)).as_bytes(),
+                0,
                 &rotation,
                 "a",
             );
@@ -222,13 +253,39 @@ mod tests {
     }
 
     #[test]
+    fn a_merged_file_indexes_its_writers_across_rotation_and_flush() {
+        use supd_proto::log_index::{InstanceRuns, index_path};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m-out.log");
+        let mut file = LogFile::open(path.clone(), true, problem()).unwrap();
+        let rotation = Rotation {
+            max_size: Some(12),
+            retain: 5,
+            compress: false,
+        };
+        for (line, instance) in [("a0\n", 0), ("b0\n", 0), ("c1\n", 1)] {
+            file.write(line.as_bytes(), instance, &rotation, "m");
+        }
+        assert_eq!(fs::read_to_string(index_path(&path)).unwrap(), "0 0\n6 1\n");
+        // The next chunk crosses max_size: the index moves with its file.
+        file.write(b"d1\ne1\n", 1, &rotation, "m");
+        let old = &rotated(&path)[0];
+        let runs = InstanceRuns::of(old);
+        assert_eq!((runs.at(3), runs.at(6)), (Some(0), Some(1)));
+        assert_eq!(fs::read_to_string(index_path(&path)).unwrap(), "0 1\n");
+        file.truncate().unwrap();
+        file.write(b"f0\n", 0, &rotation, "m");
+        assert_eq!(fs::read_to_string(index_path(&path)).unwrap(), "0 0\n");
+    }
+
+    #[test]
     fn a_full_disk_drops_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b-out.log");
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
         let problem = problem();
-        let mut file = LogFile::open(path.clone(), problem.clone()).unwrap();
-        file.write(b"lost\n", &Rotation::default(), "b");
+        let mut file = LogFile::open(path.clone(), false, problem.clone()).unwrap();
+        file.write(b"lost\n", 0, &Rotation::default(), "b");
         assert!(
             problem
                 .lock()
@@ -238,7 +295,7 @@ mod tests {
                 .contains("1 lines dropped")
         );
         fs::remove_file(&path).unwrap();
-        file.write(b"kept\n", &Rotation::default(), "b");
+        file.write(b"kept\n", 0, &Rotation::default(), "b");
         assert_eq!(fs::read_to_string(&path).unwrap(), "kept\n");
         assert!(problem.lock().unwrap().is_none());
     }
