@@ -27,6 +27,9 @@ start/end time (time.time_ns()) and CPU time. Measured, per round:
      write(2) per line); this script tails its out file (polled every 1 ms) and takes
      the delay from the send time to the poll that saw the line. Once alone, once while
      the writer floods in a second app of the same daemon (--flood-seconds).
+  6. `list` under floods: four apps run the writer, each for --lag-seconds + 2 s, with
+     `log_date_format`; meanwhile `supctl list --json` (resp. `pm2 jlist`) runs every
+     100 ms and its wall time is taken; then 10 more calls once the floods are over.
 
 Setup done here: installs pm2 with npm into a temporary folder (never globally), builds
 supd with `cargo build --release` if the binaries are missing. Every supervisor is
@@ -568,6 +571,15 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
 # --------------------------------------------------------------------------- lag
 
 
+def python_app(kind: str, name: str, program: Path, *argv) -> dict:
+    """A Python program as an app with `log_date_format`: PM2 runs `script` with
+    `interpreter` (this Python); supd execs `script`, this Python, with the program as
+    its first argument."""
+    if kind == "pm2":
+        return {"name": name, "script": str(program), "args": list(argv), "date": True}
+    return {"name": name, "script": PY, "args": [program, *argv], "date": True}
+
+
 def lag_run(kind: str, flood: bool, args, started: list, tools: dict) -> dict:
     label = f"{kind} lag" + (" + flood" if flood else "")
     with tempfile.TemporaryDirectory(prefix=f"logs-lag-{kind}-", dir=ROOT) as tmp_s:
@@ -579,12 +591,8 @@ def lag_run(kind: str, flood: bool, args, started: list, tools: dict) -> dict:
             count = int(args.lag_seconds * 1000 / args.lag_interval_ms)
             apps = []
             if flood:
-                fa = [ROOT / "writer.py", f"t{args.lag_seconds + 1:g}", tmp / "flood-stamp"]
-                apps.append({"name": "flood", "script": str(fa[0]), "args": fa[1:], "date": True} if kind == "pm2"
-                            else {"name": "flood", "script": PY, "args": fa, "date": True})
-            ta = [ticker, count, args.lag_interval_ms]
-            apps.append({"name": "tick", "script": str(ta[0]), "args": ta[1:], "date": True} if kind == "pm2"
-                        else {"name": "tick", "script": PY, "args": ta, "date": True})
+                apps.append(python_app(kind, "flood", ROOT / "writer.py", f"t{args.lag_seconds + 1:g}", tmp / "flood-stamp"))
+            apps.append(python_app(kind, "tick", ticker, count, args.lag_interval_ms))
             cmd = sup.start_cmd(apps)
             out = sup.out_log("tick")
             log(f"{label}: $ {' '.join(cmd)}")
@@ -633,6 +641,62 @@ def lag_run(kind: str, flood: bool, args, started: list, tools: dict) -> dict:
                 if fs:
                     res["flood_lines_written"] = fs["lines"]
                     res["flood_mb_per_s_written"] = round(fs["lines"] * LINE_BYTES / 1e6 / ((fs["t1_ns"] - fs["t0_ns"]) / 1e9), 1)
+            log(f"{label}: {res}")
+            return res
+        finally:
+            sup.kill()
+
+
+# --------------------------------------------------------------------------- list under floods
+
+
+def latency_stats(ms: list[float]) -> dict:
+    v = sorted(ms)
+    if not v:
+        return {"calls": 0}
+    return {"calls": len(v), "median_ms": round(statistics.median(v), 1),
+            "p90_ms": round(v[min(len(v) - 1, int(0.9 * len(v)))], 1), "max_ms": round(v[-1], 1)}
+
+
+def list_run(kind: str, args, started: list, tools: dict) -> dict:
+    """`list` latency while four apps flood their logs, and once they are done."""
+    label = f"{kind} list + 4 floods"
+    with tempfile.TemporaryDirectory(prefix=f"logs-list-{kind}-", dir=ROOT) as tmp_s:
+        tmp = Path(tmp_s)
+        sup = Supd(tools["supd"], tmp, started) if kind == "supd" else Pm2(tools["pm2"], tmp, started)
+        try:
+            sup.boot()
+            seconds = args.lag_seconds + 2
+            stamps = [tmp / f"flood{i}-stamp" for i in range(4)]
+            apps = [python_app(kind, f"flood{i}", ROOT / "writer.py", f"t{seconds:g}", stamp)
+                    for i, stamp in enumerate(stamps)]
+            listing = [str(sup.supctl), "list", "--json"] if kind == "supd" else [str(sup.inst.bin), "jlist"]
+
+            def timed() -> float:
+                t0 = time.monotonic()
+                run(listing, env=sup.env, timeout=60, quiet=True)
+                return (time.monotonic() - t0) * 1000
+
+            cmd = sup.start_cmd(apps)
+            log(f"{label}: $ {' '.join(cmd)}")
+            run(cmd, env=sup.env, timeout=120, quiet=True)
+            during = []
+            t_end = time.monotonic() + seconds - 1
+            while time.monotonic() < t_end:
+                during.append(timed())
+                time.sleep(0.1)
+            t_end = time.monotonic() + seconds + 60
+            while not all(s.exists() for s in stamps) and time.monotonic() < t_end:
+                time.sleep(0.1)
+            written = [read_stamp(s) for s in stamps]
+            after = []
+            for _ in range(10):
+                after.append(timed())
+                time.sleep(0.1)
+            res = {"kind": kind, "during": latency_stats(during), "after": latency_stats(after)}
+            if all(written):
+                res["flood_mb_per_s_written"] = round(sum(
+                    w["lines"] * LINE_BYTES / 1e6 / ((w["t1_ns"] - w["t0_ns"]) / 1e9) for w in written), 1)
             log(f"{label}: {res}")
             return res
         finally:
@@ -727,6 +791,9 @@ def markdown(report: dict) -> str:
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, node {m['node']}, pm2 {m['pm2']}, "
         f"Python {m['python']}, supd {m['supd_rev']}; files in {m['tmp']} ({m['tmp_fstype']}); "
         f"CPU busy before the run: {report.get('cpu_busy_before_pct', '?')}%.",
+    ]
+    thr = report["throughput"]
+    throughput = [
         "",
         f"Throughput: {a['lines']:,} lines of {LINE_BYTES} bytes ({a['lines'] * LINE_BYTES / 1e6:.0f} MB), "
         f"median of {a['rounds']} interleaved round(s). Time = from the writer's first write to the "
@@ -739,7 +806,8 @@ def markdown(report: dict) -> str:
         "| scenario | time | lines/s | MB/s | vs direct | writer's own time | daemon CPU | CPU s / GB | daemon peak RSS | file check | others' CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    thr = report["throughput"]
+    if thr:
+        lines += throughput
     direct_mb = med([r.get("mb_per_s") for r in thr.get("direct", [])])
     for kind, date in SCENARIOS:
         key = kind + ("+date" if date else "")
@@ -820,6 +888,30 @@ def markdown(report: dict) -> str:
             fw = (f"{r['flood_mb_per_s_written']:.0f} MB/s" if r.get("flood_mb_per_s_written") else "")
             lines.append(f"| {sup} | {fl} | {r['received']}/{r['expected']} | {_f(r.get('median_ms'), '{:.2f} ms')} | "
                          f"{_f(r.get('p99_ms'), '{:.2f} ms')} | {_f(r.get('max_ms'), '{:.2f} ms')} | {fw} |")
+    listing = report.get("list") or {}
+    if listing:
+        lines += [
+            "",
+            f"`list` under floods: four apps each flood their log for {a['lag_seconds'] + 2:g} s (`log_date_format` "
+            "on); meanwhile `supctl list --json` (PM2: `pm2 jlist`) runs every 100 ms, wall time of the whole "
+            "command; then 10 calls once the floods are over. 'written' = the four writers' combined rate.",
+            "",
+            "| supervisor | calls | median | p90 | max | after: median | after: max | written |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for kind in ("supd", "pm2"):
+            r = listing.get(kind)
+            if not r:
+                continue
+            sup = "supd" if kind == "supd" else "PM2"
+            if "error" in r:
+                lines.append(f"| {sup} | failed: {r['error'][:100]} | | | | | | |")
+                continue
+            d, af = r["during"], r["after"]
+            fw = f"{r['flood_mb_per_s_written']:.0f} MB/s" if r.get("flood_mb_per_s_written") else ""
+            lines.append(f"| {sup} | {d['calls']} | {_f(d.get('median_ms'), '{:.1f} ms')} | "
+                         f"{_f(d.get('p90_ms'), '{:.1f} ms')} | {_f(d.get('max_ms'), '{:.1f} ms')} | "
+                         f"{_f(af.get('median_ms'), '{:.1f} ms')} | {_f(af.get('max_ms'), '{:.1f} ms')} | {fw} |")
     lines += ["", f"Left-over processes after the run: {', '.join(report['leftovers']) or 'none'} "
                   f"(checked with `pgrep -f`). Total {report['total_seconds']:.0f} s."]
     return "\n".join(lines)
@@ -843,7 +935,8 @@ def main() -> int:
     ap.add_argument("--lag-seconds", type=float, default=3.0, help="lag test duration (default 3 s)")
     ap.add_argument("--lag-interval-ms", type=float, default=10.0, help="one lag line every ... ms (default 10)")
     ap.add_argument("--only", choices=["supd", "pm2"], help="one supervisor only (direct always runs)")
-    ap.add_argument("--skip", choices=["throughput", "lag"], help="skip one of the two measurements")
+    ap.add_argument("--skip", choices=["throughput", "lag", "list"], action="append", default=[],
+                    help="skip a measurement (repeatable)")
     ap.add_argument("--wait-quiet", type=float, default=60.0,
                     help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
     ap.add_argument("--quiet-below", type=float, default=20.0, help="'quiet' = less than this percent of CPU busy")
@@ -870,6 +963,7 @@ def main() -> int:
     started: list[int] = []
     thr: dict = {}
     lag: dict = {}
+    listing: dict = {}
     pm2_version = None
     bin_dir = None
     left: list[str] = []
@@ -900,7 +994,7 @@ def main() -> int:
                     log(f"PM2 unavailable: {e}")
                     thr["pm2"] = thr["pm2+date"] = [{"error": str(e)}]
                     failed = True
-            if args.skip != "throughput":
+            if "throughput" not in args.skip:
                 for rnd in range(args.rounds):
                     for kind, date in SCENARIOS:
                         if kind != "direct" and kind not in tools:
@@ -928,7 +1022,16 @@ def main() -> int:
                         if "error" in r or r.get("status") != "complete" or not (r.get("check") or {}).get("ok"):
                             failed = failed or kind in ("direct", "supd")
                         thr.setdefault(key, []).append(r)
-            if args.skip != "lag":
+            if "list" not in args.skip:
+                for kind in ("supd", "pm2"):
+                    if kind not in tools:
+                        continue
+                    try:
+                        listing[kind] = list_run(kind, args, started, tools)
+                    except Exception as e:  # noqa: BLE001
+                        log(f"list {kind} failed: {e}")
+                        listing[kind] = {"error": str(e)}
+            if "lag" not in args.skip:
                 for kind in ("supd", "pm2"):
                     if kind not in tools:
                         continue
@@ -956,6 +1059,7 @@ def main() -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "throughput": thr,
         "lag": lag,
+        "list": listing,
         "cpu_busy_before_pct": quiet,
         "leftovers": left,
         "total_seconds": round(time.monotonic() - t_start, 1),

@@ -89,6 +89,9 @@ pub enum Cmd {
     },
     /// Disable and remove the unit written by `startup --install`.
     Unstartup,
+    /// Replace the running daemon with the supd binary now installed,
+    /// keeping its pid and every app running (nothing restarts).
+    Update(JsonArg),
     /// Is the daemon alive? (starts it if not, like PM2)
     Ping(JsonArg),
     /// Stop every app, then the daemon.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use supd_proto::frame::{read_frame, write_frame};
-use supd_proto::{Home, Request, Response};
+use supd_proto::{FrameError, Home, Request, Response};
 
 /// How long to wait for a daemon we started to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,14 +54,29 @@ impl Client {
     pub fn request_with_progress(
         &mut self,
         request: &Request,
-        mut on_progress: impl FnMut(&str),
+        on_progress: impl FnMut(&str),
     ) -> anyhow::Result<Response> {
+        match self.request_or_close(request, on_progress)? {
+            Some(response) => Ok(response),
+            None => bail!("supd did not answer: it closed the connection"),
+        }
+    }
+
+    /// Like [`Client::request_with_progress`], for a request the daemon may
+    /// end by closing the connection (`update` re-executes it): `None` then.
+    pub fn request_or_close(
+        &mut self,
+        request: &Request,
+        mut on_progress: impl FnMut(&str),
+    ) -> anyhow::Result<Option<Response>> {
         write_frame(&mut self.stream, request).context("cannot send the request to supd")?;
         loop {
-            match read_frame(&mut self.stream).context("supd did not answer")? {
-                Response::Progress { message } => on_progress(&message),
-                Response::Error { message } => bail!(message),
-                other => return Ok(other),
+            match read_frame(&mut self.stream) {
+                Ok(Response::Progress { message }) => on_progress(&message),
+                Ok(Response::Error { message }) => bail!(message),
+                Ok(other) => return Ok(Some(other)),
+                Err(FrameError::Closed) => return Ok(None),
+                Err(e) => return Err(e).context("supd did not answer"),
             }
         }
     }

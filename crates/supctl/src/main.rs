@@ -12,6 +12,7 @@ mod monit;
 mod render;
 mod start;
 mod startup;
+mod update;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -132,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Import { file } => import::run(&file),
         Cmd::Ping(j) => {
-            let Response::Pong { pid, version } =
+            let Response::Pong { pid, version, .. } =
                 Client::connect(&home)?.request(&Request::Ping)?
             else {
                 bail!("unexpected answer from supd");
@@ -160,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Resurrect => start::report(&mut Client::connect(&home)?, &Request::Resurrect),
         Cmd::Startup { install } => startup::startup(&home, install),
         Cmd::Unstartup => startup::unstartup(),
+        Cmd::Update(j) => update::run(&home, j.json),
         Cmd::Kill => kill(&home),
     }
 }

@@ -14,3 +14,10 @@ pub mod message;
 pub use frame::{FrameError, MAX_FRAME};
 pub use home::Home;
 pub use message::*;
+
+/// Now, as the protocol carries moments: milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

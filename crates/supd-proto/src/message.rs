@@ -92,6 +92,11 @@ pub enum Request {
     Resurrect,
     /// Stop every app, then exit.
     Kill,
+    /// Replace the daemon with the binary now installed where it was
+    /// started from, keeping every app running (`supctl update`). The
+    /// daemon re-executes itself, so on success the connection closes
+    /// without an answer: [`Request::Ping`] then shows the new image.
+    Update,
 }
 
 /// The argument of `scale`: `N`, `+N` or `-N`.
@@ -132,6 +137,16 @@ pub enum Response {
         pid: u32,
         /// The daemon's version.
         version: String,
+        /// The binary the daemon runs from.
+        #[serde(default)]
+        binary: Option<PathBuf>,
+        /// When the running image started (Unix ms): an `update` changes it,
+        /// not the pid.
+        #[serde(default)]
+        image_started_ms: u64,
+        /// How this image started: `started`, `updated from <version>`.
+        #[serde(default)]
+        origin: String,
     },
     /// Answer to [`Request::Start`]: one line per app.
     Started {

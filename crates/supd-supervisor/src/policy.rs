@@ -20,6 +20,9 @@ pub enum Exit {
     Code(i32),
     /// A signal (by number) killed it.
     Signal(i32),
+    /// It ended while the daemon was re-executing itself, and the previous
+    /// image collected its status.
+    Unknown,
 }
 
 /// What to do after an unrequested exit.
@@ -70,7 +73,7 @@ impl From<&AppConfig> for Policy {
 }
 
 /// The memory an instance carries from one run to the next.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunHistory {
     /// Unstable runs in a row.
     pub unstable_restarts: u32,

@@ -20,10 +20,12 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 
@@ -60,26 +62,98 @@ type Waiters = HashMap<i32, oneshot::Sender<Exit>>;
 #[derive(Clone)]
 pub struct Reaper {
     waiters: Arc<Mutex<Waiters>>,
+    /// While set, exits are left unreaped (zombies keep their status): the
+    /// daemon is about to hand its children to its next image.
+    paused: Arc<AtomicBool>,
 }
 
 impl Reaper {
     /// Installs the SIGCHLD handler and starts the reaping task. Call it once,
     /// inside the runtime, before anything is spawned.
     pub fn start() -> io::Result<Reaper> {
+        Reaper::adopting(&[]).map(|(reaper, _)| reaper)
+    }
+
+    /// Like [`Reaper::start`], taking over `pids`: children the daemon had
+    /// before it re-executed itself. Their waiters exist before the first
+    /// reap, so an exit that happened meanwhile (a zombie) is delivered too.
+    /// Returns a receiver for each one's exit, in the order given.
+    pub fn adopting(pids: &[u32]) -> io::Result<(Reaper, Vec<oneshot::Receiver<Exit>>)> {
         let mut sigchld = signal(SignalKind::child())?;
         let reaper = Reaper {
             waiters: Arc::default(),
+            paused: Arc::default(),
         };
-        let waiters = reaper.waiters.clone();
+        let exits = {
+            let mut waiters = reaper.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            pids.iter()
+                .map(|&pid| {
+                    let (tx, rx) = oneshot::channel();
+                    let now = match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(_, code)) => Some(Exit::Code(code)),
+                        Ok(WaitStatus::Signaled(_, sig, _)) => Some(Exit::Signal(sig as i32)),
+                        // Not our child any more: the previous image reaped it.
+                        Err(Errno::ECHILD) => Some(Exit::Unknown),
+                        _ => None,
+                    };
+                    match now {
+                        Some(exit) => {
+                            let _ = tx.send(exit);
+                        }
+                        None => {
+                            waiters.insert(pid as i32, tx);
+                        }
+                    }
+                    rx
+                })
+                .collect()
+        };
+        let looping = reaper.clone();
         tokio::spawn(async move {
             loop {
-                reap_all(&waiters);
+                looping.reap_all();
                 if sigchld.recv().await.is_none() {
                     break;
                 }
             }
         });
-        Ok(reaper)
+        Ok((reaper, exits))
+    }
+
+    /// Stops reaping until [`Reaper::resume`]: exits stay with the kernel.
+    /// A reap in progress finishes first.
+    pub fn pause(&self) {
+        let _waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Reaps again, starting with whatever exited while paused.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.reap_all();
+    }
+
+    /// Collects every exited child without blocking, unless paused.
+    fn reap_all(&self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if self.paused.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            let (pid, exit) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Exit::Signal(sig as i32)),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("waitpid failed: {e}");
+                    return;
+                }
+            };
+            if let Some(tx) = waiters.remove(&pid.as_raw()) {
+                let _ = tx.send(exit);
+            }
+        }
     }
 
     /// Starts a process in a new process group with exactly `spec.env`, stdin
@@ -266,26 +340,6 @@ fn resolve_program(program: &str, env: &BTreeMap<String, String>) -> io::Result<
                 format!("{program}: not found in PATH"),
             )
         })
-}
-
-/// Collects every exited child without blocking.
-fn reap_all(waiters: &Mutex<Waiters>) {
-    let mut waiters = waiters.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let (pid, exit) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, Exit::Code(code)),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Exit::Signal(sig as i32)),
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(e) => {
-                tracing::error!("waitpid failed: {e}");
-                return;
-            }
-        };
-        if let Some(tx) = waiters.remove(&pid.as_raw()) {
-            let _ = tx.send(exit);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! by [`crate::ops`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,10 @@ use supd_config::AppConfig;
 use supd_proto::Status;
 use supd_supervisor::group::{self, parse_signal};
 use supd_supervisor::{Decision, Exit, Policy, Reaper, RunHistory, SpawnSpec};
+use tokio::net::{UnixDatagram, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::handover::{self, FrozenApp, FrozenProcess};
 use crate::instance::{Instance, describe_exit};
 use crate::listeners::SlotSockets;
 use crate::logs::{AppLog, Stream};
@@ -130,6 +132,11 @@ pub enum Command {
     Signal(Signal, oneshot::Sender<()>),
     /// Empty the log files.
     Flush(oneshot::Sender<std::io::Result<()>>),
+    /// Stop acting and describe everything for the daemon's next image
+    /// (`update`); commands wait and child events stay queued until `Thaw`.
+    Freeze(oneshot::Sender<FrozenApp>),
+    /// Act again: the next image did not take over.
+    Thaw(oneshot::Sender<()>),
 }
 
 /// Something that happened to a process, delivered to its actor. Every
@@ -176,6 +183,18 @@ struct App {
     /// Replies of `Stop`/`Delete`, answered once nothing is stopping.
     after_stop: Vec<(oneshot::Sender<()>, bool)>,
     deleted: bool,
+    /// Copies of each running process's channels, by generation, to hand
+    /// them over at an `update` (the originals are read by its watcher).
+    channels: HashMap<u64, Kept>,
+    /// Frozen for an `update`: commands received meanwhile wait here.
+    frozen: Option<Vec<Command>>,
+}
+
+/// Copies of one process's notify socket and IPC channel.
+struct Kept {
+    notify: OwnedFd,
+    notify_address: String,
+    ipc: Option<OwnedFd>,
 }
 
 /// Creates the actor of a new app (nothing started yet) and returns its
@@ -214,7 +233,64 @@ pub fn spawn_actor(
         next_generation: 1,
         after_stop: Vec::new(),
         deleted: false,
+        channels: HashMap::new(),
+        frozen: None,
     };
+    tokio::spawn(app.run(cmd_rx, ev_rx));
+    Ok((cmd_tx, view_rx))
+}
+
+/// Recreates the actor of an app handed over by the daemon's previous image:
+/// its records, sockets and running processes (whose exits arrive on
+/// `exits`, by pid), timers re-armed from now.
+pub fn resume_actor(
+    frozen: FrozenApp,
+    exits: &mut HashMap<u32, oneshot::Receiver<Exit>>,
+    reaper: Reaper,
+    log: AppLog,
+    trouble: mpsc::UnboundedSender<Trouble>,
+) -> Result<(mpsc::UnboundedSender<Command>, watch::Receiver<AppView>), String> {
+    let FrozenApp {
+        config,
+        base_env,
+        instances,
+        next_generation,
+        sockets,
+        processes,
+        pipes: _,
+    } = frozen;
+    let listener = config.port.map(|port| {
+        // SAFETY: the sockets of this app in the handover, taken once.
+        let fds = sockets.into_iter().map(|fd| unsafe { handover::take(fd) });
+        SlotSockets::adopt(port, fds.collect())
+    });
+    let config = Arc::new(config);
+    let base_env = Arc::new(base_env);
+    let (view_tx, view_rx) = watch::channel(AppView {
+        config: config.clone(),
+        base_env: base_env.clone(),
+        instances: instances.clone(),
+    });
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let mut app = App {
+        config,
+        base_env,
+        instances,
+        listener,
+        reaper,
+        log,
+        events: ev_tx,
+        view: view_tx,
+        trouble,
+        waiting: HashMap::new(),
+        next_generation,
+        after_stop: Vec::new(),
+        deleted: false,
+        channels: HashMap::new(),
+        frozen: None,
+    };
+    app.adopt(processes, exits);
     tokio::spawn(app.run(cmd_rx, ev_rx));
     Ok((cmd_tx, view_rx))
 }
@@ -238,8 +314,18 @@ impl App {
     ) {
         while !self.deleted {
             tokio::select! {
-                Some(cmd) = commands.recv() => self.on_command(cmd).await,
-                Some(ev) = events.recv() => self.on_event(ev),
+                Some(cmd) = commands.recv() => match (&mut self.frozen, cmd) {
+                    (Some(_), Command::Thaw(reply)) => {
+                        self.log.thaw();
+                        for cmd in self.frozen.take().unwrap_or_default() {
+                            self.on_command(cmd).await;
+                        }
+                        let _ = reply.send(());
+                    }
+                    (Some(waiting), cmd) => waiting.push(cmd),
+                    (None, cmd) => self.on_command(cmd).await,
+                },
+                Some(ev) = events.recv(), if self.frozen.is_none() => self.on_event(ev),
                 else => break,
             }
             self.settle();
@@ -356,7 +442,131 @@ impl App {
             Command::Flush(reply) => {
                 let _ = reply.send(self.log.truncate().await);
             }
+            Command::Freeze(reply) => {
+                self.log.freeze().await;
+                self.frozen = Some(Vec::new());
+                let _ = reply.send(self.describe());
+            }
+            Command::Thaw(reply) => {
+                let _ = reply.send(());
+            }
         }
+    }
+
+    /// Everything the next image needs to go on with this app.
+    fn describe(&self) -> FrozenApp {
+        let processes = self
+            .channels
+            .iter()
+            .map(|(&generation, kept)| FrozenProcess {
+                generation,
+                notify: kept.notify.as_raw_fd(),
+                notify_address: kept.notify_address.clone(),
+                ipc: kept.ipc.as_ref().map(AsRawFd::as_raw_fd),
+            })
+            .collect();
+        FrozenApp {
+            config: (*self.config).clone(),
+            base_env: (*self.base_env).clone(),
+            instances: self.instances.clone(),
+            next_generation: self.next_generation,
+            sockets: self
+                .listener
+                .as_ref()
+                .map(SlotSockets::fds)
+                .unwrap_or_default(),
+            processes,
+            pipes: self.log.frozen(),
+        }
+    }
+
+    /// Takes over the processes the previous image started: watches each
+    /// one's exit (and channels, when they were handed over too), and
+    /// re-arms the timer its state needs.
+    fn adopt(
+        &mut self,
+        processes: Vec<FrozenProcess>,
+        exits: &mut HashMap<u32, oneshot::Receiver<Exit>>,
+    ) {
+        let mut channels: HashMap<u64, FrozenProcess> =
+            processes.into_iter().map(|p| (p.generation, p)).collect();
+        for i in 0..self.instances.len() {
+            let inst = &mut self.instances[i];
+            let generation = inst.generation;
+            let Some(exit) = inst.pid.and_then(|pid| exits.remove(&pid)) else {
+                continue;
+            };
+            let config = self.config.clone();
+            match inst.status {
+                Status::Launching => schedule(
+                    &self.events,
+                    config.listen_timeout,
+                    Event::ReadyTimeout { generation },
+                ),
+                Status::Stopping => {
+                    inst.kill_deadline = Some(later(config.kill_timeout));
+                    schedule(
+                        &self.events,
+                        config.kill_timeout,
+                        Event::KillDue { generation },
+                    );
+                }
+                Status::Online => self.arm_watchdog(i),
+                _ => {}
+            }
+            let process = channels.remove(&generation).and_then(|p| {
+                // SAFETY: this process's channels in the handover, taken once.
+                let (notify, ipc) = unsafe { (handover::take(p.notify), p.ipc.map(|fd| handover::take(fd))) };
+                readiness::adopt(notify, ipc)
+                    .map(|(notify, ipc)| (notify, p.notify_address, ipc))
+                    .inspect_err(|e| tracing::error!(app = %config.name, generation, "cannot take over a process's notify socket: {e}"))
+                    .ok()
+            });
+            self.watch_process(generation, exit, process);
+        }
+    }
+
+    /// Starts the task that reports a process's exit and what it says on its
+    /// channels (notify socket, address, IPC), keeping copies of those for an
+    /// `update`.
+    fn watch_process(
+        &mut self,
+        generation: u64,
+        exit: oneshot::Receiver<Exit>,
+        channels: Option<(UnixDatagram, String, Option<UnixStream>)>,
+    ) {
+        let listen = channels.map(|(notify, notify_address, ipc)| {
+            let copies = notify.as_fd().try_clone_to_owned().and_then(|notify| {
+                let ipc = ipc.as_ref().map(|s| s.as_fd().try_clone_to_owned()).transpose()?;
+                Ok(Kept { notify, notify_address, ipc })
+            });
+            match copies {
+                Ok(kept) => {
+                    self.channels.insert(generation, kept);
+                }
+                Err(e) => tracing::warn!(app = %self.config.name, "cannot copy a process's channels; an update will not hand them over: {e}"),
+            }
+            (notify, ipc)
+        });
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let notices = events.clone();
+            let on_notice = move |notice| {
+                let _ = notices.send(Event::Notice { generation, notice });
+            };
+            let listening = async {
+                match listen {
+                    Some((notify, ipc)) => readiness::listen(notify, ipc, on_notice).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                exit = exit => if let Ok(exit) = exit {
+                    let _ = events.send(Event::Exited { generation, exit });
+                },
+                () = listening => {}
+            }
+        });
     }
 
     fn configure(
@@ -518,19 +728,8 @@ impl App {
         let format = self.config.log_date_format.clone();
         self.log.attach(Stream::Out, slot, out_r, format.clone());
         self.log.attach(Stream::Err, slot, err_r, format);
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let notices = events.clone();
-            let on_notice = move |notice| {
-                let _ = notices.send(Event::Notice { generation, notice });
-            };
-            tokio::select! {
-                exit = exit => if let Ok(exit) = exit {
-                    let _ = events.send(Event::Exited { generation, exit });
-                },
-                () = readiness::listen(channels.notify, ipc_ours, on_notice) => {}
-            }
-        });
+        let channels = (channels.notify, channels.notify_address, ipc_ours);
+        self.watch_process(generation, exit, Some(channels));
         Ok(pid)
     }
 
@@ -803,6 +1002,7 @@ impl App {
                 && o.generation != generation
                 && matches!(o.status, Status::Launching | Status::Online)
         });
+        self.channels.remove(&generation);
         let inst = &mut self.instances[i];
         let pgid = inst.pid.unwrap_or_default();
         let uptime = inst.started.map_or(Duration::ZERO, |t| t.elapsed());

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use supd_config::AppConfig;
@@ -57,12 +56,9 @@ pub fn save(home: &Home, apps: Vec<SavedApp>) -> Result<PathBuf, String> {
     let target = path(home);
     let fail =
         |what: &str, e: std::io::Error| format!("cannot save the process list ({what}): {e}");
-    let saved_at_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let dump = Dump {
         version: VERSION,
-        saved_at_ms,
+        saved_at_ms: supd_proto::unix_ms(),
         apps,
     };
     let bytes = serde_json::to_vec_pretty(&dump)

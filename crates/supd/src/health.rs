@@ -220,7 +220,7 @@ async fn command_check(
         Ok(Ok(Exit::Code(0))) => Ok(()),
         Ok(Ok(Exit::Code(code))) => Err(format!("`{command}` exited with code {code}")),
         Ok(Ok(Exit::Signal(sig))) => Err(format!("`{command}` was killed by signal {sig}")),
-        Ok(Err(_)) => Err(format!("`{command}`: exit status lost")),
+        Ok(Ok(Exit::Unknown) | Err(_)) => Err(format!("`{command}`: exit status lost")),
         Err(_) => {
             group::signal(check_pid, Signal::SIGKILL);
             Err(format!(

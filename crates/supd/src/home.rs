@@ -2,6 +2,7 @@
 //! daemon for it, the socket (0600) and the pid file.
 
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::RawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
 use anyhow::{Context, bail};
@@ -35,6 +36,24 @@ pub fn claim(home: &Home) -> anyhow::Result<Flock<File>> {
         }
         Err((_, e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
+}
+
+/// Takes the lock back from the open file the previous image held it on
+/// (`update`): relocking the same open file cannot conflict.
+pub fn reclaim(lock: RawFd) -> anyhow::Result<Flock<File>> {
+    // SAFETY: the lock's descriptor in the handover, taken once.
+    let file = File::from(unsafe { crate::handover::take(lock) });
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .context("cannot take the home's lock over")
+}
+
+/// The control socket the previous image was listening on (`update`).
+pub fn adopt_socket(fd: RawFd) -> anyhow::Result<UnixListener> {
+    // SAFETY: the control socket's descriptor in the handover, taken once.
+    let listener = std::os::unix::net::UnixListener::from(unsafe { crate::handover::take(fd) });
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener).context("cannot take the control socket over")
 }
 
 /// Binds `supd.sock` with mode 0600 (set through the umask, so there is no

@@ -1,12 +1,14 @@
 //! One instance slot of an app: its state and what `list`/`show` see of it.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use supd_proto::{ExitInfo, InstanceDetail, ProcessInfo, Status};
 use supd_supervisor::{Exit, RunHistory};
 
-/// The daemon's record of one instance slot. Owned by its app actor.
-#[derive(Debug, Clone)]
+/// The daemon's record of one instance slot. Owned by its app actor; handed
+/// to the daemon's next image by `update` (moments as ages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Instance {
     /// 0-based slot number, stable across restarts.
     pub slot: u32,
@@ -18,6 +20,7 @@ pub struct Instance {
     /// Pid (also the process group id) of the running process.
     pub pid: Option<u32>,
     /// When the running process started.
+    #[serde(with = "age")]
     pub started: Option<Instant>,
     /// Restarts so far, automatic and requested.
     pub restarts: u32,
@@ -28,10 +31,12 @@ pub struct Instance {
     /// Why it is errored, or why it was last restarted.
     pub last_error: Option<String>,
     /// During a stop: when SIGKILL goes to the group.
+    #[serde(skip)]
     pub kill_deadline: Option<Instant>,
     /// The last `STATUS=` (or `STOPPING=1`) the process sent.
     pub status_text: Option<String>,
     /// The last sign of life for the watchdog (readiness or `WATCHDOG=1`).
+    #[serde(with = "age")]
     pub last_keepalive: Option<Instant>,
     /// Why the daemon last restarted this slot by itself (memory limit,
     /// health check, watchdog), if it did.
@@ -71,14 +76,12 @@ impl Instance {
         let (code, signal) = match exit {
             Exit::Code(c) => (Some(c), None),
             Exit::Signal(s) => (None, Some(s)),
+            Exit::Unknown => (None, None),
         };
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         self.last_exit = Some(ExitInfo {
             code,
             signal,
-            at_ms,
+            at_ms: supd_proto::unix_ms(),
         });
         self.pid = None;
     }
@@ -108,9 +111,30 @@ impl Instance {
 pub fn describe_exit(exit: Exit) -> String {
     match exit {
         Exit::Code(c) => format!("exit code {c}"),
+        Exit::Unknown => "an exit whose status was collected before a daemon update".into(),
         Exit::Signal(s) => match nix::sys::signal::Signal::try_from(s) {
             Ok(sig) => format!("signal {s} ({})", sig.as_str()),
             Err(_) => format!("signal {s}"),
         },
+    }
+}
+
+/// A past moment as its age in milliseconds, so it means the same in
+/// another process image (an `Instant` does not cross `execve`).
+mod age {
+    use std::time::{Duration, Instant};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &Option<Instant>, s: S) -> Result<S::Ok, S::Error> {
+        at.map(|t| t.elapsed().as_millis() as u64).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Instant>, D::Error> {
+        let age = Option::<u64>::deserialize(d)?;
+        Ok(age.map(|ms| {
+            let now = Instant::now();
+            now.checked_sub(Duration::from_millis(ms)).unwrap_or(now)
+        }))
     }
 }

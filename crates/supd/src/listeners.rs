@@ -18,7 +18,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
@@ -42,6 +42,19 @@ impl SlotSockets {
         };
         sockets.ensure(1)?;
         Ok(sockets)
+    }
+
+    /// The sockets of an app handed over by the daemon's previous image.
+    pub fn adopt(port: u16, sockets: Vec<OwnedFd>) -> SlotSockets {
+        SlotSockets {
+            port,
+            sockets: sockets.into_iter().map(Socket::from).collect(),
+        }
+    }
+
+    /// Each slot's socket, to hand over.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.sockets.iter().map(AsRawFd::as_raw_fd).collect()
     }
 
     /// The port.

@@ -12,6 +12,11 @@
 //! between two chunks, so a line is never split, and on a schedule
 //! (`log_rotate_interval`), keeping `log_retain` rotated files, gzipped with
 //! `log_compress`.
+//!
+//! Before the daemon re-executes itself (`supctl update`), an app's log is
+//! frozen: readers stop and give back their pipes with the incomplete line
+//! they hold, and the writer finishes what it was sent; the next image
+//! attaches the same pipes again, so no byte is lost or written twice.
 
 pub mod file;
 mod index;
@@ -27,9 +32,11 @@ use supd_config::AppConfig;
 use supd_proto::{AppLogs, Home, InstanceLogs};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use self::file::{LogFile, Rotation};
+use crate::handover::FrozenPipe;
 
 /// Chunks in flight per app before readers wait for the disk.
 const CHANNEL_DEPTH: usize = 32;
@@ -41,7 +48,7 @@ const PIPE_SIZE: usize = 1024 * 1024;
 const MAX_LINE: usize = 1 << 20;
 
 /// Which of the two files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Stream {
     /// stdout → `-out.log`.
     Out,
@@ -55,6 +62,8 @@ enum LogMsg {
     /// so reading the pipe and stamping overlap).
     Lines(Stream, u32, Vec<u8>, Option<String>),
     Truncate(oneshot::Sender<io::Result<()>>),
+    /// Answered once everything sent before it is written.
+    Sync(oneshot::Sender<()>),
     Rotate,
     Configure(Layout),
 }
@@ -82,7 +91,23 @@ pub struct AppLog {
     /// A problem writing the files (disk full…), for `show`.
     problem: Arc<Mutex<Option<String>>>,
     /// The `log_rotate_interval` timer.
-    schedule: Option<tokio::task::JoinHandle<()>>,
+    schedule: Option<JoinHandle<()>>,
+    /// Set to make every reader give its pipe back.
+    freeze: watch::Sender<bool>,
+    /// The readers; one that reached EOF has nothing to give back.
+    readers: Vec<JoinHandle<Option<Parked>>>,
+    /// The pipes given back by a freeze, until a thaw or the exec.
+    parked: Vec<Parked>,
+}
+
+/// A pipe whose reader stopped for a freeze.
+struct Parked {
+    stream: Stream,
+    instance: u32,
+    fd: OwnedFd,
+    /// The start of a line not complete yet.
+    pending: Vec<u8>,
+    date_format: Option<String>,
 }
 
 impl Rotation {
@@ -161,6 +186,9 @@ impl AppLog {
             tx,
             problem,
             schedule: None,
+            freeze: watch::Sender::new(false),
+            readers: Vec::new(),
+            parked: Vec::new(),
         };
         log.arm(config);
         Ok(log)
@@ -216,12 +244,81 @@ impl AppLog {
 
     /// Starts copying a child's pipe into the file of `stream`, prefixing
     /// each line with the time in `date_format` when set.
-    pub fn attach(&self, stream: Stream, instance: u32, fd: OwnedFd, date_format: Option<String>) {
+    pub fn attach(
+        &mut self,
+        stream: Stream,
+        instance: u32,
+        fd: OwnedFd,
+        date_format: Option<String>,
+    ) {
+        self.reattach(Parked {
+            stream,
+            instance,
+            fd,
+            pending: Vec::new(),
+            date_format,
+        });
+    }
+
+    /// Goes on reading a pipe, after the `pending` bytes already read from it.
+    fn reattach(&mut self, parked: Parked) {
+        self.readers.retain(|r| !r.is_finished());
         let tx = self.tx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = pump(fd, stream, instance, tx, date_format).await {
+        let frozen = self.freeze.subscribe();
+        self.readers.push(tokio::spawn(async move {
+            pump(parked, tx, frozen).await.unwrap_or_else(|e| {
                 tracing::warn!("log pipe read failed: {e}");
+                None
+            })
+        }));
+    }
+
+    /// Stops every reader and waits until the writer has written all they
+    /// read; their pipes are held for [`AppLog::frozen`] and
+    /// [`AppLog::thaw`].
+    pub async fn freeze(&mut self) {
+        self.freeze.send_replace(true);
+        for reader in std::mem::take(&mut self.readers) {
+            if let Ok(Some(parked)) = reader.await {
+                self.parked.push(parked);
             }
+        }
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(LogMsg::Sync(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// The pipes a freeze holds, for the handover.
+    pub fn frozen(&self) -> Vec<FrozenPipe> {
+        use std::os::fd::AsRawFd;
+        self.parked
+            .iter()
+            .map(|p| FrozenPipe {
+                stream: p.stream,
+                instance: p.instance,
+                fd: p.fd.as_raw_fd(),
+                pending: p.pending.clone(),
+            })
+            .collect()
+    }
+
+    /// Reads the frozen pipes again (the handover did not happen).
+    pub fn thaw(&mut self) {
+        self.freeze.send_replace(false);
+        for parked in std::mem::take(&mut self.parked) {
+            self.reattach(parked);
+        }
+    }
+
+    /// Goes on reading a pipe handed over by the previous image.
+    pub fn resume(&mut self, pipe: FrozenPipe, fd: OwnedFd, date_format: Option<String>) {
+        self.reattach(Parked {
+            stream: pipe.stream,
+            instance: pipe.instance,
+            fd,
+            pending: pipe.pending,
+            date_format,
         });
     }
 
@@ -270,6 +367,9 @@ impl Writer {
                     let result = self.files.values_mut().try_for_each(LogFile::truncate);
                     let _ = ack.send(result);
                 }
+                LogMsg::Sync(ack) => {
+                    let _ = ack.send(());
+                }
                 LogMsg::Rotate => {
                     for file in self.files.values_mut() {
                         file.rotate(&self.layout.rotation, &self.app);
@@ -306,14 +406,20 @@ impl Writer {
     }
 }
 
-/// Reads one pipe until EOF, sending whole lines.
+/// Reads one pipe until EOF, sending whole lines; or until a freeze, then
+/// gives the pipe back with the incomplete line it holds.
 async fn pump(
-    fd: OwnedFd,
-    stream: Stream,
-    instance: u32,
+    parked: Parked,
     tx: mpsc::Sender<LogMsg>,
-    date_format: Option<String>,
-) -> io::Result<()> {
+    mut freeze: watch::Receiver<bool>,
+) -> io::Result<Option<Parked>> {
+    let Parked {
+        stream,
+        instance,
+        fd,
+        mut pending,
+        date_format,
+    } = parked;
     enlarge_pipe(&fd);
     let mut pipe = pipe::Receiver::from_owned_fd(fd)?;
     let prefix = || {
@@ -321,12 +427,20 @@ async fn pump(
             .as_deref()
             .map(|f| format!("{}: ", chrono::Local::now().format(f)))
     };
-    let mut pending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
         // Read straight into the buffer that is sent on: whole lines travel
         // to the writer without a copy.
         pending.reserve(READ_CHUNK);
-        if pipe.read_buf(&mut pending).await? == 0 {
+        let read = tokio::select! {
+            biased;
+            () = frozen(&mut freeze) => {
+                let fd = pipe.into_nonblocking_fd()?;
+                return Ok(Some(Parked { stream, instance, fd, pending, date_format }));
+            }
+            // Cancel safe: an unfinished read has taken nothing.
+            read = pipe.read_buf(&mut pending) => read?,
+        };
+        if read == 0 {
             break;
         }
         let cut = match memchr::memrchr(b'\n', &pending) {
@@ -344,7 +458,7 @@ async fn pump(
             .await
             .is_err()
         {
-            return Ok(());
+            return Ok(None);
         }
     }
     if !pending.is_empty() {
@@ -353,7 +467,14 @@ async fn pump(
             .send(LogMsg::Lines(stream, instance, pending, prefix()))
             .await;
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Resolves once the log is frozen (never, if the log is gone).
+async fn frozen(freeze: &mut watch::Receiver<bool>) {
+    if freeze.wait_for(|f| *f).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Grows the pipe to [`PIPE_SIZE`] (from Linux's 64 KiB), so a chatty app

@@ -8,6 +8,7 @@ mod app;
 mod control;
 mod cron;
 mod dump;
+mod handover;
 mod health;
 mod home;
 mod instance;
@@ -19,6 +20,7 @@ mod node_preload;
 mod ops;
 mod readiness;
 mod registry;
+mod update;
 
 use std::process::ExitCode;
 
@@ -28,7 +30,12 @@ use supd_proto::Home;
 use supd_supervisor::Reaper;
 use tokio::signal::unix::{SignalKind, signal};
 
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+
+use crate::handover::Handover;
 use crate::registry::Registry;
+use crate::update::Image;
 
 /// The supd daemon. Its state lives in SUPD_HOME (default ~/.supd).
 #[derive(Parser)]
@@ -44,10 +51,29 @@ struct Args {
     /// Bring back the saved process list (`supctl save`) at start.
     #[arg(long)]
     resurrect: bool,
+    /// Take over from the previous image (`supctl update` re-executes the
+    /// daemon with this).
+    #[arg(long, hide = true, value_name = "FILE")]
+    handover: Option<PathBuf>,
+    /// Check that this binary can take over from a handover, then exit.
+    #[arg(long, hide = true, value_name = "FILE")]
+    handover_check: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(path) = &args.handover_check {
+        return match update::check(path) {
+            Ok(version) => {
+                println!("{version}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("supd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -69,7 +95,18 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     seal_inherited_fds();
     let home = Home::from_env();
-    let _lock = home::claim(&home)?;
+    let handover = match &args.handover {
+        Some(path) => {
+            let handover = update::read(path).map_err(anyhow::Error::msg)?;
+            let _ = std::fs::remove_file(path);
+            Some(handover)
+        }
+        None => None,
+    };
+    let lock = match &handover {
+        Some(h) => home::reclaim(h.lock)?,
+        None => home::claim(&home)?,
+    };
     // Orphaned grandchildren are reparented to us, reaped, and never linger.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,7 +114,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(home, args))
+    runtime.block_on(serve(home, args, handover, lock.as_raw_fd()))
 }
 
 /// Marks every descriptor we inherited beyond stdio close-on-exec, so a
@@ -100,20 +137,55 @@ fn seal_inherited_fds() {
     }
 }
 
-async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
-    let reaper = Reaper::start().context("cannot install the SIGCHLD handler")?;
+/// Serves until told to stop; `handover` when the previous image of this
+/// daemon handed its apps over (`update`), `lock` the home's lock.
+async fn serve(
+    home: Home,
+    args: Args,
+    handover: Option<Handover>,
+    lock: RawFd,
+) -> anyhow::Result<()> {
+    // The processes handed over are adopted before anything is reaped.
+    let pids = handover
+        .as_ref()
+        .map(update::adopted_pids)
+        .unwrap_or_default();
+    let (reaper, exits) = Reaper::adopting(&pids).context("cannot install the SIGCHLD handler")?;
     // Before anyone can reach us: a SIGTERM must always mean "stop the apps first".
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let listener = home::bind_socket(&home)?;
+    let listener = match &handover {
+        Some(h) => home::adopt_socket(h.control)?,
+        None => home::bind_socket(&home)?,
+    };
     home::write_pid(&home)?;
     if let Err(e) = node_preload::install(&home) {
         tracing::warn!(
             "cannot write the Node preload: {e}; Node apps must listen on fd 3 themselves"
         );
     }
-    let registry = Registry::new(home.clone(), reaper, args.sample_interval);
-    if let Some(addr) = args.metrics {
+    let image = Image {
+        binary: std::env::current_exe().context("cannot find our own binary")?,
+        started_ms: supd_proto::unix_ms(),
+        origin: handover.as_ref().map_or("started".into(), |h| {
+            format!("updated from supd {}", h.from_version)
+        }),
+        control: listener.as_raw_fd(),
+        lock,
+    };
+    let sample_interval = handover.as_ref().map_or(args.sample_interval, |h| {
+        std::time::Duration::from_millis(h.sample_interval_ms)
+    });
+    let registry = Registry::new(home.clone(), reaper, sample_interval, image);
+    let metrics = handover.as_ref().and_then(|h| h.metrics).or(args.metrics);
+    if let Some(handover) = handover {
+        registry
+            .apply_daemon(&handover.daemon)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        update::resume(&registry, handover, exits).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(addr) = metrics {
         registry
             .serve_metrics(addr)
             .await

@@ -41,8 +41,16 @@ pub struct Channels {
 /// Creates the notify socket and, if `node_ipc`, the IPC socketpair.
 pub fn channels(node_ipc: bool) -> io::Result<Channels> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    // The image's start time keeps names unique after `update` re-executes
+    // the daemon (same pid, counter back at 0, old sockets still bound).
+    static IMAGE: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let image = IMAGE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    });
     let name = format!(
-        "supd/{}/notify/{}",
+        "supd/{}/{image}/notify/{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
@@ -62,6 +70,24 @@ pub fn channels(node_ipc: bool) -> io::Result<Channels> {
         notify_address: format!("@{name}"),
         ipc,
     })
+}
+
+/// The channels of a process started by the daemon's previous image: its
+/// notify socket and our end of its IPC channel, as handed over.
+pub fn adopt(
+    notify: OwnedFd,
+    ipc: Option<OwnedFd>,
+) -> io::Result<(UnixDatagram, Option<UnixStream>)> {
+    let notify = std::os::unix::net::UnixDatagram::from(notify);
+    notify.set_nonblocking(true)?;
+    let ipc = ipc
+        .map(|fd| {
+            let stream = std::os::unix::net::UnixStream::from(fd);
+            stream.set_nonblocking(true)?;
+            UnixStream::from_std(stream)
+        })
+        .transpose()?;
+    Ok((UnixDatagram::from_std(notify)?, ipc))
 }
 
 /// Parses one notify datagram: `KEY=VALUE` lines.

@@ -16,14 +16,16 @@ use supd_supervisor::group::parse_signal;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::app::{AppView, Command, spawn_actor};
+use crate::app::{AppView, Command, resume_actor, spawn_actor};
 use crate::cron;
 use crate::dump::{self, SavedApp};
+use crate::handover::{self, FrozenApp};
 use crate::health;
 use crate::logs::{self, AppLog};
 use crate::metrics;
 use crate::monitor::{self, Samples};
 use crate::ops::{self, Progress};
+use crate::update::{self, Image};
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -177,12 +179,14 @@ pub struct Registry {
     metrics: Arc<tokio::sync::Mutex<Option<SocketAddr>>>,
     /// The latest `[daemon]` settings: log rotation defaults for new configs.
     daemon: Arc<Mutex<DaemonConfig>>,
+    /// The running image, for `ping` and `update`.
+    image: Arc<Image>,
 }
 
 impl Registry {
     /// An empty registry, with its monitor sampling every `sample_interval`
     /// and its trouble handler running.
-    pub fn new(home: Home, reaper: Reaper, sample_interval: Duration) -> Registry {
+    pub fn new(home: Home, reaper: Reaper, sample_interval: Duration, image: Image) -> Registry {
         let (trouble, troubles) = mpsc::unbounded_channel();
         let (interval_tx, interval_rx) = watch::channel(sample_interval);
         let registry = Registry {
@@ -194,6 +198,7 @@ impl Registry {
             sample_interval: Arc::new(interval_tx),
             metrics: Arc::default(),
             daemon: Arc::default(),
+            image: Arc::new(image),
         };
         tokio::spawn(monitor::run(
             registry.clone(),
@@ -219,9 +224,119 @@ impl Registry {
         let _ = self.trouble.send(trouble);
     }
 
+    /// The daemon's home.
+    pub fn home(&self) -> Home {
+        self.home.clone()
+    }
+
+    /// The latest `[daemon]` settings.
+    pub fn daemon_config(&self) -> DaemonConfig {
+        self.daemon
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The sampling interval in force.
+    pub fn sample_interval(&self) -> Duration {
+        *self.sample_interval.borrow()
+    }
+
+    /// Where metrics are served, if anywhere.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.try_lock().ok().and_then(|m| *m)
+    }
+
+    /// Waits for every app's operation in progress and holds them all
+    /// (dropping the guards lets operations run again).
+    pub async fn lock_operations(&self) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut guards = Vec::new();
+        let apps = self.apps().clone();
+        for app in apps {
+            guards.push(app.op.clone().lock_owned().await);
+        }
+        guards
+    }
+
+    /// The apps as a handover would describe them, without freezing
+    /// anything or naming descriptors: what `update` asks the new binary
+    /// to read.
+    pub fn describe(&self) -> Vec<FrozenApp> {
+        self.views()
+            .into_iter()
+            .map(|v| FrozenApp {
+                config: (*v.config).clone(),
+                base_env: (*v.base_env).clone(),
+                instances: v.instances,
+                next_generation: 0,
+                sockets: Vec::new(),
+                processes: Vec::new(),
+                pipes: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Freezes every app for the handover (see [`Command::Freeze`]).
+    pub async fn freeze(&self) -> Vec<FrozenApp> {
+        let mut frozen = Vec::new();
+        let apps = self.apps().clone();
+        for app in apps {
+            if let Ok(app) = app.ask(Command::Freeze).await {
+                frozen.push(app);
+            }
+        }
+        frozen
+    }
+
+    /// Lets every app act again after a handover that did not happen.
+    pub async fn thaw(&self) {
+        let apps = self.apps().clone();
+        for app in apps {
+            let _ = app.ask(Command::Thaw).await;
+        }
+    }
+
+    /// Registers an app handed over by the previous image, with its running
+    /// processes (their exits on `exits`, by pid) and log pipes.
+    pub fn resume_app(
+        &self,
+        mut frozen: FrozenApp,
+        exits: &mut std::collections::HashMap<u32, oneshot::Receiver<supd_supervisor::Exit>>,
+    ) -> Result<(), String> {
+        let name = frozen.config.name.clone();
+        let mut log = AppLog::open(&self.home, &frozen.config)
+            .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
+        let pipes = std::mem::take(&mut frozen.pipes);
+        for pipe in pipes {
+            // SAFETY: this pipe's descriptor in the handover, taken once.
+            let fd = unsafe { handover::take(pipe.fd) };
+            log.resume(pipe, fd, frozen.config.log_date_format.clone());
+        }
+        let log_problem = log.problem();
+        let (commands, view) = resume_actor(
+            frozen,
+            exits,
+            self.reaper.clone(),
+            log,
+            self.trouble.clone(),
+        )?;
+        let handle = AppHandle {
+            name,
+            commands,
+            view,
+            op: Arc::default(),
+            schedule: cron::Schedule::default(),
+            checker: health::Checker::default(),
+            log_problem,
+        };
+        handle.arm(self);
+        self.apps().push(handle);
+        Ok(())
+    }
+
     /// Applies the `[daemon]` settings an ecosystem file wrote (a file that
     /// does not set `sample_interval` leaves the daemon's own flag alone).
-    async fn apply_daemon(&self, daemon: &DaemonConfig) -> Result<(), String> {
+    pub async fn apply_daemon(&self, daemon: &DaemonConfig) -> Result<(), String> {
         *self.daemon.lock().unwrap_or_else(|p| p.into_inner()) = daemon.clone();
         if daemon.is_written("sample_interval") {
             self.sample_interval.send_if_modified(|current| {
@@ -293,7 +408,11 @@ impl Registry {
             Request::Ping => Ok(Response::Pong {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                binary: Some(self.image.binary.clone()),
+                image_started_ms: self.image.started_ms,
+                origin: self.image.origin.clone(),
             }),
+            Request::Update => update::update(self, &self.image, progress).await,
             Request::Start {
                 apps,
                 base_env,
