@@ -16,7 +16,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use supd_config::AppConfig;
 use supd_proto::Status;
@@ -474,11 +473,13 @@ impl App {
     /// Forks and execs one process with its pipes, sockets and environment,
     /// and starts the task that watches it.
     fn try_spawn(&mut self, slot: u32, generation: u64) -> Result<u32, String> {
-        let pipe = || {
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+        let format = &self.config.log_date_format;
+        let pipe = |stream| {
+            self.log
+                .pipe(stream, slot, format.clone())
+                .map_err(|e| format!("cannot create a log pipe: {e}"))
         };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        let (stdout, stderr) = (pipe(Stream::Out)?, pipe(Stream::Err)?);
         let channels = readiness::channels(self.config.wait_ready)
             .map_err(|e| format!("cannot create the notify socket: {e}"))?;
         let mut env = self.instance_env(slot);
@@ -508,16 +509,13 @@ impl App {
             args: &self.config.args,
             cwd: &self.config.cwd,
             env: &env,
-            stdout: out_w,
-            stderr: err_w,
+            stdout,
+            stderr,
             listen_pid: self.config.port.is_some(),
             pass_fds,
         };
         let (pid, exit) = self.reaper.spawn(spec).map_err(|e| e.to_string())?;
         drop(ipc_theirs);
-        let format = self.config.log_date_format.clone();
-        self.log.attach(Stream::Out, slot, out_r, format.clone());
-        self.log.attach(Stream::Err, slot, err_r, format);
         let events = self.events.clone();
         tokio::spawn(async move {
             let notices = events.clone();

@@ -8,6 +8,9 @@
 //! slower than the app, readers stop reading and the app blocks in `write`
 //! (backpressure) instead of lines being dropped.
 //!
+//! The pipes are FIFOs that the instance holds open for reading too
+//! ([`AppLog::pipe`]), so an instance outlives a daemon that is killed.
+//!
 //! The writer also rotates the files ([`file`]): by size (`log_max_size`)
 //! between two chunks, so a line is never split, and on a schedule
 //! (`log_rotate_interval`), keeping `log_retain` rotated files, gzipped with
@@ -16,8 +19,10 @@
 pub mod file;
 
 use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -77,6 +82,10 @@ impl Layout {
 
 /// One app's log files and the channel to their writer thread.
 pub struct AppLog {
+    /// The app's name, which names its pipes.
+    app: String,
+    /// Where its pipes are made ([`run_dir`]).
+    run_dir: PathBuf,
     tx: mpsc::Sender<LogMsg>,
     /// A problem writing the files (disk full…), for `show`.
     problem: Arc<Mutex<Option<String>>>,
@@ -123,6 +132,20 @@ pub fn paths(home: &Home, config: &AppConfig) -> AppLogs {
     }
 }
 
+/// `SUPD_HOME/run`: where instance pipes are made (and unlinked at once).
+pub fn run_dir(home: &Home) -> PathBuf {
+    home.dir().join("run")
+}
+
+/// The name of an instance's pipe in [`run_dir`]: `<app>.<slot>.out|err`.
+fn pipe_name(app: &str, instance: u32, stream: Stream) -> String {
+    let ext = match stream {
+        Stream::Out => "out",
+        Stream::Err => "err",
+    };
+    format!("{app}.{instance}.{ext}")
+}
+
 /// The out and err files of an app, or of one of its instances.
 fn file_pair(home: &Home, name: &str, instance: Option<u32>) -> (PathBuf, PathBuf) {
     let dir = home.log_dir();
@@ -138,7 +161,8 @@ impl AppLog {
     /// The thread ends when the `AppLog` and every reader are gone.
     pub fn open(home: &Home, config: &AppConfig) -> io::Result<AppLog> {
         let name = &config.name;
-        std::fs::create_dir_all(home.log_dir())?;
+        fs::create_dir_all(home.log_dir())?;
+        fs::create_dir_all(run_dir(home))?;
         let problem = Arc::new(Mutex::new(None));
         let mut writer = Writer {
             home: home.clone(),
@@ -157,6 +181,8 @@ impl AppLog {
             .name(format!("log-{name}"))
             .spawn(move || writer.run(rx))?;
         let mut log = AppLog {
+            app: name.clone(),
+            run_dir: run_dir(home),
             tx,
             problem,
             schedule: None,
@@ -211,6 +237,39 @@ impl AppLog {
     /// The shared slot where the writer reports a problem (disk full…).
     pub fn problem(&self) -> Arc<Mutex<Option<String>>> {
         self.problem.clone()
+    }
+
+    /// Makes the pipe for one stream of a new instance, starts copying it
+    /// into the files, and returns the end the instance writes to.
+    ///
+    /// The pipe is a FIFO in [`run_dir`], unlinked as soon as both ends are
+    /// open: its name stays visible in `/proc/PID/fd`, which is how a daemon
+    /// started after a crash finds the instance. The instance's end is
+    /// opened read-write, so the instance itself counts as a reader: if the
+    /// daemon dies, its writes never fail with EPIPE or raise SIGPIPE; once
+    /// the pipe is full they block until a new daemon takes over. The
+    /// daemon's end still sees EOF when the last process holding the
+    /// instance's end exits, as with an ordinary pipe.
+    pub fn pipe(
+        &self,
+        stream: Stream,
+        instance: u32,
+        date_format: Option<String>,
+    ) -> io::Result<OwnedFd> {
+        let path = self.run_dir.join(pipe_name(&self.app, instance, stream));
+        // Left behind if a daemon died right here.
+        let _ = fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+        // Neither open blocks: a read-write open never waits for a peer, and
+        // the reader then has a writer.
+        let theirs = OpenOptions::new().read(true).write(true).open(&path);
+        let ours = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path);
+        let _ = fs::remove_file(&path);
+        self.attach(stream, instance, ours?.into(), date_format);
+        Ok(theirs?.into())
     }
 
     /// Starts copying a child's pipe into the file of `stream`, prefixing
