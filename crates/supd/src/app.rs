@@ -29,10 +29,11 @@ use crate::logs::{AppLog, Stream};
 use crate::node_preload;
 use crate::readiness::{self, Notice};
 use crate::registry::Trouble;
+use crate::state::StateFile;
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
-const KILL_GRACE: Duration = Duration::from_secs(5);
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How often a draining group is polled.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The descriptor number of the listening socket in every instance.
@@ -129,6 +130,9 @@ pub enum Command {
     Signal(Signal, oneshot::Sender<()>),
     /// Empty the log files.
     Flush(oneshot::Sender<std::io::Result<()>>),
+    /// Answered in a step of its own, so once it is, every earlier step has
+    /// been published.
+    Published(oneshot::Sender<()>),
 }
 
 /// Something that happened to a process, delivered to its actor. Every
@@ -170,6 +174,7 @@ struct App {
     events: mpsc::UnboundedSender<Event>,
     view: watch::Sender<AppView>,
     trouble: mpsc::UnboundedSender<Trouble>,
+    state: StateFile,
     waiting: HashMap<u64, Waiting>,
     next_generation: u64,
     /// Replies of `Stop`/`Delete`, answered once nothing is stopping.
@@ -185,6 +190,7 @@ pub fn spawn_actor(
     reaper: Reaper,
     log: AppLog,
     trouble: mpsc::UnboundedSender<Trouble>,
+    state: StateFile,
 ) -> Result<(mpsc::UnboundedSender<Command>, watch::Receiver<AppView>), String> {
     let listener = bind(&config)?;
     let config = Arc::new(config);
@@ -209,6 +215,7 @@ pub fn spawn_actor(
         events: ev_tx,
         view: view_tx,
         trouble,
+        state,
         waiting: HashMap::new(),
         next_generation: 1,
         after_stop: Vec::new(),
@@ -247,7 +254,23 @@ impl App {
         tracing::info!(app = %self.config.name, "deleted");
     }
 
+    /// Publishes the view, and has the state file rewritten if what it
+    /// records (config, processes, stopped or not) changed since the last one.
     fn publish(&self) {
+        let recorded_changed = {
+            let last = self.view.borrow();
+            // The last view holds the old config, so its address is not reused.
+            !Arc::ptr_eq(&last.config, &self.config)
+                || !Arc::ptr_eq(&last.base_env, &self.base_env)
+                || last
+                    .instances
+                    .iter()
+                    .map(Instance::recorded)
+                    .ne(self.instances.iter().map(Instance::recorded))
+        };
+        if recorded_changed {
+            self.state.touch();
+        }
         self.view.send_replace(AppView {
             config: self.config.clone(),
             base_env: self.base_env.clone(),
@@ -354,6 +377,9 @@ impl App {
             }
             Command::Flush(reply) => {
                 let _ = reply.send(self.log.truncate().await);
+            }
+            Command::Published(reply) => {
+                let _ = reply.send(());
             }
         }
     }

@@ -23,7 +23,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use supd_config::AppConfig;
@@ -144,6 +144,23 @@ fn pipe_name(app: &str, instance: u32, stream: Stream) -> String {
         Stream::Err => "err",
     };
     format!("{app}.{instance}.{ext}")
+}
+
+/// The app, instance and stream of a pipe, from where `/proc/PID/fd/N`
+/// points (`<run_dir>/<app>.<slot>.out (deleted)`); `None` if `target` is not
+/// one of the pipes in `run_dir`.
+pub fn parse_pipe(run_dir: &Path, target: &Path) -> Option<(String, u32, Stream)> {
+    let name = target.strip_prefix(run_dir).ok()?.to_str()?;
+    let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+    let mut parts = name.rsplitn(3, '.');
+    let stream = match parts.next()? {
+        "out" => Stream::Out,
+        "err" => Stream::Err,
+        _ => return None,
+    };
+    let instance = parts.next()?.parse().ok()?;
+    let app = parts.next().filter(|a| !a.is_empty() && !a.contains('/'))?;
+    Some((app.to_string(), instance, stream))
 }
 
 /// The out and err files of an app, or of one of its instances.
@@ -443,5 +460,30 @@ mod tests {
     #[test]
     fn stamp_prefixes_each_line() {
         assert_eq!(stamp(b"a\nb\n", "T: "), b"T: a\nT: b\n");
+    }
+
+    #[test]
+    fn pipe_names_round_trip() {
+        let run = Path::new("/h/run");
+        let target = run.join(format!(
+            "{} (deleted)",
+            pipe_name("api.v2-x", 3, Stream::Err)
+        ));
+        assert_eq!(
+            parse_pipe(run, &target),
+            Some(("api.v2-x".to_string(), 3, Stream::Err))
+        );
+        assert_eq!(
+            parse_pipe(run, &run.join("web.0.out")).unwrap().2,
+            Stream::Out
+        );
+        for other in [
+            "/h/logs/web.0.out",
+            "/h/run/web.x.out",
+            "/h/run/.0.out",
+            "pipe:[12]",
+        ] {
+            assert_eq!(parse_pipe(run, Path::new(other)), None, "{other}");
+        }
     }
 }

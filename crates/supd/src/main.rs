@@ -18,7 +18,9 @@ mod monitor;
 mod node_preload;
 mod ops;
 mod readiness;
+mod recover;
 mod registry;
+mod state;
 
 use std::process::ExitCode;
 
@@ -119,6 +121,10 @@ async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
     }
+    // Before any request is served (they wait in the socket's backlog), so
+    // that the first answer, `list` included, is already true.
+    recover::run(&home, &registry).await;
+    registry.keep_state().await;
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));
     if args.resurrect {
@@ -141,6 +147,7 @@ async fn serve(home: Home, args: Args) -> anyhow::Result<()> {
     readiness::tell_supervisor("STOPPING=1");
     let (progress, _) = tokio::sync::mpsc::unbounded_channel();
     registry.handle(supd_proto::Request::Kill, &progress).await;
+    registry.end_state().await;
     home::remove_runtime_files(&home);
     tracing::info!("supd stopped");
     Ok(())

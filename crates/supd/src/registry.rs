@@ -24,6 +24,7 @@ use crate::logs::{self, AppLog};
 use crate::metrics;
 use crate::monitor::{self, Samples};
 use crate::ops::{self, Progress};
+use crate::state::StateFile;
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -177,16 +178,19 @@ pub struct Registry {
     metrics: Arc<tokio::sync::Mutex<Option<SocketAddr>>>,
     /// The latest `[daemon]` settings: log rotation defaults for new configs.
     daemon: Arc<Mutex<DaemonConfig>>,
+    /// What a daemon that dies leaves for the next one.
+    state: StateFile,
 }
 
 impl Registry {
     /// An empty registry, with its monitor sampling every `sample_interval`
-    /// and its trouble handler running.
+    /// and its trouble handler running. The state file is kept from
+    /// [`Registry::keep_state`] on.
     pub fn new(home: Home, reaper: Reaper, sample_interval: Duration) -> Registry {
         let (trouble, troubles) = mpsc::unbounded_channel();
         let (interval_tx, interval_rx) = watch::channel(sample_interval);
         let registry = Registry {
-            home,
+            home: home.clone(),
             reaper,
             apps: Arc::default(),
             samples: Samples::default(),
@@ -194,6 +198,7 @@ impl Registry {
             sample_interval: Arc::new(interval_tx),
             metrics: Arc::default(),
             daemon: Arc::default(),
+            state: StateFile::new(&home),
         };
         tokio::spawn(monitor::run(
             registry.clone(),
@@ -201,7 +206,30 @@ impl Registry {
             interval_rx,
         ));
         tokio::spawn(handle_troubles(registry.clone(), troubles));
+        let views = registry.clone();
+        tokio::spawn(registry.state.clone().keep(move || views.views()));
         registry
+    }
+
+    /// Starts keeping the state file (once whatever a dead daemon left has
+    /// been dealt with).
+    pub async fn keep_state(&self) {
+        self.state.begin().await;
+        self.persist().await;
+    }
+
+    /// A clean stop: the state file goes (it stays if an app is left).
+    pub async fn end_state(&self) {
+        self.state.end(self.views()).await;
+    }
+
+    /// Writes the state file once every app has published what it did so far.
+    async fn persist(&self) {
+        let apps = self.apps().clone();
+        for app in apps {
+            let _ = app.ask(Command::Published).await;
+        }
+        self.state.write(self.views()).await;
     }
 
     /// The daemon's spawner and reaper.
@@ -288,7 +316,19 @@ impl Registry {
     }
 
     /// Answers one request; long operations report steps on `progress`.
+    /// A request that changes apps returns once the state file shows it.
     pub async fn handle(&self, request: Request, progress: &Progress) -> Response {
+        let changes_apps = matches!(
+            request,
+            Request::Start { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Reload { .. }
+                | Request::ReloadApps { .. }
+                | Request::Scale { .. }
+                | Request::Delete { .. }
+                | Request::Resurrect
+        );
         let result = match request {
             Request::Ping => Ok(Response::Pong {
                 pid: std::process::id(),
@@ -378,6 +418,9 @@ impl Registry {
             // start a process the exiting daemon would leave behind.
             Request::Kill => self.delete("all").await,
         };
+        if changes_apps {
+            self.persist().await;
+        }
         result.unwrap_or_else(|message| Response::Error { message })
     }
 
@@ -426,27 +469,26 @@ impl Registry {
     /// Writes the process list: each app's config (with its current instance
     /// count), caller environment, and whether it is stopped.
     fn save(&self) -> Result<Response, String> {
-        let apps: Vec<SavedApp> = self
-            .views()
-            .into_iter()
-            .map(|v| SavedApp {
-                stopped: !v.instances.iter().any(|i| i.is_active()),
-                config: (*v.config).clone(),
-                base_env: (*v.base_env).clone(),
-            })
-            .collect();
+        let apps: Vec<SavedApp> = self.views().iter().map(SavedApp::of).collect();
         let names = apps.iter().map(|a| a.config.name.clone()).collect();
         let path = dump::save(&self.home, apps)?;
         tracing::info!(path = %path.display(), "process list saved");
         Ok(Response::Saved { path, apps: names })
     }
 
-    /// Brings back the saved process list: apps already known are left
-    /// alone, saved-as-stopped apps are registered without starting.
+    /// Brings back the saved process list (see [`Registry::restore`]).
     pub async fn resurrect(&self) -> Result<Response, String> {
         let dump = dump::load(&self.home)?;
+        Ok(Response::Started {
+            apps: self.restore(dump.apps).await,
+        })
+    }
+
+    /// Brings back saved apps, one after the other: apps already known are
+    /// left alone, saved-as-stopped apps are registered without starting.
+    pub async fn restore(&self, apps: Vec<SavedApp>) -> Vec<StartOutcome> {
         let mut outcomes = Vec::new();
-        for saved in dump.apps {
+        for saved in apps {
             let name = saved.config.name.clone();
             let result = if self.find(&name).is_some() {
                 Ok(Outcome::AlreadyOnline)
@@ -458,7 +500,7 @@ impl Registry {
             };
             outcomes.push(StartOutcome::of(name, result));
         }
-        Ok(Response::Started { apps: outcomes })
+        outcomes
     }
 
     /// Registers a new app and starts it.
@@ -493,6 +535,7 @@ impl Registry {
             self.reaper.clone(),
             log,
             self.trouble.clone(),
+            self.state.clone(),
         )?;
         let handle = AppHandle {
             name,
