@@ -9,6 +9,7 @@ mod support;
 mod cluster;
 mod config;
 mod control;
+mod crash;
 mod fork;
 mod import;
 mod logs;

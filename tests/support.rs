@@ -72,10 +72,13 @@ const CMD_LIMIT: Duration = Duration::from_secs(60);
 
 /// One daemon with its own temporary `SUPD_HOME` (and a work folder for the
 /// test's scripts and files). Dropping it runs `supctl kill`, reaps the
-/// daemon, and SIGKILLs any process group it still knew about.
+/// daemon, and SIGKILLs any process group it still knew about, and those of
+/// daemons it [crashed](Supd::crash).
 pub struct Supd {
     /// The temporary folder: `home/` is SUPD_HOME, `work/` holds test files.
     root: tempfile::TempDir,
+    /// Instance pids (and process groups) that crashed daemons left.
+    strays: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Supd {
@@ -87,7 +90,10 @@ impl Supd {
             .tempdir()
             .expect("tempdir");
         std::fs::create_dir(root.path().join("work")).unwrap();
-        Supd { root }
+        Supd {
+            root,
+            strays: Default::default(),
+        }
     }
 
     /// `SUPD_HOME`.
@@ -224,12 +230,34 @@ impl Supd {
             .parse()
             .ok()
     }
+
+    /// SIGKILLs the daemon, as a crash would, and reaps it; its apps keep
+    /// running. Returns the pids of the instances it had; they are also
+    /// SIGKILLed at drop, in case no later daemon replaced them.
+    pub fn crash(&self) -> Vec<u32> {
+        let daemon = self.daemon_pid().expect("a running daemon");
+        let pids: Vec<u32> = self
+            .list()
+            .iter()
+            .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
+            .collect();
+        self.strays.lock().unwrap().extend(&pids);
+        let pid = nix::unistd::Pid::from_raw(daemon as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill -9 supd");
+        // It was reparented to us (a subreaper) when the supctl that started it exited.
+        let _ = nix::sys::wait::waitpid(pid, None);
+        wait_for(
+            Duration::from_secs(10),
+            "the killed daemon to be gone",
+            || (!exists(daemon)).then_some(()),
+        );
+        pids
+    }
 }
 
 impl Drop for Supd {
     fn drop(&mut self) {
-        let daemon = self.daemon_pid();
-        let groups: Vec<u32> = if daemon.is_some() {
+        let groups: Vec<u32> = if self.daemon_pid().is_some() {
             serde_json::from_slice::<Vec<serde_json::Value>>(&self.run(&["list", "--json"]).stdout)
                 .unwrap_or_default()
                 .iter()
@@ -238,11 +266,21 @@ impl Drop for Supd {
         } else {
             Vec::new()
         };
+        // The daemon that answered (one started after a crash, maybe).
+        let daemon = self.daemon_pid();
         let _ = self.run(&["kill"]);
-        for pgid in groups {
+        let strays = std::mem::take(self.strays.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for &pgid in groups.iter().chain(&strays) {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pgid as i32),
                 nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // A crashed daemon's instances were reparented to us: reap them.
+        for pid in strays {
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(pid as i32),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
             );
         }
         if let Some(pid) = daemon {

@@ -5,9 +5,11 @@
 //!   reaper that collects every exit status (the daemon is a child subreaper,
 //!   so orphaned grandchildren are reaped here too and never linger as zombies).
 //! - [`group`]: signalling a whole process group and telling when it is gone.
+//! - [`procfs`]: a process's group, start time and liveness from `/proc`.
 
 pub mod group;
 pub mod policy;
+pub mod procfs;
 pub mod spawn;
 
 pub use policy::{Decision, Exit, Policy, RunHistory};

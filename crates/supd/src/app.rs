@@ -16,7 +16,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use supd_config::AppConfig;
 use supd_proto::Status;
@@ -32,10 +31,11 @@ use crate::logs::{AppLog, Stream};
 use crate::node_preload;
 use crate::readiness::{self, Notice};
 use crate::registry::Trouble;
+use crate::state::StateFile;
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
-const KILL_GRACE: Duration = Duration::from_secs(5);
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How often a draining group is polled.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The descriptor number of the listening socket in every instance.
@@ -137,6 +137,9 @@ pub enum Command {
     Freeze(oneshot::Sender<FrozenApp>),
     /// Act again: the next image did not take over.
     Thaw(oneshot::Sender<()>),
+    /// Answered in a step of its own, so once it is, every earlier step has
+    /// been published.
+    Published(oneshot::Sender<()>),
 }
 
 /// Something that happened to a process, delivered to its actor. Every
@@ -178,6 +181,7 @@ struct App {
     events: mpsc::UnboundedSender<Event>,
     view: watch::Sender<AppView>,
     trouble: mpsc::UnboundedSender<Trouble>,
+    state: StateFile,
     waiting: HashMap<u64, Waiting>,
     next_generation: u64,
     /// Replies of `Stop`/`Delete`, answered once nothing is stopping.
@@ -197,47 +201,35 @@ struct Kept {
     ipc: Option<OwnedFd>,
 }
 
+/// What an actor works with besides its own records.
+pub struct Surroundings {
+    /// The daemon's spawner and reaper.
+    pub reaper: Reaper,
+    /// The app's log files.
+    pub log: AppLog,
+    /// Where processes to replace are reported.
+    pub trouble: mpsc::UnboundedSender<Trouble>,
+    /// Told whenever what a restarted daemon would need changes.
+    pub state: StateFile,
+}
+
+/// An actor's command channel and published view.
+pub type Actor = (mpsc::UnboundedSender<Command>, watch::Receiver<AppView>);
+
 /// Creates the actor of a new app (nothing started yet) and returns its
 /// command channel and view. Binds the app's port first, if it has one.
 pub fn spawn_actor(
     config: AppConfig,
     base_env: BTreeMap<String, String>,
-    reaper: Reaper,
-    log: AppLog,
-    trouble: mpsc::UnboundedSender<Trouble>,
-) -> Result<(mpsc::UnboundedSender<Command>, watch::Receiver<AppView>), String> {
+    with: Surroundings,
+) -> Result<Actor, String> {
     let listener = bind(&config)?;
-    let config = Arc::new(config);
-    let base_env = Arc::new(base_env);
     // Every slot exists from the start, stopped, so `list` shows an app
     // that is registered but not running (a resurrected stopped app).
     let instances: Vec<Instance> = (0..config.instances).map(Instance::new).collect();
-    let (view_tx, view_rx) = watch::channel(AppView {
-        config: config.clone(),
-        base_env: base_env.clone(),
-        instances: instances.clone(),
-    });
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let app = App {
-        config,
-        base_env,
-        instances,
-        listener,
-        reaper,
-        log,
-        events: ev_tx,
-        view: view_tx,
-        trouble,
-        waiting: HashMap::new(),
-        next_generation: 1,
-        after_stop: Vec::new(),
-        deleted: false,
-        channels: HashMap::new(),
-        frozen: None,
-    };
-    tokio::spawn(app.run(cmd_rx, ev_rx));
-    Ok((cmd_tx, view_rx))
+    let (app, actor, channels) = App::new(config, base_env, instances, listener, 1, with);
+    tokio::spawn(app.run(channels.0, channels.1));
+    Ok(actor)
 }
 
 /// Recreates the actor of an app handed over by the daemon's previous image:
@@ -246,10 +238,8 @@ pub fn spawn_actor(
 pub fn resume_actor(
     frozen: FrozenApp,
     exits: &mut HashMap<u32, oneshot::Receiver<Exit>>,
-    reaper: Reaper,
-    log: AppLog,
-    trouble: mpsc::UnboundedSender<Trouble>,
-) -> Result<(mpsc::UnboundedSender<Command>, watch::Receiver<AppView>), String> {
+    with: Surroundings,
+) -> Actor {
     let FrozenApp {
         config,
         base_env,
@@ -264,35 +254,11 @@ pub fn resume_actor(
         let fds = sockets.into_iter().map(|fd| unsafe { handover::take(fd) });
         SlotSockets::adopt(port, fds.collect())
     });
-    let config = Arc::new(config);
-    let base_env = Arc::new(base_env);
-    let (view_tx, view_rx) = watch::channel(AppView {
-        config: config.clone(),
-        base_env: base_env.clone(),
-        instances: instances.clone(),
-    });
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let mut app = App {
-        config,
-        base_env,
-        instances,
-        listener,
-        reaper,
-        log,
-        events: ev_tx,
-        view: view_tx,
-        trouble,
-        waiting: HashMap::new(),
-        next_generation,
-        after_stop: Vec::new(),
-        deleted: false,
-        channels: HashMap::new(),
-        frozen: None,
-    };
+    let (mut app, actor, channels) =
+        App::new(config, base_env, instances, listener, next_generation, with);
     app.adopt(processes, exits);
-    tokio::spawn(app.run(cmd_rx, ev_rx));
-    Ok((cmd_tx, view_rx))
+    tokio::spawn(app.run(channels.0, channels.1));
+    actor
 }
 
 /// The daemon-owned listening sockets of an app with a port.
@@ -307,6 +273,58 @@ fn bind(config: &AppConfig) -> Result<Option<SlotSockets>, String> {
 }
 
 impl App {
+    /// An actor's state and channels, not running yet.
+    fn new(
+        config: AppConfig,
+        base_env: BTreeMap<String, String>,
+        instances: Vec<Instance>,
+        listener: Option<SlotSockets>,
+        next_generation: u64,
+        with: Surroundings,
+    ) -> (
+        App,
+        Actor,
+        (
+            mpsc::UnboundedReceiver<Command>,
+            mpsc::UnboundedReceiver<Event>,
+        ),
+    ) {
+        let config = Arc::new(config);
+        let base_env = Arc::new(base_env);
+        let (view_tx, view_rx) = watch::channel(AppView {
+            config: config.clone(),
+            base_env: base_env.clone(),
+            instances: instances.clone(),
+        });
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let Surroundings {
+            reaper,
+            log,
+            trouble,
+            state,
+        } = with;
+        let app = App {
+            config,
+            base_env,
+            instances,
+            listener,
+            reaper,
+            log,
+            events: ev_tx,
+            view: view_tx,
+            trouble,
+            state,
+            waiting: HashMap::new(),
+            next_generation,
+            after_stop: Vec::new(),
+            deleted: false,
+            channels: HashMap::new(),
+            frozen: None,
+        };
+        (app, (cmd_tx, view_rx), (cmd_rx, ev_rx))
+    }
+
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
@@ -334,7 +352,23 @@ impl App {
         tracing::info!(app = %self.config.name, "deleted");
     }
 
+    /// Publishes the view, and has the state file rewritten if what it
+    /// records (config, processes, stopped or not) changed since the last one.
     fn publish(&self) {
+        let recorded_changed = {
+            let last = self.view.borrow();
+            // The last view holds the old config, so its address is not reused.
+            !Arc::ptr_eq(&last.config, &self.config)
+                || !Arc::ptr_eq(&last.base_env, &self.base_env)
+                || last
+                    .instances
+                    .iter()
+                    .map(Instance::recorded)
+                    .ne(self.instances.iter().map(Instance::recorded))
+        };
+        if recorded_changed {
+            self.state.touch();
+        }
         self.view.send_replace(AppView {
             config: self.config.clone(),
             base_env: self.base_env.clone(),
@@ -447,7 +481,7 @@ impl App {
                 self.frozen = Some(Vec::new());
                 let _ = reply.send(self.describe());
             }
-            Command::Thaw(reply) => {
+            Command::Thaw(reply) | Command::Published(reply) => {
                 let _ = reply.send(());
             }
         }
@@ -684,11 +718,13 @@ impl App {
     /// Forks and execs one process with its pipes, sockets and environment,
     /// and starts the task that watches it.
     fn try_spawn(&mut self, slot: u32, generation: u64) -> Result<u32, String> {
-        let pipe = || {
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+        let format = self.config.log_date_format.clone();
+        let mut pipe = |stream| {
+            self.log
+                .pipe(stream, slot, format.clone())
+                .map_err(|e| format!("cannot create a log pipe: {e}"))
         };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        let (stdout, stderr) = (pipe(Stream::Out)?, pipe(Stream::Err)?);
         let channels = readiness::channels(self.config.wait_ready)
             .map_err(|e| format!("cannot create the notify socket: {e}"))?;
         let mut env = self.instance_env(slot);
@@ -718,16 +754,13 @@ impl App {
             args: &self.config.args,
             cwd: &self.config.cwd,
             env: &env,
-            stdout: out_w,
-            stderr: err_w,
+            stdout,
+            stderr,
             listen_pid: self.config.port.is_some(),
             pass_fds,
         };
         let (pid, exit) = self.reaper.spawn(spec).map_err(|e| e.to_string())?;
         drop(ipc_theirs);
-        let format = self.config.log_date_format.clone();
-        self.log.attach(Stream::Out, slot, out_r, format.clone());
-        self.log.attach(Stream::Err, slot, err_r, format);
         let channels = (channels.notify, channels.notify_address, ipc_ours);
         self.watch_process(generation, exit, Some(channels));
         Ok(pid)

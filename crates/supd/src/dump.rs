@@ -1,19 +1,21 @@
 //! `save` and `resurrect`: the process list on disk (`SUPD_HOME/dump.json`).
 //!
 //! A dump is written atomically — to `dump.json.tmp`, fsync'd, then renamed
-//! over `dump.json` — after the previous dump is copied to `dump.json.bak`,
-//! so a crash at any moment leaves a whole dump behind. Reading checks the
+//! over `dump.json` ([`write_atomically`]) — after the previous dump is copied
+//! to `dump.json.bak`, so a crash at any moment leaves a whole dump behind. Reading checks the
 //! whole file (JSON, version, every app's config) before anything is applied:
 //! a corrupt or truncated dump is refused, never half-applied.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use supd_config::AppConfig;
 use supd_proto::Home;
+
+use crate::app::AppView;
 
 /// The dump format's version; a newer one is refused.
 const VERSION: u32 = 1;
@@ -40,6 +42,18 @@ pub struct SavedApp {
     pub stopped: bool,
 }
 
+impl SavedApp {
+    /// An app as it is now: its config (with its current instance count),
+    /// caller environment, and whether it is stopped.
+    pub fn of(view: &AppView) -> SavedApp {
+        SavedApp {
+            stopped: !view.instances.iter().any(|i| i.is_active()),
+            config: (*view.config).clone(),
+            base_env: (*view.base_env).clone(),
+        }
+    }
+}
+
 /// `SUPD_HOME/dump.json`.
 pub fn path(home: &Home) -> PathBuf {
     home.dir().join("dump.json")
@@ -54,8 +68,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// Writes `apps` as the new dump; the previous one becomes `dump.json.bak`.
 pub fn save(home: &Home, apps: Vec<SavedApp>) -> Result<PathBuf, String> {
     let target = path(home);
-    let fail =
-        |what: &str, e: std::io::Error| format!("cannot save the process list ({what}): {e}");
+    let fail = |e: io::Error| format!("cannot save the process list: {e}");
     let dump = Dump {
         version: VERSION,
         saved_at_ms: supd_proto::unix_ms(),
@@ -63,23 +76,39 @@ pub fn save(home: &Home, apps: Vec<SavedApp>) -> Result<PathBuf, String> {
     };
     let bytes = serde_json::to_vec_pretty(&dump)
         .map_err(|e| format!("cannot encode the process list: {e}"))?;
-    let tmp = sibling(&target, ".tmp");
-    let mut file = File::create(&tmp).map_err(|e| fail("create", e))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fail("write", e))?;
     if target.exists() {
         let bak = sibling(&target, ".bak");
         let bak_tmp = sibling(&target, ".bak.tmp");
         fs::copy(&target, &bak_tmp)
             .and_then(|_| fs::rename(&bak_tmp, &bak))
-            .map_err(|e| fail("backup", e))?;
+            .map_err(|e| fail(io::Error::new(e.kind(), format!("backup: {e}"))))?;
     }
-    fs::rename(&tmp, &target).map_err(|e| fail("rename", e))?;
-    if let Ok(dir) = File::open(home.dir()) {
+    write_atomically(&target, &bytes, true).map_err(fail)?;
+    Ok(target)
+}
+
+/// Replaces `target` by `bytes` atomically: they are written to
+/// `<target>.tmp`, which is then renamed over `target`, so a reader (or a
+/// process killed meanwhile) finds the old file or the new one, never a
+/// part. With `durable`, the data and the rename are fsync'd too, so they
+/// also survive a power loss.
+pub fn write_atomically(target: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let context = |what: &str, path: &Path, e: io::Error| {
+        io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    };
+    let tmp = sibling(target, ".tmp");
+    let mut file = File::create(&tmp).map_err(|e| context("cannot create", &tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
+        .map_err(|e| context("cannot write", &tmp, e))?;
+    fs::rename(&tmp, target).map_err(|e| context("cannot rename", &tmp, e))?;
+    if durable
+        && let Some(dir) = target.parent()
+        && let Ok(dir) = File::open(dir)
+    {
         let _ = dir.sync_all();
     }
-    Ok(target)
+    Ok(())
 }
 
 /// Reads and checks the dump; any problem is one message naming the file.

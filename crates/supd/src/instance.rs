@@ -71,6 +71,12 @@ impl Instance {
         )
     }
 
+    /// What the state file records of this record: slot, pid, and whether
+    /// it runs or is about to.
+    pub fn recorded(&self) -> (u32, Option<u32>, bool) {
+        (self.slot, self.pid, self.is_active())
+    }
+
     /// Records how the process ended and forgets its pid.
     pub fn record_exit(&mut self, exit: Exit) {
         let (code, signal) = match exit {

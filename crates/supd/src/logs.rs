@@ -8,6 +8,9 @@
 //! slower than the app, readers stop reading and the app blocks in `write`
 //! (backpressure) instead of lines being dropped.
 //!
+//! The pipes are FIFOs that the instance holds open for reading too
+//! ([`AppLog::pipe`]), so an instance outlives a daemon that is killed.
+//!
 //! The writer also rotates the files ([`file`]): by size (`log_max_size`)
 //! between two chunks, so a line is never split, and on a schedule
 //! (`log_rotate_interval`), keeping `log_retain` rotated files, gzipped with
@@ -22,9 +25,11 @@ pub mod file;
 mod index;
 
 use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use supd_config::AppConfig;
@@ -87,6 +92,10 @@ impl Layout {
 
 /// One app's log files and the channel to their writer thread.
 pub struct AppLog {
+    /// The app's name, which names its pipes.
+    app: String,
+    /// Where its pipes are made ([`run_dir`]).
+    run_dir: PathBuf,
     tx: mpsc::Sender<LogMsg>,
     /// A problem writing the files (disk full…), for `show`.
     problem: Arc<Mutex<Option<String>>>,
@@ -149,6 +158,37 @@ pub fn paths(home: &Home, config: &AppConfig) -> AppLogs {
     }
 }
 
+/// `SUPD_HOME/run`: where instance pipes are made (and unlinked at once).
+pub fn run_dir(home: &Home) -> PathBuf {
+    home.dir().join("run")
+}
+
+/// The name of an instance's pipe in [`run_dir`]: `<app>.<slot>.out|err`.
+fn pipe_name(app: &str, instance: u32, stream: Stream) -> String {
+    let ext = match stream {
+        Stream::Out => "out",
+        Stream::Err => "err",
+    };
+    format!("{app}.{instance}.{ext}")
+}
+
+/// The app, instance and stream of a pipe, from where `/proc/PID/fd/N`
+/// points (`<run_dir>/<app>.<slot>.out (deleted)`); `None` if `target` is not
+/// one of the pipes in `run_dir`.
+pub fn parse_pipe(run_dir: &Path, target: &Path) -> Option<(String, u32, Stream)> {
+    let name = target.strip_prefix(run_dir).ok()?.to_str()?;
+    let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+    let mut parts = name.rsplitn(3, '.');
+    let stream = match parts.next()? {
+        "out" => Stream::Out,
+        "err" => Stream::Err,
+        _ => return None,
+    };
+    let instance = parts.next()?.parse().ok()?;
+    let app = parts.next().filter(|a| !a.is_empty() && !a.contains('/'))?;
+    Some((app.to_string(), instance, stream))
+}
+
 /// The out and err files of an app, or of one of its instances.
 fn file_pair(home: &Home, name: &str, instance: Option<u32>) -> (PathBuf, PathBuf) {
     let dir = home.log_dir();
@@ -164,7 +204,8 @@ impl AppLog {
     /// The thread ends when the `AppLog` and every reader are gone.
     pub fn open(home: &Home, config: &AppConfig) -> io::Result<AppLog> {
         let name = &config.name;
-        std::fs::create_dir_all(home.log_dir())?;
+        fs::create_dir_all(home.log_dir())?;
+        fs::create_dir_all(run_dir(home))?;
         let problem = Arc::new(Mutex::new(None));
         let mut writer = Writer {
             home: home.clone(),
@@ -183,6 +224,8 @@ impl AppLog {
             .name(format!("log-{name}"))
             .spawn(move || writer.run(rx))?;
         let mut log = AppLog {
+            app: name.clone(),
+            run_dir: run_dir(home),
             tx,
             problem,
             schedule: None,
@@ -240,6 +283,39 @@ impl AppLog {
     /// The shared slot where the writer reports a problem (disk full…).
     pub fn problem(&self) -> Arc<Mutex<Option<String>>> {
         self.problem.clone()
+    }
+
+    /// Makes the pipe for one stream of a new instance, starts copying it
+    /// into the files, and returns the end the instance writes to.
+    ///
+    /// The pipe is a FIFO in [`run_dir`], unlinked as soon as both ends are
+    /// open: its name stays visible in `/proc/PID/fd`, which is how a daemon
+    /// started after a crash finds the instance. The instance's end is
+    /// opened read-write, so the instance itself counts as a reader: if the
+    /// daemon dies, its writes never fail with EPIPE or raise SIGPIPE; once
+    /// the pipe is full they block until a new daemon takes over. The
+    /// daemon's end still sees EOF when the last process holding the
+    /// instance's end exits, as with an ordinary pipe.
+    pub fn pipe(
+        &mut self,
+        stream: Stream,
+        instance: u32,
+        date_format: Option<String>,
+    ) -> io::Result<OwnedFd> {
+        let path = self.run_dir.join(pipe_name(&self.app, instance, stream));
+        // Left behind if a daemon died right here.
+        let _ = fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+        // Neither open blocks: a read-write open never waits for a peer, and
+        // the reader then has a writer.
+        let theirs = OpenOptions::new().read(true).write(true).open(&path);
+        let ours = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path);
+        let _ = fs::remove_file(&path);
+        self.attach(stream, instance, ours?.into(), date_format);
+        Ok(theirs?.into())
     }
 
     /// Starts copying a child's pipe into the file of `stream`, prefixing
@@ -505,5 +581,30 @@ mod tests {
     #[test]
     fn stamp_prefixes_each_line() {
         assert_eq!(stamp(b"a\nb\n", "T: "), b"T: a\nT: b\n");
+    }
+
+    #[test]
+    fn pipe_names_round_trip() {
+        let run = Path::new("/h/run");
+        let target = run.join(format!(
+            "{} (deleted)",
+            pipe_name("api.v2-x", 3, Stream::Err)
+        ));
+        assert_eq!(
+            parse_pipe(run, &target),
+            Some(("api.v2-x".to_string(), 3, Stream::Err))
+        );
+        assert_eq!(
+            parse_pipe(run, &run.join("web.0.out")).unwrap().2,
+            Stream::Out
+        );
+        for other in [
+            "/h/logs/web.0.out",
+            "/h/run/web.x.out",
+            "/h/run/.0.out",
+            "pipe:[12]",
+        ] {
+            assert_eq!(parse_pipe(run, Path::new(other)), None, "{other}");
+        }
     }
 }

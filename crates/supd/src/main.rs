@@ -19,7 +19,9 @@ mod monitor;
 mod node_preload;
 mod ops;
 mod readiness;
+mod recover;
 mod registry;
+mod state;
 mod update;
 
 use std::process::ExitCode;
@@ -178,6 +180,7 @@ async fn serve(
     });
     let registry = Registry::new(home.clone(), reaper, sample_interval, image);
     let metrics = handover.as_ref().and_then(|h| h.metrics).or(args.metrics);
+    let resumed = handover.is_some();
     if let Some(handover) = handover {
         registry
             .apply_daemon(&handover.daemon)
@@ -191,6 +194,14 @@ async fn serve(
             .await
             .map_err(anyhow::Error::msg)?;
     }
+    // Before any request is served (they wait in the socket's backlog), so
+    // that the first answer, `list` included, is already true. After an
+    // update the state file describes the apps just taken over: nothing
+    // died, nothing to recover.
+    if !resumed {
+        recover::run(&home, &registry).await;
+    }
+    registry.keep_state().await;
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));
     if args.resurrect {
@@ -213,6 +224,7 @@ async fn serve(
     readiness::tell_supervisor("STOPPING=1");
     let (progress, _) = tokio::sync::mpsc::unbounded_channel();
     registry.handle(supd_proto::Request::Kill, &progress).await;
+    registry.end_state().await;
     home::remove_runtime_files(&home);
     tracing::info!("supd stopped");
     Ok(())

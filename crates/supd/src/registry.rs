@@ -16,7 +16,7 @@ use supd_supervisor::group::parse_signal;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::app::{AppView, Command, resume_actor, spawn_actor};
+use crate::app::{Actor, AppView, Command, Surroundings, resume_actor, spawn_actor};
 use crate::cron;
 use crate::dump::{self, SavedApp};
 use crate::handover::{self, FrozenApp};
@@ -25,6 +25,7 @@ use crate::logs::{self, AppLog};
 use crate::metrics;
 use crate::monitor::{self, Samples};
 use crate::ops::{self, Progress};
+use crate::state::StateFile;
 use crate::update::{self, Image};
 
 /// The daemon's handle on one app's actor.
@@ -44,6 +45,23 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
+    /// The handle of a new actor, its timers not armed yet.
+    fn new(
+        name: String,
+        (commands, view): Actor,
+        log_problem: Arc<Mutex<Option<String>>>,
+    ) -> AppHandle {
+        AppHandle {
+            name,
+            commands,
+            view,
+            op: Arc::default(),
+            schedule: cron::Schedule::default(),
+            checker: health::Checker::default(),
+            log_problem,
+        }
+    }
+
     /// Re-arms the app's timers (cron restart, health check) from its config.
     fn arm(&self, registry: &Registry) {
         self.schedule.arm(self);
@@ -181,16 +199,19 @@ pub struct Registry {
     daemon: Arc<Mutex<DaemonConfig>>,
     /// The running image, for `ping` and `update`.
     image: Arc<Image>,
+    /// What a daemon that dies leaves for the next one.
+    state: StateFile,
 }
 
 impl Registry {
     /// An empty registry, with its monitor sampling every `sample_interval`
-    /// and its trouble handler running.
+    /// and its trouble handler running. The state file is kept from
+    /// [`Registry::keep_state`] on.
     pub fn new(home: Home, reaper: Reaper, sample_interval: Duration, image: Image) -> Registry {
         let (trouble, troubles) = mpsc::unbounded_channel();
         let (interval_tx, interval_rx) = watch::channel(sample_interval);
         let registry = Registry {
-            home,
+            home: home.clone(),
             reaper,
             apps: Arc::default(),
             samples: Samples::default(),
@@ -199,6 +220,7 @@ impl Registry {
             metrics: Arc::default(),
             daemon: Arc::default(),
             image: Arc::new(image),
+            state: StateFile::new(&home),
         };
         tokio::spawn(monitor::run(
             registry.clone(),
@@ -206,7 +228,30 @@ impl Registry {
             interval_rx,
         ));
         tokio::spawn(handle_troubles(registry.clone(), troubles));
+        let views = registry.clone();
+        tokio::spawn(registry.state.clone().keep(move || views.views()));
         registry
+    }
+
+    /// Starts keeping the state file (once whatever a dead daemon left has
+    /// been dealt with).
+    pub async fn keep_state(&self) {
+        self.state.begin().await;
+        self.persist().await;
+    }
+
+    /// A clean stop: the state file goes (it stays if an app is left).
+    pub async fn end_state(&self) {
+        self.state.end(self.views()).await;
+    }
+
+    /// Writes the state file once every app has published what it did so far.
+    async fn persist(&self) {
+        let apps = self.apps().clone();
+        for app in apps {
+            let _ = app.ask(Command::Published).await;
+        }
+        self.state.write(self.views()).await;
     }
 
     /// The daemon's spawner and reaper.
@@ -296,6 +341,16 @@ impl Registry {
         }
     }
 
+    /// What a new actor works with, around its log.
+    fn surroundings(&self, log: AppLog) -> Surroundings {
+        Surroundings {
+            reaper: self.reaper.clone(),
+            log,
+            trouble: self.trouble.clone(),
+            state: self.state.clone(),
+        }
+    }
+
     /// Registers an app handed over by the previous image, with its running
     /// processes (their exits on `exits`, by pid) and log pipes.
     pub fn resume_app(
@@ -313,22 +368,8 @@ impl Registry {
             log.resume(pipe, fd, frozen.config.log_date_format.clone());
         }
         let log_problem = log.problem();
-        let (commands, view) = resume_actor(
-            frozen,
-            exits,
-            self.reaper.clone(),
-            log,
-            self.trouble.clone(),
-        )?;
-        let handle = AppHandle {
-            name,
-            commands,
-            view,
-            op: Arc::default(),
-            schedule: cron::Schedule::default(),
-            checker: health::Checker::default(),
-            log_problem,
-        };
+        let actor = resume_actor(frozen, exits, self.surroundings(log));
+        let handle = AppHandle::new(name, actor, log_problem);
         handle.arm(self);
         self.apps().push(handle);
         Ok(())
@@ -403,7 +444,19 @@ impl Registry {
     }
 
     /// Answers one request; long operations report steps on `progress`.
+    /// A request that changes apps returns once the state file shows it.
     pub async fn handle(&self, request: Request, progress: &Progress) -> Response {
+        let changes_apps = matches!(
+            request,
+            Request::Start { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Reload { .. }
+                | Request::ReloadApps { .. }
+                | Request::Scale { .. }
+                | Request::Delete { .. }
+                | Request::Resurrect
+        );
         let result = match request {
             Request::Ping => Ok(Response::Pong {
                 pid: std::process::id(),
@@ -497,6 +550,9 @@ impl Registry {
             // start a process the exiting daemon would leave behind.
             Request::Kill => self.delete("all").await,
         };
+        if changes_apps {
+            self.persist().await;
+        }
         result.unwrap_or_else(|message| Response::Error { message })
     }
 
@@ -545,27 +601,26 @@ impl Registry {
     /// Writes the process list: each app's config (with its current instance
     /// count), caller environment, and whether it is stopped.
     fn save(&self) -> Result<Response, String> {
-        let apps: Vec<SavedApp> = self
-            .views()
-            .into_iter()
-            .map(|v| SavedApp {
-                stopped: !v.instances.iter().any(|i| i.is_active()),
-                config: (*v.config).clone(),
-                base_env: (*v.base_env).clone(),
-            })
-            .collect();
+        let apps: Vec<SavedApp> = self.views().iter().map(SavedApp::of).collect();
         let names = apps.iter().map(|a| a.config.name.clone()).collect();
         let path = dump::save(&self.home, apps)?;
         tracing::info!(path = %path.display(), "process list saved");
         Ok(Response::Saved { path, apps: names })
     }
 
-    /// Brings back the saved process list: apps already known are left
-    /// alone, saved-as-stopped apps are registered without starting.
+    /// Brings back the saved process list (see [`Registry::restore`]).
     pub async fn resurrect(&self) -> Result<Response, String> {
         let dump = dump::load(&self.home)?;
+        Ok(Response::Started {
+            apps: self.restore(dump.apps).await,
+        })
+    }
+
+    /// Brings back saved apps, one after the other: apps already known are
+    /// left alone, saved-as-stopped apps are registered without starting.
+    pub async fn restore(&self, apps: Vec<SavedApp>) -> Vec<StartOutcome> {
         let mut outcomes = Vec::new();
-        for saved in dump.apps {
+        for saved in apps {
             let name = saved.config.name.clone();
             let result = if self.find(&name).is_some() {
                 Ok(Outcome::AlreadyOnline)
@@ -577,7 +632,7 @@ impl Registry {
             };
             outcomes.push(StartOutcome::of(name, result));
         }
-        Ok(Response::Started { apps: outcomes })
+        outcomes
     }
 
     /// Registers a new app and starts it.
@@ -606,22 +661,8 @@ impl Registry {
         let log = AppLog::open(&self.home, &config)
             .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
         let log_problem = log.problem();
-        let (commands, view) = spawn_actor(
-            config,
-            base_env,
-            self.reaper.clone(),
-            log,
-            self.trouble.clone(),
-        )?;
-        let handle = AppHandle {
-            name,
-            commands,
-            view,
-            op: Arc::default(),
-            schedule: cron::Schedule::default(),
-            checker: health::Checker::default(),
-            log_problem,
-        };
+        let actor = spawn_actor(config, base_env, self.surroundings(log))?;
+        let handle = AppHandle::new(name, actor, log_problem);
         let mut apps = self.apps();
         if apps.iter().any(|a| a.name == handle.name) {
             return Err(format!(

@@ -1,0 +1,91 @@
+//! What `/proc` says about a process: its process group, whether it has
+//! already exited, and when it started.
+//!
+//! A pid alone names a process only until the kernel recycles it; a pid with
+//! its start time (field 22 of `/proc/PID/stat`, in clock ticks since boot)
+//! names one process for the whole boot. [`boot_id`] tells boots apart.
+
+use std::fs;
+
+/// The fields of `/proc/PID/stat` supd relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The process group.
+    pub pgid: u32,
+    /// When the process started, in clock ticks since boot.
+    pub start_time: u64,
+    /// It has exited and waits to be reaped (a zombie): it holds no
+    /// descriptor, no port and no memory any more.
+    pub exited: bool,
+}
+
+/// The stat of `pid`, or `None` if there is no such process.
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses a `/proc/PID/stat` line. The command name (field 2) may hold
+/// spaces and parentheses, so the fields are counted after its last `)`.
+fn parse_stat(line: &str) -> Option<Stat> {
+    let (_, rest) = line.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // `fields[0]` is field 3 of the line (the state).
+    let field = |n: usize| fields.get(n - 3).copied();
+    Some(Stat {
+        exited: matches!(field(3)?, "Z" | "X"),
+        pgid: field(5)?.parse().ok()?,
+        start_time: field(22)?.parse().ok()?,
+    })
+}
+
+/// Every pid in `/proc`, at one moment.
+pub fn pids() -> Vec<u32> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), if the kernel tells.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_a_strange_command_name() {
+        let line =
+            "4242 (a) b (c) S 1 4240 4240 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 987654 1000 50";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                pgid: 4240,
+                start_time: 987_654,
+                exited: false
+            })
+        );
+        assert!(parse_stat(&line.replace(") S ", ") Z ")).unwrap().exited);
+        assert_eq!(parse_stat("12 (x) S 1"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = stat(std::process::id()).unwrap();
+        assert!(!me.exited && me.start_time > 0);
+        assert!(pids().contains(&std::process::id()));
+        assert_eq!(
+            me,
+            stat(std::process::id()).unwrap(),
+            "start time is stable"
+        );
+    }
+}

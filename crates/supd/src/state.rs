@@ -1,0 +1,288 @@
+//! The state file, `SUPD_HOME/state.json`: what a daemon that dies without
+//! stopping (SIGKILL, the OOM killer, a bug) leaves for the next one.
+//!
+//! It holds the apps as `save` writes them (config with the current instance
+//! count, caller environment, stopped or not) and every instance process:
+//! app, slot, pid (which is also its process group) and start time, so that
+//! a recycled pid is never taken for one of ours; and the boot it belongs
+//! to. While a daemon runs the file exists; it is rewritten when the apps or
+//! their processes change — before a command that changed them returns, and
+//! within [`COALESCE`] of a change the daemon made by itself (a crash, a
+//! restart) — and removed by a clean stop. So a state file found at start
+//! means the previous daemon died, and [`crate::recover`] takes over.
+//!
+//! It is written atomically but not fsync'd: it describes processes of this
+//! boot only, which a power loss ends anyway, and a file from another boot
+//! is not acted on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use supd_proto::Home;
+use supd_supervisor::procfs;
+use tokio::sync::{Mutex, Notify};
+
+use crate::app::AppView;
+use crate::dump::{self, SavedApp};
+
+/// The format's version; another one is not acted on.
+const VERSION: u32 = 1;
+/// How long changes the daemon makes by itself are gathered into one write.
+const COALESCE: Duration = Duration::from_millis(50);
+
+/// The file's contents.
+#[derive(Serialize, Deserialize)]
+struct State {
+    version: u32,
+    boot_id: Option<String>,
+    apps: Vec<SavedApp>,
+    processes: Vec<Recorded>,
+}
+
+/// One instance process, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recorded {
+    /// Its app.
+    pub app: String,
+    /// Its instance number.
+    pub slot: u32,
+    /// Its pid, which is also its process group.
+    pub pid: u32,
+    /// Its start time ([`procfs::Stat::start_time`]).
+    pub start_time: u64,
+}
+
+/// What a daemon that died left, as far as it could be read.
+#[derive(Default)]
+pub struct Left {
+    /// The apps to bring back, in start order.
+    pub apps: Vec<SavedApp>,
+    /// The processes it had running.
+    pub processes: Vec<Recorded>,
+    /// What could not be read, one line each.
+    pub problems: Vec<String>,
+    /// The file is from an earlier boot: none of its processes runs.
+    pub earlier_boot: bool,
+}
+
+/// `SUPD_HOME/state.json`.
+fn path(home: &Home) -> PathBuf {
+    home.dir().join("state.json")
+}
+
+/// Reads the state file a previous daemon left; `None` if there is none (it
+/// stopped cleanly, or none ran). Each app and each process is read on its
+/// own: a damaged entry is reported and skipped, and the others still count.
+pub fn left_behind(home: &Home) -> Option<Left> {
+    let path = path(home);
+    let shown = path.display();
+    let mut left = Left::default();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            left.problems.push(format!("cannot read {shown}: {e}"));
+            return Some(left);
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(e) => {
+            left.problems
+                .push(format!("{shown} is corrupt or truncated ({e})"));
+            return Some(left);
+        }
+    };
+    if value["version"] != VERSION {
+        left.problems.push(format!(
+            "{shown} has format version {}, this supd reads {VERSION}",
+            value["version"]
+        ));
+        return Some(left);
+    }
+    if let (Some(was), Some(now)) = (value["boot_id"].as_str(), procfs::boot_id())
+        && was != now
+    {
+        left.earlier_boot = true;
+        return Some(left);
+    }
+    left.processes = entries(&value["processes"], "process", &shown, &mut left.problems);
+    let apps: Vec<SavedApp> = entries(&value["apps"], "app", &shown, &mut left.problems);
+    for app in apps {
+        match app.config.validate() {
+            Ok(()) => left.apps.push(app),
+            Err(e) => left.problems.push(format!(
+                "{shown}: app \"{}\" cannot be brought back: {e}",
+                app.config.name
+            )),
+        }
+    }
+    Some(left)
+}
+
+/// The entries of a JSON array that read as `T`; each one that does not is
+/// a problem naming its position.
+fn entries<T: serde::de::DeserializeOwned>(
+    list: &serde_json::Value,
+    what: &str,
+    shown: &impl std::fmt::Display,
+    problems: &mut Vec<String>,
+) -> Vec<T> {
+    let Some(list) = list.as_array() else {
+        problems.push(format!("{shown}: no list of {what}es"));
+        return Vec::new();
+    };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            T::deserialize(entry)
+                .map_err(|e| problems.push(format!("{shown}: {what} #{i} is unreadable ({e})")))
+                .ok()
+        })
+        .collect()
+}
+
+/// Keeps the state file current. Every app actor holds a clone and calls
+/// [`StateFile::touch`] when its config or processes change.
+#[derive(Clone)]
+pub struct StateFile {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    boot_id: Option<String>,
+    touched: Notify,
+    writer: Mutex<Writer>,
+}
+
+/// Held while writing, so two writes never race for the temporary file.
+#[derive(Default)]
+struct Writer {
+    /// Between [`StateFile::begin`] and [`StateFile::end`]: before, the file
+    /// is the dead daemon's, still to be acted on; after, it is gone.
+    live: bool,
+    /// What the file holds, so an unchanged state is not written again.
+    written: Vec<u8>,
+    /// The last write error, logged once rather than at every retry.
+    failed: Option<String>,
+}
+
+impl StateFile {
+    /// The state file of `home`; nothing is written before [`StateFile::begin`].
+    pub fn new(home: &Home) -> StateFile {
+        StateFile {
+            inner: Arc::new(Inner {
+                path: path(home),
+                boot_id: procfs::boot_id(),
+                touched: Notify::new(),
+                writer: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Something recorded changed: the file is rewritten shortly.
+    pub fn touch(&self) {
+        self.inner.touched.notify_one();
+    }
+
+    /// Starts keeping the file (once whatever a dead daemon left has been
+    /// dealt with): writes from now on replace the dead daemon's file.
+    pub async fn begin(&self) {
+        let mut writer = self.inner.writer.lock().await;
+        writer.live = true;
+        writer.written.clear();
+    }
+
+    /// Writes the file now, from `views`.
+    pub async fn write(&self, views: Vec<AppView>) {
+        let mut writer = self.inner.writer.lock().await;
+        self.write_with(&mut writer, views).await;
+    }
+
+    /// A clean stop: the file is removed, unless apps are left (an app that
+    /// could not be deleted), which the next daemon must then deal with.
+    pub async fn end(&self, views: Vec<AppView>) {
+        let mut writer = self.inner.writer.lock().await;
+        if views.is_empty() {
+            if let Err(e) = std::fs::remove_file(&self.inner.path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!("cannot remove {}: {e}", self.inner.path.display());
+            }
+        } else {
+            self.write_with(&mut writer, views).await;
+        }
+        writer.live = false;
+    }
+
+    /// Rewrites the file after each change the daemon makes by itself,
+    /// gathering the changes of [`COALESCE`] into one write.
+    pub async fn keep(self, views: impl Fn() -> Vec<AppView> + Send + 'static) {
+        loop {
+            self.inner.touched.notified().await;
+            tokio::time::sleep(COALESCE).await;
+            self.write(views()).await;
+        }
+    }
+
+    async fn write_with(&self, writer: &mut Writer, views: Vec<AppView>) {
+        if !writer.live {
+            return;
+        }
+        let path = self.inner.path.clone();
+        let boot_id = self.inner.boot_id.clone();
+        let written = std::mem::take(&mut writer.written);
+        // Start times come from /proc, and the file is written: off the runtime.
+        let done = tokio::task::spawn_blocking(move || {
+            let bytes = encode(&views, boot_id)?;
+            if bytes != written {
+                dump::write_atomically(&path, &bytes, false).map_err(|e| e.to_string())?;
+            }
+            Ok(bytes)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match done {
+            Ok(bytes) => {
+                writer.written = bytes;
+                writer.failed = None;
+            }
+            Err(e) => {
+                if writer.failed.as_ref() != Some(&e) {
+                    tracing::error!("cannot write the state file: {e}");
+                }
+                writer.failed = Some(e);
+            }
+        }
+    }
+}
+
+/// The state of `views`, as the file's bytes.
+fn encode(views: &[AppView], boot_id: Option<String>) -> Result<Vec<u8>, String> {
+    let processes = views
+        .iter()
+        .flat_map(|view| {
+            view.instances.iter().filter_map(|inst| {
+                let pid = inst.pid?;
+                // Gone already: nothing to record.
+                let start_time = procfs::stat(pid)?.start_time;
+                Some(Recorded {
+                    app: view.config.name.clone(),
+                    slot: inst.slot,
+                    pid,
+                    start_time,
+                })
+            })
+        })
+        .collect();
+    let state = State {
+        version: VERSION,
+        boot_id,
+        apps: views.iter().map(SavedApp::of).collect(),
+        processes,
+    };
+    serde_json::to_vec(&state).map_err(|e| format!("cannot encode the state: {e}"))
+}
