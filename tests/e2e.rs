@@ -18,3 +18,4 @@ mod monitor;
 mod operations;
 mod platform;
 mod services;
+mod update;

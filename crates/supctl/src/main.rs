@@ -133,15 +133,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Import { file } => import::run(&file),
         Cmd::Ping(j) => {
-            let Response::Pong { pid, version, .. } =
-                Client::connect(&home)?.request(&Request::Ping)?
+            let Response::Pong {
+                pid,
+                version,
+                binary,
+                image_started_ms,
+                origin,
+            } = Client::connect(&home)?.request(&Request::Ping)?
             else {
                 bail!("unexpected answer from supd");
             };
             if j.json {
-                println!("{}", serde_json::json!({ "pid": pid, "version": version }));
+                let pong = serde_json::json!({
+                    "pid": pid,
+                    "version": version,
+                    "binary": binary,
+                    "image_started_ms": image_started_ms,
+                    "origin": origin,
+                });
+                println!("{pong}");
             } else {
-                println!("pong: supd {version}, pid {pid}");
+                println!("pong: supd {version}, pid {pid} ({origin})");
             }
             Ok(ExitCode::SUCCESS)
         }

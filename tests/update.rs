@@ -1,0 +1,183 @@
+//! `supctl update`: the daemon replaces itself with the installed binary and
+//! no app notices — same pids, no failed request, no lost or doubled log line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{KillOnDrop, Load, Supd, bin, free_port, wait_for};
+
+/// Installs a copy of this build's supd at `path` the way package managers
+/// do: written beside it, then renamed over it (a new file; the running
+/// binary is never written to).
+fn install(binary: &Path, path: &Path) {
+    let tmp = path.with_extension("new");
+    std::fs::copy(binary, &tmp).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Starts a daemon from a copy of supd in the test's own folder, so the test
+/// can replace that binary; returns the copy's path and the daemon.
+fn daemon_from_a_copy(supd: &Supd) -> (PathBuf, KillOnDrop) {
+    let dir = supd.work().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("supd");
+    install(&bin("supd"), &binary);
+    let daemon = std::process::Command::new(&binary)
+        .env("SUPD_HOME", supd.home())
+        .stderr(std::fs::File::create(supd.work().join("daemon.err")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the daemon to answer", || {
+        supd.run(&["list"]).status.success().then_some(())
+    });
+    (binary, KillOnDrop(daemon))
+}
+
+fn ping(supd: &Supd) -> Value {
+    serde_json::from_str(&supd.ok(&["ping", "--json"])).unwrap()
+}
+
+/// Every instance's pid, by app and slot.
+fn pids(supd: &Supd) -> Vec<(String, u64, u64)> {
+    let mut pids: Vec<_> = supd
+        .list()
+        .iter()
+        .filter(|p| p["status"] == "online")
+        .map(|p| {
+            let name = p["name"].as_str().unwrap().to_string();
+            (
+                name,
+                p["instance"].as_u64().unwrap(),
+                p["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+#[test]
+fn update_under_load_keeps_every_pid_fails_no_request_and_loses_no_line() {
+    let supd = Supd::new();
+    let (binary, _daemon) = daemon_from_a_copy(&supd);
+    let port = free_port();
+    let ticker = supd.script(
+        "tick.sh",
+        "i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 0.005; done",
+    );
+    let flappy = supd.script("flappy.sh", "sleep 0.05; exit 1");
+    let file = supd.write(
+        "eco.toml",
+        &format!(
+            "[[apps]]\nname = \"users\"\nscript = \"{users}\"\nexec_mode = \"cluster\"\ninstances = 2\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\n\n\
+             [[apps]]\nname = \"tick\"\nscript = \"{ticker}\"\n\n\
+             [[apps]]\nname = \"flappy\"\nscript = \"{flappy}\"\nmax_restarts = 100000\nrestart_delay = 0\n",
+            users = bin("user-service").display(),
+            ticker = ticker.display(),
+            flappy = flappy.display(),
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let before = ping(&supd);
+    let serving = pids(&supd)
+        .into_iter()
+        .filter(|(name, _, _)| name != "flappy")
+        .collect::<Vec<_>>();
+    assert_eq!(serving.len(), 3, "{serving:?}");
+
+    let load = Load::start(port, "/health", 4);
+    install(&bin("supd"), &binary);
+    let out = supd.ok(&["update"]);
+    assert!(out.contains("updated in place"), "{out}");
+
+    let after = ping(&supd);
+    assert_eq!(after["pid"], before["pid"], "the daemon kept its pid");
+    assert_ne!(after["image_started_ms"], before["image_started_ms"]);
+    assert!(
+        after["origin"]
+            .as_str()
+            .unwrap()
+            .starts_with("updated from"),
+        "{after}"
+    );
+    let kept: Vec<_> = pids(&supd)
+        .into_iter()
+        .filter(|(name, _, _)| name != "flappy")
+        .collect();
+    assert_eq!(kept, serving, "every app kept its pid");
+
+    // The new image supervises: the crash-looping app goes on being
+    // restarted, and a reload under the same load replaces the cluster.
+    let restarts = |supd: &Supd| {
+        supd.instance("flappy", 0)["restarts"]
+            .as_u64()
+            .unwrap_or_default()
+    };
+    let seen = restarts(&supd);
+    wait_for(Duration::from_secs(20), "flappy restarted again", || {
+        (restarts(&supd) > seen + 3).then_some(())
+    });
+    supd.ok(&["reload", "users"]);
+    let reloaded: Vec<_> = pids(&supd)
+        .into_iter()
+        .filter(|(name, _, _)| name == "users")
+        .collect();
+    assert!(
+        reloaded.iter().all(|p| !serving.contains(p)),
+        "reload after update replaced both: {reloaded:?}"
+    );
+    load.finish_without_failures(50);
+
+    // The ticker's lines crossed the update whole, once each, in order.
+    let log = supd.home().join("logs/tick-out.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let numbers: Vec<u64> = text
+        .lines()
+        .map(|l| l.strip_prefix("tick ").expect(l).parse().expect(l))
+        .collect();
+    assert!(numbers.len() > 10, "{numbers:?}");
+    for (i, n) in numbers.iter().enumerate() {
+        assert_eq!(*n, i as u64, "line {i} of the ticker");
+    }
+    supd.ok(&["kill"]);
+}
+
+#[test]
+fn a_binary_that_cannot_take_over_is_refused_and_nothing_changes() {
+    let supd = Supd::new();
+    let (binary, _daemon) = daemon_from_a_copy(&supd);
+    supd.ok(&["start", "sleep", "--name", "nap", "--", "300"]);
+    let before = ping(&supd);
+    let nap = pids(&supd);
+
+    // A broken build: it runs, but cannot read the handover.
+    std::fs::write(
+        supd.work().join("broken"),
+        "#!/bin/sh\necho 'broken build: cannot start' >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        supd.work().join("broken"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::rename(supd.work().join("broken"), &binary).unwrap();
+    let err = supd.fails(&["update"]);
+    assert!(
+        err.contains("update refused, nothing changed")
+            && err.contains("broken build: cannot start")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(ping(&supd)["image_started_ms"], before["image_started_ms"]);
+    assert_eq!(pids(&supd), nap);
+
+    // Once a good binary is installed, the update goes through.
+    install(&bin("supd"), &binary);
+    supd.ok(&["update"]);
+    assert_eq!(pids(&supd), nap);
+    assert_eq!(ping(&supd)["pid"], before["pid"]);
+    supd.ok(&["kill"]);
+}
