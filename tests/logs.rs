@@ -215,11 +215,9 @@ fn follow_continues_across_restarts_and_tags_every_app() {
     }
 }
 
-/// Reads a log file and its rotated files, oldest first (gzipped ones
-/// decompressed), as one text; `None` if a file vanished meanwhile (a
-/// compression finishing).
-fn all_rotations(current: &std::path::Path) -> Option<(String, usize, usize)> {
-    use std::io::Read;
+/// The rotated files of a log file, oldest first (`.tmp` files being
+/// compressed left out).
+fn rotated_files(current: &std::path::Path) -> Vec<std::path::PathBuf> {
     let dir = current.parent().unwrap();
     let name = current.file_name().unwrap().to_str().unwrap().to_string();
     let mut rotated: Vec<_> = std::fs::read_dir(dir)
@@ -231,6 +229,16 @@ fn all_rotations(current: &std::path::Path) -> Option<(String, usize, usize)> {
         })
         .collect();
     rotated.sort();
+    rotated
+}
+
+/// Reads a log file and its rotated files, oldest first (gzipped ones
+/// decompressed), as one text, with the number of rotated files and how many
+/// are gzipped; `None` if the files changed while they were read (a
+/// rotation, or a compression finishing), so the caller looks again.
+fn all_rotations(current: &std::path::Path) -> Option<(String, usize, usize)> {
+    use std::io::Read;
+    let rotated = rotated_files(current);
     let gz = rotated
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "gz"))
@@ -247,7 +255,7 @@ fn all_rotations(current: &std::path::Path) -> Option<(String, usize, usize)> {
         }
     }
     text.push_str(&std::fs::read_to_string(current).ok()?);
-    Some((text, rotated.len(), gz))
+    (rotated_files(current) == rotated).then_some((text, rotated.len(), gz))
 }
 
 #[test]
