@@ -199,6 +199,8 @@ pub struct Registry {
     daemon: Arc<Mutex<DaemonConfig>>,
     /// The running image, for `ping` and `update`.
     image: Arc<Image>,
+    /// Set while an `update` hands the apps over: no new app may appear.
+    updating: Arc<std::sync::atomic::AtomicBool>,
     /// What a daemon that dies leaves for the next one.
     state: StateFile,
 }
@@ -220,6 +222,7 @@ impl Registry {
             metrics: Arc::default(),
             daemon: Arc::default(),
             image: Arc::new(image),
+            updating: Arc::default(),
             state: StateFile::new(&home),
         };
         tokio::spawn(monitor::run(
@@ -288,8 +291,14 @@ impl Registry {
     }
 
     /// Where metrics are served, if anywhere.
-    pub fn metrics_address(&self) -> Option<SocketAddr> {
-        self.metrics.try_lock().ok().and_then(|m| *m)
+    pub async fn metrics_address(&self) -> Option<SocketAddr> {
+        *self.metrics.lock().await
+    }
+
+    /// Marks an update under way (`true`: no app may be added) or over.
+    pub fn set_updating(&self, updating: bool) {
+        self.updating
+            .store(updating, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Waits for every app's operation in progress and holds them all
@@ -653,6 +662,12 @@ impl Registry {
         config: AppConfig,
         base_env: BTreeMap<String, String>,
     ) -> Result<AppHandle, String> {
+        if self.updating.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!(
+                "app \"{}\": supd is updating itself; try again in a moment",
+                config.name
+            ));
+        }
         self.port_taken(config.port, &config.name)?;
         config
             .validate()

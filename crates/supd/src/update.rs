@@ -60,7 +60,8 @@ pub async fn update(
     let home = registry.home();
     let binary = &image.binary;
     // 1. The new binary reads a handover of the apps as they are now.
-    let draft = handover_of(registry, image, registry.describe());
+    let metrics = registry.metrics_address().await;
+    let draft = handover_of(registry, image, metrics, registry.describe());
     let path = Handover::path(&home);
     write(&path, &draft)?;
     let checked = check_binary(registry.reaper(), binary, &path).await;
@@ -68,7 +69,8 @@ pub async fn update(
     let version = checked.map_err(|e| format!("update refused, nothing changed: {e}"))?;
     let _ = progress.send(format!("checked {}: {version}", binary.display()));
 
-    // 2. Everything stands still.
+    // 2. Everything stands still; no app is added from here on.
+    registry.set_updating(true);
     let _ops = registry.lock_operations().await;
     let reaper = registry.reaper();
     reaper.pause();
@@ -80,7 +82,7 @@ pub async fn update(
     ));
 
     // 3. The exec; returning from it means it failed.
-    let handover = handover_of(registry, image, apps);
+    let handover = handover_of(registry, image, metrics, apps);
     let failure = match write(&path, &handover).and_then(|()| {
         handover
             .pass(true)
@@ -97,11 +99,17 @@ pub async fn update(
     let _ = std::fs::remove_file(&path);
     registry.thaw().await;
     reaper.resume();
+    registry.set_updating(false);
     Err(format!("update failed, nothing changed: {failure}"))
 }
 
 /// The handover of `apps` from this image.
-fn handover_of(registry: &Registry, image: &Image, apps: Vec<FrozenApp>) -> Handover {
+fn handover_of(
+    registry: &Registry,
+    image: &Image,
+    metrics: Option<std::net::SocketAddr>,
+    apps: Vec<FrozenApp>,
+) -> Handover {
     Handover {
         version: handover::VERSION,
         from_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -109,7 +117,7 @@ fn handover_of(registry: &Registry, image: &Image, apps: Vec<FrozenApp>) -> Hand
         lock: image.lock,
         daemon: registry.daemon_config(),
         sample_interval_ms: registry.sample_interval().as_millis() as u64,
-        metrics: registry.metrics_address(),
+        metrics,
         apps,
     }
 }
