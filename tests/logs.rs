@@ -339,6 +339,32 @@ fn log_retain_keeps_that_many_rotated_files() {
 }
 
 #[test]
+fn log_rotate_interval_rotates_on_schedule_and_keeps_every_line() {
+    let supd = Supd::new();
+    let script = supd.script(
+        "slow.sh",
+        "i=0; while :; do echo \"line $i\"; i=$((i+1)); sleep 0.05; done",
+    );
+    // Every second (pm2-logrotate's optional seconds field), compressed.
+    let file = supd.write(
+        "sched.toml",
+        &format!(
+            "[[apps]]\nname = \"sched\"\nscript = \"{}\"\nlog_rotate_interval = \"* * * * * *\"\nlog_compress = true\n",
+            script.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let current = supd.home().join("logs/sched-out.log");
+    let text = wait_for(Duration::from_secs(20), "three scheduled rotations", || {
+        let (text, rotated, gz) = all_rotations(&current)?;
+        (rotated >= 3 && gz == rotated).then_some(text)
+    });
+    for (i, line) in text.lines().enumerate() {
+        assert_eq!(line, format!("line {i}"), "line {i} whole and in order");
+    }
+}
+
+#[test]
 fn a_full_disk_never_stops_the_app_and_writing_resumes() {
     let supd = Supd::new();
     supd.ok(&["ping"]);

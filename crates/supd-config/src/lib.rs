@@ -404,6 +404,20 @@ impl AppConfig {
 }
 
 /// Parses a duration: an integer is milliseconds, else `500ms`, `10s`, `2m`, `1h`.
+/// Parses a `log_rotate_interval`: a cron expression of 5 fields, or 6 with
+/// seconds first as pm2-logrotate's `rotateInterval` allows (nicknames like
+/// `@daily` too).
+pub fn rotate_schedule(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| {
+            format!("{expr:?} is not a valid cron expression (5 fields, or 6 with seconds): {e}")
+        })
+}
+
 /// Fractions (`1.5s`) are accepted; negative or unknown forms are errors.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     units::parse_duration(text)

@@ -182,7 +182,7 @@ impl RawApp {
                 "log_retain" => app.log_retain = v.count(1),
                 "log_compress" => app.log_compress = v.boolean(),
                 "log_rotate_interval" => {
-                    app.log_rotate_interval = v.checked_string(values::check_cron)
+                    app.log_rotate_interval = v.checked_string(values::check_rotate_schedule)
                 }
                 "merge_logs" => app.merge_logs = v.boolean(),
                 "env" => app.env = v.env().unwrap_or_default(),

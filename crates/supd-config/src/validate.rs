@@ -87,7 +87,7 @@ pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
         return Err("log_retain: must be at least 1".into());
     }
     if let Some(cron) = &app.log_rotate_interval {
-        key("log_rotate_interval", values::check_cron(cron))?;
+        key("log_rotate_interval", values::check_rotate_schedule(cron))?;
     }
     Ok(())
 }
@@ -113,7 +113,7 @@ pub(crate) fn validate_daemon(daemon: &DaemonConfig) -> Result<(), String> {
         return Err("log_retain: must be at least 1".into());
     }
     if let Some(cron) = &daemon.log_rotate_interval {
-        key("log_rotate_interval", values::check_cron(cron))?;
+        key("log_rotate_interval", values::check_rotate_schedule(cron))?;
     }
     Ok(())
 }

@@ -129,6 +129,11 @@ pub(crate) fn check_cron(expr: &str) -> Result<(), String> {
         .map_err(|e| format!("{expr:?} is not a valid 5-field cron expression: {e}"))
 }
 
+/// Checks a `log_rotate_interval`: see [`crate::rotate_schedule`].
+pub(crate) fn check_rotate_schedule(expr: &str) -> Result<(), String> {
+    crate::rotate_schedule(expr).map(drop)
+}
+
 /// Checks a chrono strftime format.
 pub(crate) fn check_date_format(format: &str) -> Result<(), String> {
     if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
@@ -305,6 +310,13 @@ mod tests {
         }
         for bad in ["", "0 3 * *", "0 0 3 * * *", "61 * * * *", "every day"] {
             assert!(check_cron(bad).is_err(), "{bad}");
+        }
+        // Rotation also takes pm2-logrotate's optional seconds field.
+        for ok in ["0 0 * * *", "*/30 * * * * *", "@hourly"] {
+            assert_eq!(check_rotate_schedule(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "0 0 3 * * * *", "61 * * * *"] {
+            assert!(check_rotate_schedule(bad).is_err(), "{bad}");
         }
     }
 

@@ -257,7 +257,7 @@ impl AppLog {
         let Some(cron) = config
             .log_rotate_interval
             .as_deref()
-            .and_then(|e| e.parse::<croner::Cron>().ok())
+            .and_then(|e| supd_config::rotate_schedule(e).ok())
         else {
             return;
         };

@@ -72,7 +72,7 @@ pub(crate) fn read_daemon(value: &Spanned<DeValue<'_>>, diag: &mut Diag<'_>) -> 
                 }
             }
             "log_rotate_interval" => {
-                daemon.log_rotate_interval = v.checked_string(values::check_cron);
+                daemon.log_rotate_interval = v.checked_string(values::check_rotate_schedule);
             }
             _ => diag.at(
                 key.span(),

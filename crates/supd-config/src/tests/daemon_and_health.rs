@@ -222,7 +222,7 @@ fn each_error_class_is_located_and_names_the_key() {
         (&daemon("log_retain = 0"), "5:14", "daemon.log_retain: 0 is not allowed; expected a positive integer"),
         (&daemon("log_retain = \"30\""), "5:14", "daemon.log_retain: expected a positive integer, found a string"),
         (&daemon("log_compress = \"yes\""), "5:16", "daemon.log_compress: expected a boolean"),
-        (&daemon("log_rotate_interval = \"0 0 * *\""), "5:23", "daemon.log_rotate_interval: \"0 0 * *\" is not a valid 5-field cron expression"),
+        (&daemon("log_rotate_interval = \"0 0 * *\""), "5:23", "daemon.log_rotate_interval: \"0 0 * *\" is not a valid cron expression (5 fields, or 6 with seconds)"),
         (&daemon("log_rotate_interval = 1"), "5:23", "daemon.log_rotate_interval: expected a string"),
         // apps: health checks
         (&app("health_check = \"https://127.0.0.1/health\""), "4:16", "apps[0].health_check: \"https://127.0.0.1/health\": only http:// health checks"),
@@ -253,7 +253,7 @@ fn each_error_class_is_located_and_names_the_key() {
         (&app("log_max_size = [1]"), "4:16", "apps[0].log_max_size: expected a size"),
         (&app("log_retain = 0"), "4:14", "apps[0].log_retain: 0 is not allowed"),
         (&app("log_compress = 1"), "4:16", "apps[0].log_compress: expected a boolean"),
-        (&app("log_rotate_interval = \"every night\""), "4:23", "apps[0].log_rotate_interval: \"every night\" is not a valid 5-field cron expression"),
+        (&app("log_rotate_interval = \"every night\""), "4:23", "apps[0].log_rotate_interval: \"every night\" is not a valid cron expression (5 fields, or 6 with seconds)"),
         (&app("merge_logs = \"no\""), "4:14", "apps[0].merge_logs: expected a boolean"),
         // apps: keys of [daemon], and typos
         (&app("sample_interval = \"1s\""), "4:1", "apps[0]: unknown key \"sample_interval\" (it belongs in [daemon])"),
