@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod control;
 mod crash;
+mod docs;
 mod fork;
 mod import;
 mod logs;
