@@ -5,8 +5,11 @@
 //!   reaper that collects every exit status (the daemon is a child subreaper,
 //!   so orphaned grandchildren are reaped here too and never linger as zombies).
 //! - [`group`]: signalling a whole process group and telling when it is gone.
+//! - [`limits`]: the daemon's descriptor limit, raised for itself and given
+//!   back to its children.
 
 pub mod group;
+pub mod limits;
 pub mod policy;
 pub mod spawn;
 

@@ -132,6 +132,8 @@ struct ExecPlan {
     /// `LISTEN_PID=` followed by room for the digits and a NUL, when asked.
     listen_pid: Option<Box<[u8; 32]>>,
     fds: Vec<(RawFd, RawFd)>,
+    /// The descriptor limit to give back (see [`crate::limits`]).
+    open_files: Option<libc::rlimit>,
 }
 
 // SAFETY: the raw pointers point into buffers the plan owns; it is used by
@@ -182,6 +184,7 @@ impl ExecPlan {
             envp,
             listen_pid,
             fds,
+            open_files: crate::limits::for_children(),
         })
     }
 
@@ -204,6 +207,11 @@ impl ExecPlan {
             if unsafe { libc::dup2(tmp, target) } < 0 {
                 return Err(io::Error::last_os_error());
             }
+        }
+        if let Some(limit) = &self.open_files {
+            // Lowering a soft limit cannot fail (and would be harmless if it did).
+            // SAFETY: a plain syscall on a value prepared before the fork.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) };
         }
         if let Some(buf) = self.listen_pid.as_mut() {
             // SAFETY: getpid cannot fail.

@@ -72,6 +72,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _lock = home::claim(&home)?;
     // Orphaned grandchildren are reparented to us, reaped, and never linger.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
+    // A thousand instances need over 3,000 descriptors; children get the
+    // original limit back.
+    match supd_supervisor::limits::raise_open_files() {
+        Ok((before, after)) if before < after => {
+            tracing::info!("open files limit raised from {before} to {after}");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
