@@ -16,4 +16,5 @@ mod monit;
 mod monitor;
 mod operations;
 mod platform;
+mod scale;
 mod services;
