@@ -24,7 +24,7 @@ const STORM_CALL_LIMIT: Duration = Duration::from_secs(1);
 /// Processes in the scale test.
 const THOUSAND: usize = 1000;
 /// From `supctl start` to every one of them online.
-const THOUSAND_START_LIMIT: Duration = Duration::from_secs(20);
+const THOUSAND_START_LIMIT: Duration = Duration::from_secs(30);
 /// The slowest `list --json` of a thousand rows allowed.
 const THOUSAND_LIST_LIMIT: Duration = Duration::from_secs(1);
 /// The longest `stop all` of a thousand processes allowed.
