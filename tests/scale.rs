@@ -47,12 +47,14 @@ impl Latencies {
         result
     }
 
+    /// The middle duration (the upper one of an even count).
     fn median(&self) -> Duration {
         let mut sorted = self.0.clone();
         sorted.sort();
         sorted.get(sorted.len() / 2).copied().unwrap_or_default()
     }
 
+    /// The slowest call.
     fn max(&self) -> Duration {
         self.0.iter().max().copied().unwrap_or_default()
     }
@@ -109,6 +111,7 @@ fn ecosystem(names: impl Iterator<Item = String>, app: impl Fn(&str) -> String) 
     names.map(|name| app(&name)).collect()
 }
 
+/// The `restarts` of a `list --json` row.
 fn restarts(row: &Value) -> u64 {
     row["restarts"].as_u64().expect("restarts")
 }
