@@ -18,5 +18,6 @@ mod monit;
 mod monitor;
 mod operations;
 mod platform;
+mod scale;
 mod services;
 mod update;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Supd, alive, exists, wait_for};
+use crate::support::{Supd, alive, exists, wait_for, zombie_children};
 
 /// Writes an ecosystem file with one app and the given extra keys.
 fn one_app(supd: &Supd, name: &str, script: &std::path::Path, extra: &str) -> String {
@@ -383,20 +383,8 @@ fn sigterm_to_the_daemon_stops_every_app_first() {
 
 /// No zombie child of the daemon.
 fn assert_no_zombies(supd: &Supd) {
-    let daemon = supd.daemon_pid().unwrap().to_string();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        assert!(
-            !(fields[0] == "Z" && fields[1] == daemon),
-            "zombie child of supd: {stat}"
-        );
-    }
+    let zombies = zombie_children(supd.daemon_pid().unwrap());
+    assert!(zombies.is_empty(), "zombie children of supd: {zombies:?}");
 }
 
 #[test]

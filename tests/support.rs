@@ -132,7 +132,11 @@ impl Supd {
 
     /// Runs supctl to completion; killed (and the test failed) after a minute.
     pub fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = self.cmd(args);
+        self.output(self.cmd(args), args)
+    }
+
+    /// Runs a supctl command to completion, bounded like [`Supd::run`].
+    fn output(&self, mut cmd: std::process::Command, args: &[&str]) -> std::process::Output {
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn supctl");
@@ -168,14 +172,25 @@ impl Supd {
 
     /// Runs supctl, asserts success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "supctl {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(self.run(args), args)
+    }
+
+    /// Starts the daemon (`supctl ping`) under a soft open-files limit of
+    /// `soft` (at most the hard limit), which the daemon inherits: the
+    /// default of many sessions is 1024.
+    pub fn start_with_open_files(&self, soft: u64) {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        use std::os::unix::process::CommandExt;
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        let mut cmd = self.cmd(&["ping"]);
+        // SAFETY: setrlimit is a plain system call, fine between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        succeeded(self.output(cmd, &["ping"]), &["ping"]);
     }
 
     /// Runs supctl, asserts failure, returns stderr.
@@ -294,6 +309,34 @@ impl Drop for Supd {
     }
 }
 
+/// Asserts that supctl succeeded; its stdout.
+fn succeeded(out: std::process::Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "supctl {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The zombies whose parent is `parent`: their `/proc/PID/stat` lines.
+pub fn zombie_children(parent: u32) -> Vec<String> {
+    let parent = parent.to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let mut fields = rest.split_whitespace();
+            (fields.next()? == "Z" && fields.next()? == parent).then_some(stat)
+        })
+        .collect()
+}
+
 /// Whether `pid` is running (a zombie counts as not running).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -392,4 +435,17 @@ impl Load {
         }
         total
     }
+}
+
+/// The soft open-files limit of a running process, from `/proc/PID/limits`.
+pub fn open_files_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{KillOnDrop, Load, Supd, bin, free_port, wait_for};
+use crate::support::{KillOnDrop, Load, Supd, bin, free_port, open_files_limit, wait_for};
 
 /// Installs a copy of this build's supd at `path` the way package managers
 /// do: written beside it, then renamed over it (a new file; the running
@@ -17,6 +17,9 @@ fn install(binary: &Path, path: &Path) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// The soft open-files limit the test daemons start with.
+const STARTED_WITH: u64 = 1000;
+
 /// Starts a daemon from a copy of supd in the test's own folder, so the test
 /// can replace that binary; returns the copy's path and the daemon.
 fn daemon_from_a_copy(supd: &Supd) -> (PathBuf, KillOnDrop) {
@@ -24,11 +27,23 @@ fn daemon_from_a_copy(supd: &Supd) -> (PathBuf, KillOnDrop) {
     std::fs::create_dir_all(&dir).unwrap();
     let binary = dir.join("supd");
     install(&bin("supd"), &binary);
-    let daemon = std::process::Command::new(&binary)
+    let mut daemon = std::process::Command::new(&binary);
+    daemon
         .env("SUPD_HOME", supd.home())
-        .stderr(std::fs::File::create(supd.work().join("daemon.err")).unwrap())
-        .spawn()
-        .unwrap();
+        .stderr(std::fs::File::create(supd.work().join("daemon.err")).unwrap());
+    // Started under a soft open-files limit of its own, which its children
+    // must get back, before and after an update.
+    // SAFETY: setrlimit is a plain system call, fine between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        daemon.pre_exec(|| {
+            use nix::sys::resource::{Resource, getrlimit, setrlimit};
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+            setrlimit(Resource::RLIMIT_NOFILE, STARTED_WITH.min(hard), hard)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let daemon = daemon.spawn().unwrap();
     // Its socket, not a command: a command finding no daemon would start
     // one from the build folder.
     wait_for(Duration::from_secs(10), "the daemon's socket", || {
@@ -130,6 +145,9 @@ fn update_under_load_keeps_every_pid_fails_no_request_and_loses_no_line() {
         reloaded.iter().all(|p| !serving.contains(p)),
         "reload after update replaced both: {reloaded:?}"
     );
+    for (_, _, pid) in &reloaded {
+        assert_eq!(open_files_limit(*pid as u32), STARTED_WITH);
+    }
     load.finish_without_failures(50);
 
     // The ticker's lines crossed the update whole, once each, in order.

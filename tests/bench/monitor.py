@@ -713,12 +713,36 @@ def _tail_md(report: dict, lines: list[str]) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def common_args(ap: argparse.ArgumentParser) -> None:
+    """The options shared with the other side-by-side benchmarks (scale.py): where the
+    binaries and pm2 are, which side runs, the output, and the wait for a quiet machine."""
     ap.add_argument("--bin-dir", type=Path, help="folder holding supd and supctl (default: target/release, built if missing)")
     ap.add_argument("--pm2-prefix", type=Path, help="reuse an npm prefix that already holds pm2 (default: fresh temp folder)")
+    ap.add_argument("--only", choices=["supd", "pm2"], help="run one side only")
     ap.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
     ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+    ap.add_argument("--from-json", type=Path, help="only render the Markdown of a report saved with --json-out")
+    ap.add_argument("--wait-quiet", type=float, default=60.0,
+                    help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
+    ap.add_argument("--quiet-below", type=float, default=20.0,
+                    help="'quiet' means less than this percent of CPU busy (default 20)")
+
+
+def wait_for_quiet(args) -> float:
+    """Waits (up to --wait-quiet seconds) for the machine to be less than --quiet-below %
+    busy with other work; returns the last figure, which the report shows."""
+    quiet = cpu_busy(2.0)
+    deadline = time.monotonic() + args.wait_quiet
+    while quiet > args.quiet_below and time.monotonic() < deadline:
+        log(f"CPU {quiet}% busy with other work; waiting (up to {args.wait_quiet:g} s) for < {args.quiet_below:g}%")
+        quiet = cpu_busy(5.0)
+    log(f"CPU busy before start (nothing of ours running): {quiet}%")
+    return quiet
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_args(ap)
     ap.add_argument("--counts", type=lambda s: [int(x) for x in s.split(",")], default=[8, 200],
                     help="numbers of supervised `sleep` processes (default 8,200)")
     ap.add_argument("--window", type=float, default=30.0,
@@ -731,25 +755,14 @@ def main() -> int:
     ap.add_argument("--hog-timeout", type=float, default=90.0,
                     help="seconds to wait for a restart after the hog crosses 150 MiB (default 90)")
     ap.add_argument("--hog-cap-mb", type=int, default=2048, help="the hog stops growing at this size (default 2048)")
-    ap.add_argument("--wait-quiet", type=float, default=60.0,
-                    help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
-    ap.add_argument("--quiet-below", type=float, default=20.0,
-                    help="'quiet' means less than this percent of CPU busy (default 20)")
-    ap.add_argument("--only", choices=["supd", "pm2"], help="run one side only")
     ap.add_argument("--skip", choices=["cost", "hog"], help="skip one of the two measurements")
-    ap.add_argument("--from-json", type=Path, help="only render the Markdown of a report saved with --json-out")
     args = ap.parse_args()
     if args.from_json:
         print(markdown(json.loads(args.from_json.read_text())))
         return 0
 
     t_start = time.monotonic()
-    quiet = cpu_busy(2.0)
-    deadline = time.monotonic() + args.wait_quiet
-    while quiet > args.quiet_below and time.monotonic() < deadline:
-        log(f"CPU {quiet}% busy with other work; waiting (up to {args.wait_quiet:g} s) for < {args.quiet_below:g}%")
-        quiet = cpu_busy(5.0)
-    log(f"CPU busy before start (nothing of ours running): {quiet}%")
+    quiet = wait_for_quiet(args)
     started: list[int] = []
     cost: dict = {}
     hog: dict = {}

@@ -6,8 +6,11 @@
 //!   so orphaned grandchildren are reaped here too and never linger as zombies).
 //! - [`group`]: signalling a whole process group and telling when it is gone.
 //! - [`procfs`]: a process's group, start time and liveness from `/proc`.
+//! - [`limits`]: the daemon's descriptor limit, raised for itself and given
+//!   back to its children.
 
 pub mod group;
+pub mod limits;
 pub mod policy;
 pub mod procfs;
 pub mod spawn;

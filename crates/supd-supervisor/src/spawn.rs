@@ -7,19 +7,18 @@
 //! frees them. Spawning and reaping take the same lock, so a child that exits
 //! at once cannot be reaped before its pid is in the table.
 //!
-//! The child is exec'd by our own `execve` in a `pre_exec` hook, with argv
-//! and envp built before the fork: between fork and exec only
-//! async-signal-safe work happens (placing descriptors, writing the child's
-//! own pid into the pre-allocated `LISTEN_PID=` entry), which a
+//! The child is started the `vfork` way and exec'd by our own `execve`, with
+//! argv and envp built beforehand (see [`child`]): between its start and the
+//! exec only plain system calls happen (placing descriptors, writing the
+//! child's own pid into the pre-allocated `LISTEN_PID=` entry), which a
 //! multi-threaded parent requires.
 
+mod child;
+
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::{CString, c_char};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 
 use crate::policy::Exit;
+use child::ExecPlan;
 
 /// What to run for one instance.
 #[derive(Debug)]
@@ -171,175 +171,20 @@ impl Reaper {
                 "at most {MAX_PASSED_FDS} descriptors can be passed"
             )));
         }
-        let mut plan = ExecPlan::new(&spec)?;
-        let mut cmd = Command::new(spec.program);
-        cmd.current_dir(spec.cwd)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(spec.stdout)
-            .stderr(spec.stderr);
-        // SAFETY: `ExecPlan::exec` only makes async-signal-safe calls on
-        // memory prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || plan.exec());
-        }
+        let stdin = std::fs::File::open("/dev/null")?;
+        let mut plan = ExecPlan::new(&spec, stdin.as_raw_fd())?;
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        let child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot exec {}: {e}", spec.program)))?;
-        // Dropping `child` neither waits nor kills; the reaper owns its status.
-        waiters.insert(child.id() as i32, tx);
-        Ok((child.id(), rx))
-    }
-}
-
-/// Everything the child needs to exec, allocated before the fork.
-struct ExecPlan {
-    program: CString,
-    /// Owns the strings `argv` points into.
-    _args: Vec<CString>,
-    argv: Vec<*const c_char>,
-    /// Owns the strings `envp` points into.
-    _env: Vec<CString>,
-    envp: Vec<*const c_char>,
-    /// `LISTEN_PID=` followed by room for the digits and a NUL, when asked.
-    listen_pid: Option<Box<[u8; 32]>>,
-    fds: Vec<(RawFd, RawFd)>,
-}
-
-// SAFETY: the raw pointers point into buffers the plan owns; it is used by
-// one thread at a time (moved into the pre_exec hook).
-unsafe impl Send for ExecPlan {}
-// SAFETY: as above; the hook runs only in the forked child.
-unsafe impl Sync for ExecPlan {}
-
-const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
-
-impl ExecPlan {
-    fn new(spec: &SpawnSpec<'_>) -> io::Result<ExecPlan> {
-        let cstring = |s: &str| {
-            CString::new(s).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("NUL byte in {s:?}"))
-            })
-        };
-        let program = cstring(&resolve_program(spec.program, spec.env)?)?;
-        let args = std::iter::once(spec.program)
-            .chain(spec.args.iter().map(String::as_str))
-            .map(cstring)
-            .collect::<io::Result<Vec<_>>>()?;
-        let env = spec
-            .env
-            .iter()
-            .filter(|(k, _)| !(spec.listen_pid && k.as_str() == "LISTEN_PID"))
-            .map(|(k, v)| cstring(&format!("{k}={v}")))
-            .collect::<io::Result<Vec<_>>>()?;
-        let mut listen_pid = spec.listen_pid.then(|| Box::new([0u8; 32]));
-        let mut envp: Vec<*const c_char> = env.iter().map(|c| c.as_ptr()).collect();
-        if let Some(buf) = listen_pid.as_mut() {
-            buf[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
-            envp.push(buf.as_ptr().cast());
-        }
-        envp.push(std::ptr::null());
-        let mut argv: Vec<*const c_char> = args.iter().map(|c| c.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        let fds = spec
-            .pass_fds
-            .iter()
-            .map(|(fd, target)| (fd.as_raw_fd(), *target))
-            .collect();
-        Ok(ExecPlan {
-            program,
-            _args: args,
-            argv,
-            _env: env,
-            envp,
-            listen_pid,
-            fds,
-        })
-    }
-
-    /// Runs in the child between fork and exec: async-signal-safe calls only,
-    /// no allocation. Returns only if exec failed.
-    fn exec(&mut self) -> io::Result<()> {
-        // Move every source out of the way first, so a source that sits on
-        // another's target number is not clobbered.
-        let mut moved = [-1; MAX_PASSED_FDS];
-        for (slot, &(fd, _)) in moved.iter_mut().zip(&self.fds) {
-            // SAFETY: plain descriptor syscalls.
-            *slot = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64) };
-            if *slot < 0 {
-                return Err(io::Error::last_os_error());
+        let pid = plan.start().map_err(|(failed, e)| {
+            if let Some(pid) = failed {
+                // It exited before exec; nobody else may reap it (we hold the lock).
+                let _ = waitpid(Pid::from_raw(pid), None);
             }
-        }
-        for (&tmp, &(_, target)) in moved.iter().zip(&self.fds) {
-            // dup2 clears close-on-exec on the target.
-            // SAFETY: plain descriptor syscalls.
-            if unsafe { libc::dup2(tmp, target) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        if let Some(buf) = self.listen_pid.as_mut() {
-            // SAFETY: getpid cannot fail.
-            let pid = unsafe { libc::getpid() } as u32;
-            write_decimal(&mut buf[LISTEN_PID_PREFIX.len()..], pid);
-        }
-        // SAFETY: argv and envp are NUL-terminated arrays of pointers to
-        // NUL-terminated strings owned by `self`.
-        unsafe {
-            libc::execve(
-                self.program.as_ptr(),
-                self.argv.as_ptr(),
-                self.envp.as_ptr(),
-            )
-        };
-        Err(io::Error::last_os_error())
+            io::Error::new(e.kind(), format!("cannot exec {}: {e}", spec.program))
+        })?;
+        waiters.insert(pid, tx);
+        Ok((pid as u32, rx))
     }
-}
-
-/// Writes `n` in decimal followed by a NUL into `out` (which has room).
-fn write_decimal(out: &mut [u8], mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        out[i] = digits[len - 1 - i];
-    }
-    out[len] = 0;
-}
-
-/// The path to exec: `program` itself if it has a `/`, else the first
-/// executable of that name in the `PATH` of `env` (or ours), like a shell.
-fn resolve_program(program: &str, env: &BTreeMap<String, String>) -> io::Result<String> {
-    if program.contains('/') {
-        return Ok(program.to_string());
-    }
-    let path = env
-        .get("PATH")
-        .cloned()
-        .or_else(|| std::env::var("PATH").ok())
-        .unwrap_or_default();
-    path.split(':')
-        .filter(|dir| !dir.is_empty())
-        .map(|dir| Path::new(dir).join(program))
-        .find(|candidate| {
-            nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok()
-                && candidate.is_file()
-        })
-        .map(|p| p.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{program}: not found in PATH"),
-            )
-        })
 }
 
 #[cfg(test)]
@@ -348,15 +193,6 @@ mod tests {
 
     fn devnull() -> OwnedFd {
         std::fs::File::create("/dev/null").unwrap().into()
-    }
-
-    #[test]
-    fn decimal() {
-        let mut buf = [0xffu8; 12];
-        write_decimal(&mut buf, 40213);
-        assert_eq!(&buf[..6], b"40213\0");
-        write_decimal(&mut buf, 0);
-        assert_eq!(&buf[..2], b"0\0");
     }
 
     /// One test, because a process may run only one reaper: two would
@@ -385,6 +221,39 @@ mod tests {
             run("[ \"$LISTEN_PID\" = $$ ]").await.unwrap(),
             Exit::Code(0)
         );
+
+        // The child starts clean: in its cwd, stdin on /dev/null, a process
+        // group of its own, no signal blocked and SIGPIPE not ignored (Rust
+        // ignores it in this test process). `exec grep` reads the shell's
+        // own signal state, not that of a child it forked.
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let args = vec![
+            "-c".to_string(),
+            "pwd; readlink /proc/$$/fd/0; echo $$ $(cut -d' ' -f5 /proc/$$/stat); \
+             exec grep -E '^Sig(Blk|Ign)' /proc/self/status"
+                .to_string(),
+        ];
+        let spec = SpawnSpec {
+            program: "sh",
+            args: &args,
+            cwd: Path::new("/usr"),
+            env: &env,
+            stdout: out_w,
+            stderr: devnull(),
+            pass_fds: Vec::new(),
+            listen_pid: false,
+        };
+        let exit = reaper.spawn(spec).unwrap().1;
+        assert_eq!(exit.await.unwrap(), Exit::Code(0));
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(out_r), &mut out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..2], ["/usr", "/dev/null"], "{out}");
+        let (pid, pgid) = lines[2].split_once(' ').unwrap();
+        assert_eq!(pid, pgid, "{out}");
+        assert_eq!(lines[3], "SigBlk:\t0000000000000000", "{out}");
+        let ignored = u64::from_str_radix(lines[4].trim_start_matches("SigIgn:\t"), 16).unwrap();
+        assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
 
         for program in ["/nonexistent/prog", "no-such-program-in-path"] {
             let spec = SpawnSpec {

@@ -40,6 +40,9 @@ pub struct Handover {
     pub sample_interval_ms: u64,
     /// Where metrics were served, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The descriptor limit (soft, hard) the daemon was started with, which
+    /// children get back; the next image starts with the raised one.
+    pub open_files: Option<(u64, u64)>,
     /// The apps, in start order.
     pub apps: Vec<FrozenApp>,
 }

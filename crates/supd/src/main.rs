@@ -95,12 +95,25 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // A thousand instances need over 3,000 descriptors; children get the
+    // original limit back (after an `update`, the one the handover names).
+    // First of all: after an `update` this image holds them all already.
+    match supd_supervisor::limits::raise_open_files() {
+        Ok((before, after)) if before < after => {
+            tracing::info!("open files limit raised from {before} to {after}");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     seal_inherited_fds();
     let home = Home::from_env();
     let handover = match &args.handover {
         Some(path) => {
             let handover = update::read(path).map_err(anyhow::Error::msg)?;
             let _ = std::fs::remove_file(path);
+            if let Some((soft, hard)) = handover.open_files {
+                supd_supervisor::limits::remember_inherited(soft, hard);
+            }
             Some(handover)
         }
         None => None,

@@ -118,6 +118,7 @@ fn handover_of(
         daemon: registry.daemon_config(),
         sample_interval_ms: registry.sample_interval().as_millis() as u64,
         metrics,
+        open_files: supd_supervisor::limits::inherited(),
         apps,
     }
 }
