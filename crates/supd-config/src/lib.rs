@@ -392,12 +392,16 @@ impl AppConfig {
     }
 
     /// The `ignore_watch` patterns as one set, compiled as `load` checks
-    /// them (`*` does not cross `/`). An error only for a config that
-    /// [`AppConfig::validate`] would refuse.
+    /// them (`*` does not cross `/`); `tmp/**` also matches `tmp` itself,
+    /// as in PM2. An error only for a config that [`AppConfig::validate`]
+    /// would refuse.
     pub fn watch_ignore(&self) -> Result<globset::GlobSet, String> {
         let mut set = globset::GlobSetBuilder::new();
         for pattern in &self.ignore_watch {
             set.add(values::glob(pattern)?);
+            if let Some(folder) = pattern.strip_suffix("/**").filter(|f| !f.is_empty()) {
+                set.add(values::glob(folder)?);
+            }
         }
         set.build().map_err(|e| e.to_string())
     }

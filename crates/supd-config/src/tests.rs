@@ -507,7 +507,7 @@ fn watch_paths_resolve_against_the_apps_cwd() {
     let eco = file.load(&LoadOptions::default()).expect("valid");
     let dir = file.folder();
     let by_name = |name: &str| eco.apps.iter().find(|a| a.name == name).expect(name);
-    assert_eq!(by_name("all-of-it").watch, [dir.clone()]);
+    assert_eq!(by_name("all-of-it").watch, std::slice::from_ref(&dir));
     let some = by_name("some");
     assert_eq!(some.watch, [dir.join("svc/src"), dir.join("shared.js")]);
     assert_eq!(some.ignore_watch, ["*.tmp"]);
@@ -525,6 +525,9 @@ fn watch_paths_resolve_against_the_apps_cwd() {
     }
     let set = some.watch_ignore().expect("valid patterns");
     assert!(set.is_match("a.tmp") && !set.is_match("src/a.tmp"));
+    // `tmp/**` is the folder too, as in PM2.
+    let set = off.watch_ignore().expect("valid patterns");
+    assert!(set.is_match("tmp") && set.is_match("tmp/a/b") && !set.is_match("tmpx"));
 }
 
 /// An edit that makes a valid app invalid.
