@@ -19,3 +19,4 @@ mod operations;
 mod platform;
 mod services;
 mod update;
+mod watch;
