@@ -478,6 +478,12 @@ pub fn parse_instances(text: &str) -> Result<u32, String> {
     values::Instances::from_text(text).map(|i| i.resolve(values::cores()))
 }
 
+/// Checks one `ignore_watch` pattern: a glob (`*`, `?`, `[…]`, `{a,b}`,
+/// `**`), not empty.
+pub fn check_watch_pattern(pattern: &str) -> Result<(), String> {
+    values::check_glob(pattern)
+}
+
 /// Whether `name` is a valid environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn valid_env_name(name: &str) -> bool {
     values::valid_env_name(name)
