@@ -142,6 +142,29 @@ fn a_stopped_app_is_not_watched_until_it_starts_again() {
 }
 
 #[test]
+fn a_program_started_with_watch_restarts_on_a_change() {
+    let supd = Supd::new();
+    touch(&supd, "src/a.js");
+    supd.ok(&[
+        "start",
+        "sh",
+        "--name",
+        "w",
+        "--watch",
+        "--",
+        "-c",
+        "exec sleep 300",
+    ]);
+    assert_eq!(
+        supd.show("w")["config"]["watch"][0],
+        supd.work().canonicalize().unwrap().display().to_string()
+    );
+    touch(&supd, "src/a.js");
+    // The default watch_delay, 1 s, as in PM2.
+    restarted(&supd, "w", 1, "watch: src/a.js changed");
+}
+
+#[test]
 fn a_cluster_app_is_reloaded_without_a_failed_request() {
     let supd = Supd::new();
     let port = free_port();
@@ -171,7 +194,7 @@ fn a_cluster_app_is_reloaded_without_a_failed_request() {
 }
 
 #[test]
-fn a_watched_folder_that_goes_away_is_shown_and_the_daemon_lives_on() {
+fn a_watched_folder_that_goes_away_is_shown_and_watched_again_after_a_restart() {
     let supd = Supd::new();
     let file = sleeper(&supd, "watch = [\"src\"]");
     supd.ok(&["start", &file]);
@@ -188,7 +211,12 @@ fn a_watched_folder_that_goes_away_is_shown_and_the_daemon_lives_on() {
         "{problem}"
     );
     assert!(supd.ok(&["show", "w"]).contains("watch problem"));
-    supd.ok(&["ping"]);
+    // Back, and a restart watches it again.
+    touch(&supd, "src/a.js");
+    supd.ok(&["restart", "w"]);
+    assert!(supd.show("w")["watch_problem"].is_null());
+    touch(&supd, "src/a.js");
+    restarted(&supd, "w", 3, "watch: src/a.js changed");
 }
 
 #[test]

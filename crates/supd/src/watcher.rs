@@ -87,9 +87,9 @@ impl Watcher {
 
     /// Starts watching the app's `watch` paths, unless it has none or is
     /// stopped (every instance stopped: a `stop`, or never started). A
-    /// watch already running with the same settings is kept, pending
-    /// changes and all; `home` is SUPD_HOME, never watched. Answers on the
-    /// channel once the paths are watched (or could not be).
+    /// watch already running with the same settings and no problem is
+    /// kept, pending changes and all; `home` is SUPD_HOME, never watched.
+    /// Answers on the channel once the paths are watched (or could not be).
     pub fn begin(&self, app: &AppHandle, home: &Path) -> Option<oneshot::Receiver<()>> {
         let view = app.view();
         let settings = Settings::of(&view.config);
@@ -99,6 +99,7 @@ impl Watcher {
             && let Some(running) = armed.as_ref()
             && running.settings == settings
             && !running.task.is_finished()
+            && self.problem().is_none()
         {
             return None;
         }
