@@ -676,40 +676,31 @@ fn watch(v: &Value, folder: &Path, at: &str, notes: &mut Vec<String>) -> Result<
     if let Some(on) = boolean(v) {
         return Ok(T::Boolean(on));
     }
-    let paths: Vec<&Value> = match v {
+    match v {
         Value::Array(a) if a.is_empty() => {
             notes.push(format!(
                 "{at}: [] watches the app's cwd in PM2; written true"
             ));
-            return Ok(T::Boolean(true));
+            Ok(T::Boolean(true))
         }
-        Value::Array(a) => a.iter().collect(),
-        Value::String(_) => vec![v],
-        other => {
-            return Err(format!(
-                "expected true, false or paths, found {}",
-                kind(other)
-            ));
-        }
-    };
-    let mut kept = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
-        match path.as_str() {
-            Some(p) if !p.is_empty() && folder.join(p).exists() => kept.push(T::String(p.into())),
-            Some(p) => notes.push(format!(
-                "{at}[{i}]: {p:?} does not exist in {} (supd watches only paths that exist), left out",
-                folder.display()
-            )),
-            None => notes.push(format!(
-                "{at}[{i}]: expected a path, found {}, left out",
-                kind(path)
-            )),
-        }
-    }
-    if kept.is_empty() {
-        Err("none of its paths can be watched".into())
-    } else {
-        Ok(T::Array(kept))
+        Value::Array(_) | Value::String(_) => kept_strings(
+            v,
+            at,
+            notes,
+            "none of its paths can be watched",
+            |path| match path.as_str() {
+                Some(p) if !p.is_empty() && folder.join(p).exists() => Ok(p.into()),
+                Some(p) => Err(format!(
+                    "{p:?} does not exist in {} (supd watches only paths that exist)",
+                    folder.display()
+                )),
+                None => Err(format!("expected a path, found {}", kind(path))),
+            },
+        ),
+        other => Err(format!(
+            "expected true, false or paths, found {}",
+            kind(other)
+        )),
     }
 }
 
@@ -717,23 +708,44 @@ fn watch(v: &Value, folder: &Path, at: &str, notes: &mut Vec<String>) -> Result<
 /// (which a JavaScript file can hold, but reaches us as `{}`) or an invalid
 /// glob is left out with a note.
 fn ignore_watch(v: &Value, at: &str, notes: &mut Vec<String>) -> Result<T, String> {
-    let patterns: Vec<&Value> = match v {
+    kept_strings(
+        v,
+        at,
+        notes,
+        "no pattern supd can read",
+        |pattern| match pattern.as_str() {
+            Some(p) => supd_config::check_watch_pattern(p).map(|()| p.into()),
+            None => Err(format!(
+                "{} cannot be imported (a regular expression?); write a glob such as \"*.log\"",
+                kind(pattern)
+            )),
+        },
+    )
+}
+
+/// The items of an array (or one value) that `keep` turns into strings,
+/// as a TOML array; each other one is left out with a note at `at[i]`.
+/// `none` is the error when nothing is kept.
+fn kept_strings(
+    v: &Value,
+    at: &str,
+    notes: &mut Vec<String>,
+    none: &str,
+    keep: impl Fn(&Value) -> Result<String, String>,
+) -> Result<T, String> {
+    let items: Vec<&Value> = match v {
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
     };
     let mut kept = Vec::new();
-    for (i, pattern) in patterns.iter().enumerate() {
-        match pattern.as_str().map(|p| (p, supd_config::check_watch_pattern(p))) {
-            Some((p, Ok(()))) => kept.push(T::String(p.into())),
-            Some((_, Err(e))) => notes.push(format!("{at}[{i}]: {e}, left out")),
-            None => notes.push(format!(
-                "{at}[{i}]: {} cannot be imported (a regular expression?); write a glob such as \"*.log\", left out",
-                kind(pattern)
-            )),
+    for (i, item) in items.into_iter().enumerate() {
+        match keep(item) {
+            Ok(text) => kept.push(T::String(text)),
+            Err(e) => notes.push(format!("{at}[{i}]: {e}, left out")),
         }
     }
     if kept.is_empty() {
-        Err("no pattern supd can read".into())
+        Err(none.into())
     } else {
         Ok(T::Array(kept))
     }
