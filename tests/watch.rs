@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Load, Supd, bin, free_port, wait_for};
+use crate::cluster::cluster_file;
+use crate::support::{Load, Supd, free_port, wait_for};
 
 /// Writes `path` (under the work folder), making its folders.
 fn touch(supd: &Supd, path: &str) {
@@ -169,14 +170,8 @@ fn a_cluster_app_is_reloaded_without_a_failed_request() {
     let supd = Supd::new();
     let port = free_port();
     touch(&supd, "src/routes.js");
-    let file = supd.write(
-        "users.toml",
-        &format!(
-            "[[apps]]\nname = \"users\"\nscript = \"{}\"\nexec_mode = \"cluster\"\ninstances = 2\nport = {port}\nwait_ready = true\nwatch = [\"src\"]\nwatch_delay = \"200ms\"\n",
-            bin("user-service").display()
-        ),
-    );
-    supd.ok(&["start", file.to_str().unwrap()]);
+    let extra = "watch = [\"src\"]\nwatch_delay = \"200ms\"";
+    supd.ok(&["start", &cluster_file(&supd, "users", port, 2, extra)]);
     let before: Vec<u64> = supd
         .list()
         .iter()
