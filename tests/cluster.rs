@@ -9,7 +9,13 @@ use crate::support::{Load, Supd, alive, bin, free_port, get_fresh, wait_for};
 
 /// An ecosystem file running the user-service binary (which takes fd 3 and
 /// sends READY=1) in cluster mode.
-fn cluster_file(supd: &Supd, name: &str, port: u16, instances: u32, extra: &str) -> String {
+pub(crate) fn cluster_file(
+    supd: &Supd,
+    name: &str,
+    port: u16,
+    instances: u32,
+    extra: &str,
+) -> String {
     let body = format!(
         "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\nexec_mode = \"cluster\"\ninstances = {instances}\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\nkill_timeout = \"5s\"\n{extra}\n",
         bin("user-service").display()

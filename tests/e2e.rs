@@ -21,3 +21,4 @@ mod platform;
 mod scale;
 mod services;
 mod update;
+mod watch;

@@ -81,10 +81,10 @@ module.exports = {
         "log_date_format = \"%Y-%m-%d %H:%M:%S\"\n",
         "[apps.env]\nNODE_ENV = \"development\"\n",
         "[apps.env_production]\nNODE_ENV = \"production\"\n",
+        "watch = true\n",
     ] {
         assert!(api.contains(line), "api has {line:?}:\n{api}");
     }
-    assert!(!api.contains("watch ="), "watch is not written: {api}");
     let worker = app(&toml, "worker");
     for line in [
         "script = \"python3\"\n",
@@ -96,12 +96,7 @@ module.exports = {
     }
     assert!(!worker.contains("interpreter"), "{worker}");
 
-    let watch: Vec<&str> = err.lines().filter(|l| l.contains("watch")).collect();
-    assert_eq!(
-        watch,
-        ["apps[0].watch: not supported yet (supd has no watch mode)"],
-        "{err}"
-    );
+    assert!(!err.contains("watch"), "watch is imported: {err}");
     assert!(
         err.contains("apps[0].exec_mode: cluster mode without a port"),
         "{err}"
@@ -230,4 +225,59 @@ fn import_unreadable_files_fail_with_one_line() {
     supd.write("empty.json", "{ \"apps\": [] }");
     let err = supd.fails(&["import", "empty.json"]);
     assert!(err.contains("empty.json"), "{err}");
+}
+
+#[test]
+fn import_watch_mode() {
+    let supd = Supd::new();
+    std::fs::create_dir_all(supd.work().join("api/src")).unwrap();
+    supd.write(
+        "watching.json",
+        r#"{ "apps": [
+  {
+    "name": "api",
+    "script": "server.js",
+    "cwd": "api",
+    "watch": ["src", "missing", 3],
+    "ignore_watch": ["*.log", "[bad", {}],
+    "watch_delay": 500,
+    "watch_options": { "usePolling": true }
+  },
+  { "name": "whole", "script": "server.js", "watch": [], "watch_delay": "2s" },
+  { "name": "off", "script": "server.js", "ignore_watch": "tmp/**", "watch_delay": 100 }
+] }
+"#,
+    );
+    let (toml, err) = import(&supd, "watching.json");
+    checks(&supd, "watching.toml", &toml, "3 app(s): api, whole, off");
+    let api = app(&toml, "api");
+    for line in [
+        "watch = [\"src\"]\n",
+        "ignore_watch = [\"*.log\"]\n",
+        "watch_delay = 500\n",
+        "# not imported: watch_options: not supported",
+    ] {
+        assert!(api.contains(line), "api has {line:?}:\n{api}");
+    }
+    let whole = app(&toml, "whole");
+    assert!(
+        whole.contains("watch = true\nwatch_delay = \"2s\"\n"),
+        "{whole}"
+    );
+    let off = app(&toml, "off");
+    assert!(
+        !off.contains("\nwatch") && !off.contains("\nignore_watch"),
+        "{off}"
+    );
+    for note in [
+        "apps[0].watch[1]: \"missing\" does not exist in ",
+        "apps[0].watch[2]: expected a path, found a number, left out",
+        "apps[0].ignore_watch[1]: \"[bad\" is not a valid glob pattern",
+        "apps[0].ignore_watch[2]: an object cannot be imported (a regular expression?)",
+        "apps[1].watch: [] watches the app's cwd in PM2; written true",
+        "apps[2].ignore_watch: has no effect without watch",
+        "apps[2].watch_delay: has no effect without watch",
+    ] {
+        assert!(err.contains(note), "stderr has {note:?}:\n{err}");
+    }
 }

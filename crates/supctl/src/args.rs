@@ -118,6 +118,10 @@ pub struct StartArgs {
     /// Port the daemon binds and hands to every instance.
     #[arg(long)]
     pub port: Option<u16>,
+    /// Restart the program when files under the current folder change
+    /// (PM2's `--watch`; `node_modules` and `.git` do not count).
+    #[arg(long)]
+    pub watch: bool,
     /// Arguments for the program, after `--`.
     #[arg(last = true)]
     pub args: Vec<String>,

@@ -72,6 +72,17 @@ pub fn detail(app: &AppDetail) -> String {
     if let Some(next) = &app.next_cron_restart {
         line("next cron restart", next.clone());
     }
+    line(
+        "watch",
+        list(c.watch.iter().map(|p| p.display().to_string())),
+    );
+    if !c.watch.is_empty() {
+        line("ignore_watch", list(c.ignore_watch.iter().cloned()));
+        line("watch_delay", duration(c.watch_delay.as_millis() as u64));
+    }
+    if let Some(problem) = &app.watch_problem {
+        line("watch problem", problem.clone());
+    }
     line("out log", app.logs.out.display().to_string());
     if let Some(problem) = &app.log_problem {
         line("log problem", problem.clone());
@@ -113,6 +124,16 @@ pub fn detail(app: &AppDetail) -> String {
         }
     }
     out
+}
+
+/// Items separated by commas; `-` for none.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let joined = items.collect::<Vec<_>>().join(", ");
+    if joined.is_empty() {
+        "-".into()
+    } else {
+        joined
+    }
 }
 
 /// `950ms`, `42s`, `5m`, `3h`, `2d`.

@@ -81,6 +81,9 @@ fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
     app.args = args.args.clone();
     app.apply_interpreter();
     app.port = args.port;
+    if args.watch {
+        app.watch = vec![app.cwd.clone()];
+    }
     if let Some(n) = &args.instances {
         app.exec_mode = ExecMode::Cluster;
         app.instances = supd_config::parse_instances(n)

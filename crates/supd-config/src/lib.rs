@@ -17,7 +17,7 @@
 //! or the `[daemon]` table, read key by key, with spans) → `resolve`
 //! (defaults, paths, `env`, rules that tie keys together). Single values are
 //! checked by `units` (durations, sizes), `values` (names, signals,
-//! instances, cron, date formats, bounds, addresses) and `health`
+//! instances, cron, date formats, globs, bounds, addresses) and `health`
 //! (`health_check`), which `validate` reuses for ad-hoc apps; `diag` turns
 //! byte spans into lines and columns.
 
@@ -148,6 +148,19 @@ pub struct AppConfig {
     /// false: one pair of files per instance.
     #[serde(default = "default_merge_logs")]
     pub merge_logs: bool,
+    /// Absolute paths (folders or files) whose changes restart the app;
+    /// empty: not watched. `watch = true` is the app's `cwd`.
+    #[serde(default)]
+    pub watch: Vec<PathBuf>,
+    /// Glob patterns of changes that do not count (validated; see
+    /// [`AppConfig::watch_ignore`]); `node_modules`, `.git` and SUPD_HOME
+    /// never count.
+    #[serde(default)]
+    pub ignore_watch: Vec<String>,
+    /// Quiet time after a change before the restart: each further change
+    /// within it starts it again (default 1 s, as PM2).
+    #[serde(default = "default_watch_delay", with = "duration_ms")]
+    pub watch_delay: Duration,
 }
 
 /// The `[daemon]` table: settings of the daemon itself, and the log rotation
@@ -249,6 +262,10 @@ fn default_merge_logs() -> bool {
     true
 }
 
+fn default_watch_delay() -> Duration {
+    Duration::from_millis(1000)
+}
+
 /// Everything read from one ecosystem file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ecosystem {
@@ -322,7 +339,8 @@ impl AppConfig {
     /// 1.6 s, autorestart with up to 16 unstable restarts (min_uptime 1 s),
     /// readiness wait bounded at 3 s, `INSTANCE_ID`, empty args and env; no
     /// health check (10 s interval, 2 s timeout, 3 retries when one is set),
-    /// no watchdog, log rotation from `[daemon]`, merged logs.
+    /// no watchdog, log rotation from `[daemon]`, merged logs, not watched
+    /// (a 1 s `watch_delay` when it is).
     pub fn with_defaults(name: String, script: String, cwd: PathBuf) -> AppConfig {
         AppConfig {
             name,
@@ -359,14 +377,33 @@ impl AppConfig {
             log_compress: None,
             log_rotate_interval: None,
             merge_logs: default_merge_logs(),
+            watch: Vec::new(),
+            ignore_watch: Vec::new(),
+            watch_delay: default_watch_delay(),
         }
     }
 
     /// Checks the invariants `load` enforces that also apply to ad-hoc apps
     /// (name charset, instances vs max_instances, port range, health check
-    /// and its port, minimum periods, log keys); the message names the key.
+    /// and its port, minimum periods, log keys, watched paths absolute and
+    /// patterns valid); the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         validate::validate(self)
+    }
+
+    /// The `ignore_watch` patterns as one set, compiled as `load` checks
+    /// them (`*` does not cross `/`); `tmp/**` also matches `tmp` itself,
+    /// as in PM2. An error only for a config that [`AppConfig::validate`]
+    /// would refuse.
+    pub fn watch_ignore(&self) -> Result<globset::GlobSet, String> {
+        let mut set = globset::GlobSetBuilder::new();
+        for pattern in &self.ignore_watch {
+            set.add(values::glob(pattern)?);
+            if let Some(folder) = pattern.strip_suffix("/**").filter(|f| !f.is_empty()) {
+                set.add(values::glob(folder)?);
+            }
+        }
+        set.build().map_err(|e| e.to_string())
     }
 
     /// The health check, parsed, `{port}` replaced by this app's port;
@@ -453,6 +490,12 @@ pub fn parse_signal(text: &str) -> Result<String, String> {
 /// (one per core) or `-1` (cores - 1, at least 1); 0 is an error.
 pub fn parse_instances(text: &str) -> Result<u32, String> {
     values::Instances::from_text(text).map(|i| i.resolve(values::cores()))
+}
+
+/// Checks one `ignore_watch` pattern: a glob (`*`, `?`, `[…]`, `{a,b}`,
+/// `**`), not empty.
+pub fn check_watch_pattern(pattern: &str) -> Result<(), String> {
+    values::check_glob(pattern)
 }
 
 /// Whether `name` is a valid environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.

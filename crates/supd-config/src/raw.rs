@@ -46,6 +46,9 @@ pub const APP_KEYS: &[&str] = &[
     "stop_exit_codes",
     "max_memory_restart",
     "cron_restart",
+    "watch",
+    "ignore_watch",
+    "watch_delay",
     "instance_var",
     "max_instances",
     "max_instances_reason",
@@ -65,6 +68,21 @@ pub const APP_KEYS: &[&str] = &[
 
 /// Keys that tune `health_check` and mean nothing without it.
 pub(crate) const HEALTH_TUNING: &[&str] = &["health_interval", "health_timeout", "health_retries"];
+
+/// Keys that tune `watch` and mean nothing without it.
+pub(crate) const WATCH_TUNING: &[&str] = &["ignore_watch", "watch_delay"];
+
+/// `watch` as written.
+#[derive(Debug)]
+pub(crate) enum RawWatch {
+    /// `false`.
+    Off,
+    /// `true`: the app's `cwd`, at the value's span.
+    Cwd(Range<usize>),
+    /// Paths, relative to the app's `cwd` unless absolute, each with where
+    /// it is written (`apps[0].watch[1]`).
+    Paths(Vec<(String, Spanned<String>)>),
+}
 
 /// An app as written: each field is `None` when absent or invalid.
 #[derive(Debug, Default)]
@@ -92,6 +110,9 @@ pub(crate) struct RawApp {
     pub stop_exit_codes: Option<Vec<i32>>,
     pub max_memory_restart: Option<u64>,
     pub cron_restart: Option<String>,
+    pub watch: Option<RawWatch>,
+    pub ignore_watch: Option<Vec<String>>,
+    pub watch_delay: Option<Duration>,
     pub instance_var: Option<String>,
     pub max_instances: Option<u32>,
     pub max_instances_reason: Option<Spanned<String>>,
@@ -157,6 +178,9 @@ impl RawApp {
                 "stop_exit_codes" => app.stop_exit_codes = v.exit_codes(),
                 "max_memory_restart" => app.max_memory_restart = v.memory(),
                 "cron_restart" => app.cron_restart = v.checked_string(values::check_cron),
+                "watch" => app.watch = v.watch(),
+                "ignore_watch" => app.ignore_watch = v.globs(),
+                "watch_delay" => app.watch_delay = v.duration(),
                 "instance_var" => app.instance_var = v.checked_string(values::check_env_name),
                 "max_instances" => app.max_instances = v.count(1),
                 "max_instances_reason" => {
@@ -274,7 +298,9 @@ mod tests {
         assert_eq!(suggest("instnces", APP_KEYS), Some("instances"));
         assert_eq!(suggest("kill_timout", APP_KEYS), Some("kill_timeout"));
         assert_eq!(suggest("Name", APP_KEYS), Some("name"));
-        assert_eq!(suggest("watch", APP_KEYS), None);
+        assert_eq!(suggest("interpreter", APP_KEYS), None);
+        assert_eq!(suggest("watch_dealy", APP_KEYS), Some("watch_delay"));
+        assert_eq!(suggest("ignore_watches", APP_KEYS), Some("ignore_watch"));
         assert_eq!(suggest("exec_interpreter", APP_KEYS), None);
         assert_eq!(suggest("healthcheck", APP_KEYS), Some("health_check"));
         assert_eq!(suggest("health_chek", APP_KEYS), Some("health_check"));

@@ -9,7 +9,7 @@ use toml::Spanned;
 use crate::AppConfig;
 use crate::diag::Diag;
 use crate::health::PORT_PLACEHOLDER;
-use crate::raw::{HEALTH_TUNING, RawApp};
+use crate::raw::{HEALTH_TUNING, RawApp, RawWatch, WATCH_TUNING};
 use crate::values::{self, Instances};
 
 /// What resolving needs besides the app itself.
@@ -55,7 +55,7 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
         );
     }
 
-    // `{port}` in health_check needs a port; tuning needs a check.
+    // `{port}` in health_check needs a port.
     if let Some(check) = &raw.health_check {
         // An invalid port is reported on its own; not again here.
         let port_given = raw.spans.contains_key("port");
@@ -68,22 +68,20 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
                 format!("apps[{index}].health_check: {message}"),
             );
         }
-    } else if !raw.spans.contains_key("health_check") {
-        for key in HEALTH_TUNING {
-            if let Some(span) = raw.spans.get(*key) {
-                diag.at(
-                    span.clone(),
-                    format!("apps[{index}].{key}: has no effect without health_check"),
-                );
-            }
-        }
     }
+    // Tuning keys need what they tune.
+    needs("health_check", HEALTH_TUNING, &raw, diag);
+    needs("watch", WATCH_TUNING, &raw, diag);
 
-    let name = raw.name?.into_inner();
-    let script = resolve_script(&raw.script?, ctx.dir);
     let cwd = raw
         .cwd
         .map_or_else(|| ctx.dir.to_path_buf(), |cwd| resolve_path(&cwd, ctx.dir));
+    let watch = raw
+        .watch
+        .map(|watch| resolve_watch(watch, &cwd, index, diag))
+        .unwrap_or_default();
+    let name = raw.name?.into_inner();
+    let script = resolve_script(&raw.script?, ctx.dir);
     let mut app = AppConfig::with_defaults(name, script, cwd);
     app.args = raw.args.unwrap_or(app.args);
     app.apply_interpreter();
@@ -116,12 +114,67 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
     app.log_compress = raw.log_compress;
     app.log_rotate_interval = raw.log_rotate_interval;
     app.merge_logs = raw.merge_logs.unwrap_or(app.merge_logs);
+    app.watch = watch;
+    app.ignore_watch = raw.ignore_watch.unwrap_or_default();
+    app.watch_delay = raw.watch_delay.unwrap_or(app.watch_delay);
     app.env = raw.env;
     if let Some(set) = ctx.env.and_then(|name| raw.env_sets.get(name)) {
         app.env
             .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Some(app)
+}
+
+/// Reports each key of `tuning` written without `key`: it would do nothing.
+fn needs(key: &str, tuning: &[&str], raw: &RawApp, diag: &mut Diag<'_>) {
+    if raw.spans.contains_key(key) {
+        return;
+    }
+    for tuned in tuning {
+        if let Some(span) = raw.spans.get(*tuned) {
+            diag.at(
+                span.clone(),
+                format!("apps[{}].{tuned}: has no effect without {key}", raw.index),
+            );
+        }
+    }
+}
+
+/// The watched paths, absolute (relative ones against the app's `cwd`, as
+/// PM2 does); each must exist, or nothing would ever be seen there.
+fn resolve_watch(watch: RawWatch, cwd: &Path, index: usize, diag: &mut Diag<'_>) -> Vec<PathBuf> {
+    let paths = match watch {
+        RawWatch::Off => return Vec::new(),
+        RawWatch::Cwd(span) => {
+            if !cwd.is_dir() {
+                diag.at(
+                    span,
+                    format!(
+                        "apps[{index}].watch: true watches the app's cwd, {}, which is not a folder",
+                        cwd.display()
+                    ),
+                );
+            }
+            return vec![cwd.to_path_buf()];
+        }
+        RawWatch::Paths(paths) => paths,
+    };
+    let mut resolved = Vec::with_capacity(paths.len());
+    for (at, path) in paths {
+        let absolute = resolve_path(path.get_ref(), cwd);
+        if !absolute.exists() {
+            diag.at(
+                path.span(),
+                format!(
+                    "{at}: {:?} does not exist ({})",
+                    path.get_ref(),
+                    absolute.display()
+                ),
+            );
+        }
+        resolved.push(absolute);
+    }
+    resolved
 }
 
 /// A script with a `/` is a path (relative to the file's folder); a bare

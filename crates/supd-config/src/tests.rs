@@ -284,6 +284,20 @@ fn each_error_class_is_located_and_names_the_key() {
         (&app("instance_var = \"1X\""), "4:16", "apps[0].instance_var: \"1X\" is not a valid environment variable name"),
         (&app("[apps.env]\nA-B = \"1\""), "5:1", "apps[0].env: \"A-B\" is not a valid environment variable name"),
         ("[[apps]]\nname = \"a\"\nscript = \"\"\n", "3:10", "apps[0].script: must not be empty"),
+        // watch mode
+        (&app("watch = 1"), "4:9", "apps[0].watch: expected true, false or an array of paths, found an integer"),
+        (&app("watch = []"), "4:9", "apps[0].watch: an empty list watches nothing; write true"),
+        (&app("watch = [\"\"]"), "4:10", "apps[0].watch[0]: must not be empty"),
+        (&app("watch = [\".\", 2]"), "4:15", "apps[0].watch[1]: expected a string, found an integer"),
+        (&app("watch = [\".\", \"nope\"]"), "4:15", "apps[0].watch[1]: \"nope\" does not exist ("),
+        (&app("watch = \"nope/\""), "4:9", "apps[0].watch: \"nope/\" does not exist ("),
+        (&app("cwd = \"nope\"\nwatch = true"), "5:9", "apps[0].watch: true watches the app's cwd, "),
+        (&app("watch = true\nignore_watch = [\"*.log\", \"[a\"]"), "5:26", "apps[0].ignore_watch[1]: \"[a\" is not a valid glob pattern: "),
+        (&app("watch = true\nignore_watch = \"\""), "5:16", "apps[0].ignore_watch: must not be empty"),
+        (&app("watch = true\nignore_watch = 3"), "5:16", "apps[0].ignore_watch: expected a glob pattern or an array of them, found an integer"),
+        (&app("watch = true\nwatch_delay = \"soon\""), "5:15", "apps[0].watch_delay: \"soon\" is not a duration"),
+        (&app("ignore_watch = [\"*.log\"]"), "4:16", "apps[0].ignore_watch: has no effect without watch"),
+        (&app("watch_delay = 200"), "4:15", "apps[0].watch_delay: has no effect without watch"),
         // missing things
         ("[[apps]]\nname = \"a\"\n", "1:1", "apps[0]: missing required key \"script\""),
         ("# nothing\n", "1:1", "no [[apps]] table"),
@@ -478,6 +492,44 @@ fn an_unreadable_file_is_one_problem_without_a_place() {
     );
 }
 
+#[test]
+fn watch_paths_resolve_against_the_apps_cwd() {
+    let file = File::new(
+        "[[apps]]\nname = \"all-of-it\"\nscript = \"x\"\nwatch = true\n\
+         [[apps]]\nname = \"some\"\nscript = \"x\"\ncwd = \"svc\"\nwatch = [\"src\", \"../shared.js\"]\n\
+         ignore_watch = \"*.tmp\"\nwatch_delay = \"200ms\"\n\
+         [[apps]]\nname = \"one\"\nscript = \"x\"\nwatch = \"/\"\n\
+         [[apps]]\nname = \"off\"\nscript = \"x\"\nwatch = false\nignore_watch = [\"tmp/**\"]\n\
+         [[apps]]\nname = \"none\"\nscript = \"x\"\n",
+    );
+    std::fs::create_dir_all(file.dir.path().join("svc/src")).expect("mkdir");
+    std::fs::write(file.dir.path().join("shared.js"), "").expect("write");
+    let eco = file.load(&LoadOptions::default()).expect("valid");
+    let dir = file.folder();
+    let by_name = |name: &str| eco.apps.iter().find(|a| a.name == name).expect(name);
+    assert_eq!(by_name("all-of-it").watch, std::slice::from_ref(&dir));
+    let some = by_name("some");
+    assert_eq!(some.watch, [dir.join("svc/src"), dir.join("shared.js")]);
+    assert_eq!(some.ignore_watch, ["*.tmp"]);
+    assert_eq!(some.watch_delay, Duration::from_millis(200));
+    assert_eq!(by_name("one").watch, [Path::new("/")]);
+    // `false` keeps its tuning, so watching can be turned off and on again.
+    let off = by_name("off");
+    assert!(off.watch.is_empty());
+    assert_eq!(off.ignore_watch, ["tmp/**"]);
+    let none = by_name("none");
+    assert!(none.watch.is_empty() && none.ignore_watch.is_empty());
+    assert_eq!(none.watch_delay, Duration::from_millis(1000));
+    for app in &eco.apps {
+        assert_eq!(app.validate(), Ok(()), "{}", app.name);
+    }
+    let set = some.watch_ignore().expect("valid patterns");
+    assert!(set.is_match("a.tmp") && !set.is_match("src/a.tmp"));
+    // `tmp/**` is the folder too, as in PM2.
+    let set = off.watch_ignore().expect("valid patterns");
+    assert!(set.is_match("tmp") && set.is_match("tmp/a/b") && !set.is_match("tmpx"));
+}
+
 /// An edit that makes a valid app invalid.
 type Change = fn(&mut AppConfig);
 
@@ -514,6 +566,14 @@ fn validate_checks_ad_hoc_apps() {
         (|a| a.instance_var = "A B".into(), "instance_var:"),
         (|a| a.cron_restart = Some("nope".into()), "cron_restart:"),
         (|a| a.log_date_format = Some("%".into()), "log_date_format:"),
+        (
+            |a| a.watch = vec!["src".into()],
+            "watch: \"src\" is not an absolute path",
+        ),
+        (
+            |a| a.ignore_watch = vec!["{a".into()],
+            "ignore_watch: \"{a\" is not a valid glob pattern",
+        ),
     ];
     for (change, want) in cases {
         let mut app = base.clone();

@@ -89,6 +89,15 @@ pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
     if let Some(cron) = &app.log_rotate_interval {
         key("log_rotate_interval", values::check_rotate_schedule(cron))?;
     }
+    if let Some(path) = app.watch.iter().find(|p| !p.is_absolute()) {
+        return Err(format!(
+            "watch: {:?} is not an absolute path",
+            path.display()
+        ));
+    }
+    for pattern in &app.ignore_watch {
+        key("ignore_watch", values::check_glob(pattern))?;
+    }
     Ok(())
 }
 

@@ -165,6 +165,23 @@ pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Compiles one `ignore_watch` pattern the way the daemon matches it: a
+/// glob (`*`, `?`, `[…]`, `{a,b}`, `**`) where `*` does not cross `/`.
+pub(crate) fn glob(pattern: &str) -> Result<globset::Glob, String> {
+    if pattern.is_empty() {
+        return Err("must not be empty".into());
+    }
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| format!("{pattern:?} is not a valid glob pattern: {}", e.kind()))
+}
+
+/// Checks one `ignore_watch` pattern.
+pub(crate) fn check_glob(pattern: &str) -> Result<(), String> {
+    glob(pattern).map(drop)
+}
+
 /// Bounds on the new duration keys, and their defaults.
 pub(crate) mod bounds {
     use std::time::Duration;
@@ -393,6 +410,31 @@ mod tests {
                 .unwrap_err()
                 .contains("port 0")
         );
+    }
+
+    #[test]
+    fn globs() {
+        for ok in [
+            "*.log",
+            "tmp/**",
+            "**/cache",
+            "{a,b}.js",
+            "/abs/x",
+            "node_modules",
+        ] {
+            assert_eq!(check_glob(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_glob(""), Err("must not be empty".into()));
+        for bad in ["[a", "{a", "[z-a]"] {
+            assert!(
+                check_glob(bad)
+                    .unwrap_err()
+                    .contains("is not a valid glob pattern"),
+                "{bad}"
+            );
+        }
+        let star = glob("*.log").unwrap().compile_matcher();
+        assert!(star.is_match("a.log") && !star.is_match("logs/a.log"));
     }
 
     #[test]

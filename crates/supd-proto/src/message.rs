@@ -340,6 +340,10 @@ pub struct AppDetail {
     /// A problem writing the log files (disk full…), while it lasts.
     #[serde(default)]
     pub log_problem: Option<String>,
+    /// A problem watching the app's `watch` paths (an inotify limit, a
+    /// watched path that is gone), while it lasts.
+    #[serde(default)]
+    pub watch_problem: Option<String>,
 }
 
 /// Where one app's logs are.

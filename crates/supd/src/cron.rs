@@ -1,5 +1,6 @@
 //! `cron_restart`: one timer task per app that restarts it gracefully on
-//! its schedule (the reload way for cluster apps).
+//! its schedule (the reload way for cluster apps and several instances),
+//! the schedule shown as the restart's reason.
 
 use std::sync::{Arc, Mutex};
 
@@ -31,9 +32,10 @@ impl Schedule {
             while let Some(wait) = until_next(&cron) {
                 tokio::time::sleep(wait).await;
                 let name = app.view().config.name.clone();
-                tracing::info!(app = %name, "cron_restart \"{expr}\": restarting");
+                let reason = format!("cron_restart \"{expr}\"");
+                tracing::info!(app = %name, "{reason}: restarting");
                 let (progress, _) = tokio::sync::mpsc::unbounded_channel();
-                if let Err(e) = ops::scheduled_restart(&app, &progress).await {
+                if let Err(e) = ops::scheduled_restart(&app, &reason, &progress).await {
                     tracing::error!(app = %name, "cron_restart failed: {e}");
                 }
             }

@@ -23,6 +23,7 @@ mod recover;
 mod registry;
 mod state;
 mod update;
+mod watcher;
 
 use std::process::ExitCode;
 

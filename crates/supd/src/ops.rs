@@ -60,7 +60,7 @@ pub async fn start(
         app.configure(config, Some(env)).await?;
     }
     trim_slots(app).await;
-    launch_all(app, false).await?;
+    launch_all(app, false, None).await?;
     app.route(app.view().config.instances)
         .await
         .map(|()| Outcome::Started)
@@ -69,16 +69,22 @@ pub async fn start(
 /// Stops every instance, then starts them all again.
 pub async fn restart(app: &AppHandle) -> Result<(), String> {
     let _op = app.op.lock().await;
+    stop_and_start(app, None).await
+}
+
+/// Stops every instance, then starts every configured slot as a restart
+/// (recording `reason`, if supd decided it).
+async fn stop_and_start(app: &AppHandle, reason: Option<&str>) -> Result<(), String> {
     app.stop().await?;
     trim_slots(app).await;
-    launch_all(app, true).await?;
+    launch_all(app, true, reason).await?;
     app.route(app.view().config.instances).await
 }
 
 /// Replaces every instance slot by slot without refusing a connection.
 pub async fn reload(app: &AppHandle, progress: &Progress) -> Result<(), String> {
     let _op = app.op.lock().await;
-    roll(app, progress).await
+    roll(app, progress, None).await
 }
 
 /// Rolls a new config onto a running app (the reload way) and then matches
@@ -93,7 +99,7 @@ pub async fn reload_with(
     if !app.view().instances.iter().any(|i| i.is_active()) {
         app.configure(config, Some(env)).await?;
         trim_slots(app).await;
-        launch_all(app, false).await?;
+        launch_all(app, false, None).await?;
         return app.route(app.view().config.instances).await;
     }
     let target = config.instances;
@@ -103,7 +109,7 @@ pub async fn reload_with(
     let mut config = config;
     config.instances = app.view().config.instances;
     app.configure(config, Some(env)).await?;
-    roll(app, progress).await?;
+    roll(app, progress, None).await?;
     resize(app, target, progress).await
 }
 
@@ -148,9 +154,13 @@ fn slot_is_live(app: &AppHandle, slot: u32) -> bool {
         .any(|i| i.slot == slot && matches!(i.status, Status::Launching | Status::Online))
 }
 
-/// A graceful restart of the whole app on its `cron_restart` schedule: the
-/// reload way for a cluster app, stop and start otherwise.
-pub async fn scheduled_restart(app: &AppHandle, progress: &Progress) -> Result<(), String> {
+/// A graceful restart of the whole app on its `cron_restart` schedule (see
+/// [`restart_because`]), if it is online.
+pub async fn scheduled_restart(
+    app: &AppHandle,
+    reason: &str,
+    progress: &Progress,
+) -> Result<(), String> {
     let _op = app.op.lock().await;
     if !app
         .view()
@@ -160,11 +170,30 @@ pub async fn scheduled_restart(app: &AppHandle, progress: &Progress) -> Result<(
     {
         return Ok(());
     }
-    if rolls(&app.view().config) {
-        roll(app, progress).await
+    restart_whole(app, reason, progress).await
+}
+
+/// A graceful restart of the whole app that supd decided (files it watches
+/// changed), `reason` shown by `show` on every instance: the reload way when
+/// it runs in cluster mode or as several instances, so no request fails; a
+/// single fork instance is stopped, then started. Slots that are down
+/// (errored, stopped) are started too.
+pub async fn restart_because(
+    app: &AppHandle,
+    reason: &str,
+    progress: &Progress,
+) -> Result<(), String> {
+    let _op = app.op.lock().await;
+    restart_whole(app, reason, progress).await
+}
+
+/// [`restart_because`], under the operation lock.
+async fn restart_whole(app: &AppHandle, reason: &str, progress: &Progress) -> Result<(), String> {
+    let config = app.view().config;
+    if config.exec_mode == ExecMode::Cluster || config.instances > 1 {
+        roll(app, progress, Some(reason)).await
     } else {
-        app.stop().await?;
-        launch_all(app, true).await
+        stop_and_start(app, Some(reason)).await
     }
 }
 
@@ -214,8 +243,9 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
 /// The reload itself: for each slot, start the new process, wait until it
 /// is ready, then retire the old one. An app capped at one instance is
 /// stopped first instead, so two never run at once; its held socket queues
-/// clients through the gap. The first failure stops the reload.
-async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
+/// clients through the gap. The first failure stops the reload. `reason`,
+/// when supd decided the reload, is recorded on every instance.
+async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Result<(), String> {
     let view = app.view();
     let name = view.config.name.clone();
     let capped = view.config.max_instances == Some(1);
@@ -240,12 +270,12 @@ async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
                 if slot_is_live(app, slot) {
                     continue;
                 }
-                app.launch(slot, true).await.map_err(|e| {
+                relaunch(app, slot, reason).await.map_err(|e| {
                     format!("reload of \"{name}\" failed at instance {slot}: {e}; the app capped at one instance is down")
                 })?
             }
             Some((generation, _)) => {
-                let pid = app.launch(slot, true).await.map_err(failed)?;
+                let pid = relaunch(app, slot, reason).await.map_err(failed)?;
                 if !app.hand_over(generation).await {
                     return Err(failed(
                         "the new process exited right after becoming ready".into(),
@@ -253,7 +283,7 @@ async fn roll(app: &AppHandle, progress: &Progress) -> Result<(), String> {
                 }
                 pid
             }
-            None => app.launch(slot, true).await.map_err(failed)?,
+            None => relaunch(app, slot, reason).await.map_err(failed)?,
         };
         let before = old
             .and_then(|(_, pid)| pid)
@@ -342,13 +372,27 @@ fn generations(app: &AppHandle, slot: impl Fn(u32) -> bool) -> Vec<u64> {
         .collect()
 }
 
-/// Launches every configured slot at once; the first failure is returned
-/// after all have answered.
-async fn launch_all(app: &AppHandle, restart: bool) -> Result<(), String> {
+/// Launches `slot` as a restart, recording `reason` if supd decided it.
+async fn relaunch(app: &AppHandle, slot: u32, reason: Option<&str>) -> Result<u32, String> {
+    match reason {
+        Some(reason) => app.launch_because(slot, reason).await,
+        None => app.launch(slot, true).await,
+    }
+}
+
+/// Launches every configured slot at once (as restarts, for `reason` if
+/// given); the first failure is returned after all have answered.
+async fn launch_all(app: &AppHandle, restart: bool, reason: Option<&str>) -> Result<(), String> {
     let mut tasks = JoinSet::new();
     for slot in 0..app.view().config.instances {
         let app = app.clone();
-        tasks.spawn(async move { app.launch(slot, restart).await });
+        let reason = reason.map(str::to_owned);
+        tasks.spawn(async move {
+            match restart {
+                true => relaunch(&app, slot, reason.as_deref()).await,
+                false => app.launch(slot, false).await,
+            }
+        });
     }
     let mut first_error = None;
     while let Some(done) = tasks.join_next().await {

@@ -27,6 +27,7 @@ use crate::monitor::{self, Samples};
 use crate::ops::{self, Progress};
 use crate::state::StateFile;
 use crate::update::{self, Image};
+use crate::watcher::Watcher;
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -40,6 +41,8 @@ pub struct AppHandle {
     schedule: cron::Schedule,
     /// The `health_check` loop.
     checker: health::Checker,
+    /// The `watch` watcher.
+    watcher: Watcher,
     /// A problem writing the app's log files (disk full…), set by its writer.
     log_problem: Arc<Mutex<Option<String>>>,
 }
@@ -58,20 +61,35 @@ impl AppHandle {
             op: Arc::default(),
             schedule: cron::Schedule::default(),
             checker: health::Checker::default(),
+            watcher: Watcher::default(),
             log_problem,
         }
     }
 
-    /// Re-arms the app's timers (cron restart, health check) from its config.
-    fn arm(&self, registry: &Registry) {
+    /// Re-arms the app's timers (cron restart, health check) and its
+    /// watcher from its config; returns once its files are watched.
+    async fn arm(&self, registry: &Registry) {
+        self.arm_timers(registry);
+        self.watch(registry).await;
+    }
+
+    /// Re-arms the app's timers (cron restart, health check).
+    fn arm_timers(&self, registry: &Registry) {
         self.schedule.arm(self);
         self.checker.arm(self, registry);
     }
 
-    /// Stops the app's timers.
+    /// Watches the app's files again after a start, restart or reload (a
+    /// `stop` ended it); returns once they are.
+    async fn watch(&self, registry: &Registry) {
+        self.watcher.arm(self, registry.home.dir()).await;
+    }
+
+    /// Stops the app's timers and its watcher.
     fn disarm(&self) {
         self.schedule.disarm();
         self.checker.disarm();
+        self.watcher.disarm();
     }
 }
 
@@ -379,7 +397,9 @@ impl Registry {
         let log_problem = log.problem();
         let actor = resume_actor(frozen, exits, self.surroundings(log));
         let handle = AppHandle::new(name, actor, log_problem);
-        handle.arm(self);
+        handle.arm_timers(self);
+        // Nobody waits on a resumed app's watcher.
+        let _ = handle.watcher.begin(&handle, self.home.dir());
         self.apps().push(handle);
         Ok(())
     }
@@ -489,19 +509,32 @@ impl Registry {
             Request::Stop { target } => {
                 self.each(&target, |a| async move {
                     let _op = a.op.lock().await;
+                    // Under the lock: a restart for a change cannot follow.
+                    a.watcher.disarm();
                     a.stop().await
                 })
                 .await
             }
             Request::Restart { target } => {
-                self.each(&target, |a| async move { ops::restart(&a).await })
-                    .await
+                self.each(&target, |a| {
+                    let registry = self.clone();
+                    async move {
+                        let result = ops::restart(&a).await;
+                        a.watch(&registry).await;
+                        result
+                    }
+                })
+                .await
             }
             Request::Reload { target } => {
                 let progress = progress.clone();
                 self.each(&target, move |a| {
-                    let progress = progress.clone();
-                    async move { ops::reload(&a, &progress).await }
+                    let (progress, registry) = (progress.clone(), self.clone());
+                    async move {
+                        let result = ops::reload(&a, &progress).await;
+                        a.watch(&registry).await;
+                        result
+                    }
                 })
                 .await
             }
@@ -595,7 +628,7 @@ impl Registry {
                 Some(app) => match self.port_taken(config.port, &name) {
                     Ok(()) => {
                         let outcome = ops::start(&app, Some((config, base_env.clone()))).await;
-                        app.arm(self);
+                        app.arm(self).await;
                         outcome
                     }
                     Err(e) => Err(e),
@@ -652,7 +685,7 @@ impl Registry {
     ) -> Result<Outcome, String> {
         let handle = self.register(config, base_env)?;
         let outcome = ops::start(&handle, None).await;
-        handle.arm(self);
+        handle.arm(self).await;
         outcome
     }
 
@@ -722,7 +755,7 @@ impl Registry {
                 Some(app) => {
                     self.port_taken(config.port, &name)?;
                     let result = ops::reload_with(&app, config, base_env.clone(), progress).await;
-                    app.arm(self);
+                    app.arm(self).await;
                     result?
                 }
                 None => {
@@ -795,6 +828,7 @@ impl Registry {
                 logs,
                 next_cron_restart,
                 log_problem,
+                watch_problem: app.watcher.problem(),
             }),
         })
     }

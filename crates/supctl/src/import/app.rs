@@ -10,12 +10,9 @@ use supd_config::APP_KEYS as ORDER;
 
 /// PM2 keys supd does not have, and why.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("watch", "not supported yet (supd has no watch mode)"),
-    ("ignore_watch", "not supported yet (supd has no watch mode)"),
-    ("watch_delay", "not supported yet (supd has no watch mode)"),
     (
         "watch_options",
-        "not supported yet (supd has no watch mode)",
+        "not supported (supd's watcher takes no chokidar options; see docs/watch.md)",
     ),
     (
         "out_file",
@@ -215,6 +212,8 @@ pub fn convert(
     let mut interpreter = None;
     let mut cwd = None;
     let mut cluster = false;
+    // Read once `cwd` is known: watched paths are relative to it.
+    let mut watch_keys: Vec<(&'static str, &Value)> = Vec::new();
 
     for (k, v) in app {
         let k = k.as_str();
@@ -367,6 +366,9 @@ pub fn convert(
                 }
                 None => skip(notes, k, format!("expected a string, found {}", kind(v))),
             },
+            "watch" => watch_keys.insert(0, ("watch", v)),
+            "ignore_watch" => watch_keys.push(("ignore_watch", v)),
+            "watch_delay" => watch_keys.push(("watch_delay", v)),
             "env" => envs.insert(0, ("env".into(), env(v, &at(k), notes))),
             _ if k.starts_with("env_") && k.len() > 4 => {
                 if v.is_object() {
@@ -450,6 +452,24 @@ pub fn convert(
             if !args.is_empty() {
                 keys.insert(2, ("args", strings(args)));
             }
+        }
+    }
+    // `watch` comes first: its tuning means nothing without it.
+    let folder = base.join(cwd.as_deref().unwrap_or("."));
+    let mut watching = false;
+    for (k, v) in watch_keys {
+        let converted = match k {
+            "watch" => watch(v, &folder, &at(k), notes),
+            _ if !watching => Err("has no effect without watch".into()),
+            "ignore_watch" => ignore_watch(v, &at(k), notes),
+            _ => duration(v),
+        };
+        match converted {
+            Ok(value) => {
+                watching |= k == "watch";
+                keys.push((k, value));
+            }
+            Err(e) => skip(notes, k, e),
         }
     }
     if let Some(cwd) = cwd {
@@ -647,6 +667,87 @@ fn duration(v: &Value) -> Result<T, String> {
             }
         }
         other => Err(format!("expected a duration, found {}", kind(other))),
+    }
+}
+
+/// `watch`: `true`, `false`, or paths relative to the app's cwd (`folder`,
+/// where they must exist for supd); missing paths are left out with a note.
+fn watch(v: &Value, folder: &Path, at: &str, notes: &mut Vec<String>) -> Result<T, String> {
+    if let Some(on) = boolean(v) {
+        return Ok(T::Boolean(on));
+    }
+    match v {
+        Value::Array(a) if a.is_empty() => {
+            notes.push(format!(
+                "{at}: [] watches the app's cwd in PM2; written true"
+            ));
+            Ok(T::Boolean(true))
+        }
+        Value::Array(_) | Value::String(_) => kept_strings(
+            v,
+            at,
+            notes,
+            "none of its paths can be watched",
+            |path| match path.as_str() {
+                Some(p) if !p.is_empty() && folder.join(p).exists() => Ok(p.into()),
+                Some(p) => Err(format!(
+                    "{p:?} does not exist in {} (supd watches only paths that exist)",
+                    folder.display()
+                )),
+                None => Err(format!("expected a path, found {}", kind(path))),
+            },
+        ),
+        other => Err(format!(
+            "expected true, false or paths, found {}",
+            kind(other)
+        )),
+    }
+}
+
+/// `ignore_watch`: glob patterns (one, or an array); a regular expression
+/// (which a JavaScript file can hold, but reaches us as `{}`) or an invalid
+/// glob is left out with a note.
+fn ignore_watch(v: &Value, at: &str, notes: &mut Vec<String>) -> Result<T, String> {
+    kept_strings(
+        v,
+        at,
+        notes,
+        "no pattern supd can read",
+        |pattern| match pattern.as_str() {
+            Some(p) => supd_config::check_watch_pattern(p).map(|()| p.into()),
+            None => Err(format!(
+                "{} cannot be imported (a regular expression?); write a glob such as \"*.log\"",
+                kind(pattern)
+            )),
+        },
+    )
+}
+
+/// The items of an array (or one value) that `keep` turns into strings,
+/// as a TOML array; each other one is left out with a note at `at[i]`.
+/// `none` is the error when nothing is kept.
+fn kept_strings(
+    v: &Value,
+    at: &str,
+    notes: &mut Vec<String>,
+    none: &str,
+    keep: impl Fn(&Value) -> Result<String, String>,
+) -> Result<T, String> {
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let mut kept = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match keep(item) {
+            Ok(text) => kept.push(T::String(text)),
+            Err(e) => notes.push(format!("{at}[{i}]: {e}, left out")),
+        }
+    }
+    if kept.is_empty() {
+        Err(none.into())
+    } else {
+        Ok(T::Array(kept))
     }
 }
 

@@ -11,6 +11,7 @@ use toml::de::DeValue;
 
 use crate::ExecMode;
 use crate::diag::Diag;
+use crate::raw::RawWatch;
 use crate::units::{parse_duration, parse_size};
 use crate::values::{self, INSTANCES_FORMS, Instances};
 
@@ -33,6 +34,15 @@ pub(crate) fn kind(value: &DeValue<'_>) -> &'static str {
 /// The integer in a TOML value, or `None` when it does not fit an `i64`.
 fn integer(value: &toml::de::DeInteger<'_>) -> Option<i64> {
     i64::from_str_radix(value.as_str(), value.radix()).ok()
+}
+
+/// Refuses a blank string: `must not be empty`.
+fn non_empty(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// One value being read: reports its problems as `path: …` at its span.
@@ -161,12 +171,7 @@ impl<'a, 'v, 'i> Value<'_, 'a, 'v, 'i> {
 
     /// `script`: a non-empty string (resolved later against the file's folder).
     pub(super) fn script(&mut self) -> Option<String> {
-        let script = self.string()?;
-        if script.trim().is_empty() {
-            self.fail("must not be empty")
-        } else {
-            Some(script)
-        }
+        self.checked_string(non_empty)
     }
 
     /// An array of strings, or one string split like a shell.
@@ -313,28 +318,69 @@ impl<'a, 'v, 'i> Value<'_, 'a, 'v, 'i> {
         }
     }
 
-    /// `stop_exit_codes`: an array of exit codes, or one.
-    pub(super) fn exit_codes(&mut self) -> Option<Vec<i32>> {
-        let expected = "an integer or an array of integers";
+    /// An array whose every element `one` reads (its problems reported at
+    /// `path[i]`), or a single value that `single` accepts, read by `one` as
+    /// a list of one; `expected` names both forms for type errors.
+    fn one_or_array<T>(
+        &mut self,
+        expected: &str,
+        single: fn(&DeValue<'_>) -> bool,
+        mut one: impl FnMut(&mut Value<'_, 'a, '_, 'i>) -> Option<T>,
+    ) -> Option<Vec<T>> {
         match self.get() {
-            DeValue::Integer(_) => self.exit_code(expected).map(|code| vec![code]),
             DeValue::Array(items) => {
                 let path = self.path.clone();
-                let mut codes = Vec::with_capacity(items.len());
+                let mut all = Vec::with_capacity(items.len());
                 let mut ok = true;
                 for (i, item) in items.iter().enumerate() {
-                    match self
-                        .child(format!("{path}[{i}]"), item)
-                        .exit_code("an integer")
-                    {
-                        Some(code) => codes.push(code),
+                    match one(&mut self.child(format!("{path}[{i}]"), item)) {
+                        Some(value) => all.push(value),
                         None => ok = false,
                     }
                 }
-                ok.then_some(codes)
+                ok.then_some(all)
             }
+            value if single(value) => one(self).map(|value| vec![value]),
             _ => self.wrong_type(expected),
         }
+    }
+
+    /// `stop_exit_codes`: an array of exit codes, or one.
+    pub(super) fn exit_codes(&mut self) -> Option<Vec<i32>> {
+        self.one_or_array(
+            "an integer or an array of integers",
+            |v| matches!(v, DeValue::Integer(_)),
+            |v| v.exit_code("an integer"),
+        )
+    }
+
+    /// `watch`: `true` (the app's `cwd`), `false`, or paths (an array, or one).
+    pub(super) fn watch(&mut self) -> Option<RawWatch> {
+        match self.get() {
+            DeValue::Boolean(true) => Some(RawWatch::Cwd(self.span())),
+            DeValue::Boolean(false) => Some(RawWatch::Off),
+            DeValue::Array(items) if items.is_empty() => self
+                .fail("an empty list watches nothing; write true to watch the app's cwd, or false"),
+            _ => self
+                .one_or_array(
+                    "true, false or an array of paths",
+                    |v| matches!(v, DeValue::String(_)),
+                    |v| {
+                        let path = v.checked(|path| non_empty(path).map(|()| path.to_owned()))?;
+                        Some((v.path.clone(), path))
+                    },
+                )
+                .map(RawWatch::Paths),
+        }
+    }
+
+    /// `ignore_watch`: glob patterns (an array, or one).
+    pub(super) fn globs(&mut self) -> Option<Vec<String>> {
+        self.one_or_array(
+            "a glob pattern or an array of them",
+            |v| matches!(v, DeValue::String(_)),
+            |v| v.checked_string(values::check_glob),
+        )
     }
 
     /// One exit code, 0-255.
