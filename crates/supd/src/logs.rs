@@ -21,6 +21,7 @@
 //! they hold, and the writer finishes what it was sent; the next image
 //! attaches the same pipes again, so no byte is lost or written twice.
 
+mod buffers;
 pub mod file;
 mod index;
 
@@ -40,13 +41,12 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use self::buffers::{Buffers, READ_CHUNK};
 use self::file::{LogFile, Rotation};
 use crate::handover::FrozenPipe;
 
 /// Chunks in flight per app before readers wait for the disk.
 const CHANNEL_DEPTH: usize = 32;
-/// Bytes read from a pipe at once.
-const READ_CHUNK: usize = 256 * 1024;
 /// The capacity asked for each app pipe.
 const PIPE_SIZE: usize = 1024 * 1024;
 /// A line longer than this is cut, so one endless line cannot grow memory.
@@ -107,6 +107,8 @@ pub struct AppLog {
     readers: Vec<JoinHandle<Option<Parked>>>,
     /// The pipes given back by a freeze, until a thaw or the exec.
     parked: Vec<Parked>,
+    /// Chunk buffers going round between the readers and the writer.
+    buffers: Arc<Buffers>,
 }
 
 /// A pipe whose reader stopped for a freeze.
@@ -207,12 +209,15 @@ impl AppLog {
         fs::create_dir_all(home.log_dir())?;
         fs::create_dir_all(run_dir(home))?;
         let problem = Arc::new(Mutex::new(None));
+        let buffers = Arc::new(Buffers::default());
         let mut writer = Writer {
             home: home.clone(),
             app: name.clone(),
             layout: Layout::of(config),
             files: HashMap::new(),
             problem: problem.clone(),
+            buffers: buffers.clone(),
+            stamped: Vec::new(),
         };
         // The app-level files exist from the start, so `logs` finds them.
         if writer.layout.merge {
@@ -232,6 +237,7 @@ impl AppLog {
             freeze: watch::Sender::new(false),
             readers: Vec::new(),
             parked: Vec::new(),
+            buffers,
         };
         log.arm(config);
         Ok(log)
@@ -341,11 +347,14 @@ impl AppLog {
         self.readers.retain(|r| !r.is_finished());
         let tx = self.tx.clone();
         let frozen = self.freeze.subscribe();
+        let buffers = self.buffers.clone();
         self.readers.push(tokio::spawn(async move {
-            pump(parked, tx, frozen).await.unwrap_or_else(|e| {
-                tracing::warn!("log pipe read failed: {e}");
-                None
-            })
+            pump(parked, tx, frozen, &buffers)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("log pipe read failed: {e}");
+                    None
+                })
         }));
     }
 
@@ -426,6 +435,10 @@ struct Writer {
     /// Open files by stream and instance (`None` for the app's merged files).
     files: HashMap<(Stream, Option<u32>), LogFile>,
     problem: Arc<Mutex<Option<String>>>,
+    /// Where written chunks go back to the readers.
+    buffers: Arc<Buffers>,
+    /// Reused for chunks with their `log_date_format` prefixes.
+    stamped: Vec<u8>,
 }
 
 impl Writer {
@@ -433,11 +446,16 @@ impl Writer {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 LogMsg::Lines(stream, instance, bytes, prefix) => {
-                    let bytes = match prefix {
-                        Some(prefix) => stamp(&bytes, &prefix),
-                        None => bytes,
-                    };
-                    self.write(stream, instance, &bytes);
+                    match prefix {
+                        Some(prefix) => {
+                            let mut stamped = std::mem::take(&mut self.stamped);
+                            stamp(&bytes, &prefix, &mut stamped);
+                            self.write(stream, instance, &stamped);
+                            self.stamped = stamped;
+                        }
+                        None => self.write(stream, instance, &bytes),
+                    }
+                    self.buffers.give(bytes);
                 }
                 LogMsg::Truncate(ack) => {
                     let result = self.files.values_mut().try_for_each(LogFile::truncate);
@@ -488,6 +506,7 @@ async fn pump(
     parked: Parked,
     tx: mpsc::Sender<LogMsg>,
     mut freeze: watch::Receiver<bool>,
+    buffers: &Buffers,
 ) -> io::Result<Option<Parked>> {
     let Parked {
         stream,
@@ -506,7 +525,9 @@ async fn pump(
     loop {
         // Read straight into the buffer that is sent on: whole lines travel
         // to the writer without a copy.
-        pending.reserve(READ_CHUNK);
+        if pending.capacity() - pending.len() < READ_CHUNK / 4 {
+            pending.reserve(READ_CHUNK);
+        }
         let read = tokio::select! {
             biased;
             () = frozen(&mut freeze) => {
@@ -527,8 +548,11 @@ async fn pump(
             }
             None => continue,
         };
-        let rest = pending.split_off(cut);
-        let lines = std::mem::replace(&mut pending, rest);
+        // The incomplete line goes on in a recycled buffer.
+        let mut next = buffers.take();
+        next.extend_from_slice(&pending[cut..]);
+        pending.truncate(cut);
+        let lines = std::mem::replace(&mut pending, next);
         if tx
             .send(LogMsg::Lines(stream, instance, lines, prefix()))
             .await
@@ -560,18 +584,18 @@ fn enlarge_pipe(fd: &OwnedFd) {
     let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
 }
 
-/// Prefixes every line of `lines` (which ends with a newline) with
-/// `<time>: `, as PM2 does with `log_date_format`.
-fn stamp(lines: &[u8], prefix: &str) -> Vec<u8> {
+/// Writes into `out` every line of `lines` (which ends with a newline)
+/// prefixed with `<time>: `, as PM2 does with `log_date_format`.
+fn stamp(lines: &[u8], prefix: &str, out: &mut Vec<u8>) {
     let count = memchr::memchr_iter(b'\n', lines).count();
-    let mut out = Vec::with_capacity(lines.len() + count * prefix.len());
+    out.clear();
+    out.reserve(lines.len() + count * prefix.len());
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', lines) {
         out.extend_from_slice(prefix.as_bytes());
         out.extend_from_slice(&lines[start..=end]);
         start = end + 1;
     }
-    out
 }
 
 #[cfg(test)]
@@ -580,7 +604,9 @@ mod tests {
 
     #[test]
     fn stamp_prefixes_each_line() {
-        assert_eq!(stamp(b"a\nb\n", "T: "), b"T: a\nT: b\n");
+        let mut out = b"stale".to_vec();
+        stamp(b"a\nb\n", "T: ", &mut out);
+        assert_eq!(out, b"T: a\nT: b\n");
     }
 
     #[test]
