@@ -365,6 +365,98 @@ fn log_rotate_interval_rotates_on_schedule_and_keeps_every_line() {
 }
 
 #[test]
+fn a_slow_disk_slows_the_app_and_loses_nothing_while_others_go_on() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let supd = Supd::new();
+    supd.ok(&["ping"]);
+    // The app's log "file" is a FIFO this test reads from: a disk exactly
+    // as slow as the test wants, here stopped until it starts reading.
+    let logs = supd.home().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let disk = logs.join("slow-out.log");
+    nix::unistd::mkfifo(&disk, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&disk)
+        .unwrap();
+    let lines = 200_000;
+    let done = supd.work().join("slow-done");
+    let flood = supd.write(
+        "slow.py",
+        &format!(
+            "import sys\nw = sys.stdout.write\nfor i in range({lines}):\n    w('line %d %s\\n' % (i, 'x' * 40))\nsys.stdout.flush()\nopen({done:?}, 'w').close()\nimport time\ntime.sleep(300)\n"
+        ),
+    );
+    supd.ok(&[
+        "start",
+        "python3",
+        "--name",
+        "slow",
+        "--",
+        flood.to_str().unwrap(),
+    ]);
+    let quiet = supd.script(
+        "quiet.sh",
+        "i=0; while :; do echo \"q $i\"; i=$((i+1)); sleep 0.01; done",
+    );
+    supd.ok(&["start", quiet.to_str().unwrap(), "--name", "quiet"]);
+    let pid = supd.instance("slow", 0)["pid"].as_u64().unwrap();
+
+    // The disk takes nothing: the daemon's buffers fill, then the pipe, and
+    // the app blocks in write — slowed, not dropped.
+    wait_for(
+        Duration::from_secs(30),
+        "the app blocked writing its pipe",
+        || {
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
+            wchan.contains("pipe_write").then_some(())
+        },
+    );
+    assert!(!done.exists(), "the app could not have written everything");
+    // Meanwhile the daemon answers and the other app's lines go on.
+    let quiet_log = logs.join("quiet-out.log");
+    let seen = std::fs::read_to_string(&quiet_log)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    wait_for(Duration::from_secs(10), "the quiet app's lines", || {
+        let now = std::fs::read_to_string(&quiet_log).ok()?.lines().count();
+        (now > seen + 20).then_some(())
+    });
+    assert_eq!(supd.instance("slow", 0)["status"], "online");
+
+    // The disk comes back: every line arrives, in order.
+    let mut text = Vec::new();
+    let want = flood_size(lines);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = vec![0u8; 1 << 16];
+    while text.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} bytes arrived",
+            text.len()
+        );
+        match reader.read(&mut buf) {
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("reading the FIFO: {e}"),
+        }
+    }
+    let text = String::from_utf8(text).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        assert_eq!(line, format!("line {i} {}", "x".repeat(40)), "line {i}");
+    }
+    assert_eq!(text.lines().count(), lines);
+    wait_for(Duration::from_secs(10), "the app to finish", || {
+        done.exists().then_some(())
+    });
+}
+
+#[test]
 fn a_full_disk_never_stops_the_app_and_writing_resumes() {
     let supd = Supd::new();
     supd.ok(&["ping"]);
