@@ -265,7 +265,7 @@ def wait_quiet(limit: float, below: float, sample: float = 0.5) -> float:
 def wait_for_quiet(args) -> float:
     """Waits (up to --wait-quiet seconds) for the machine to be less than --quiet-below %
     busy with other work; returns the last figure, which the report shows."""
-    quiet = cpu_busy(2.0 if args.wait_quiet > 0 else 0.5)
+    quiet = cpu_busy(2.0 if args.wait_quiet > 0 else 0.3)
     deadline = time.monotonic() + args.wait_quiet
     while quiet > args.quiet_below and time.monotonic() < deadline:
         log(f"CPU {quiet}% busy with other work; waiting (up to {args.wait_quiet:g} s) for < {args.quiet_below:g}%")
@@ -620,8 +620,11 @@ def reap(started: list, patterns) -> list[str]:
 
 
 def finish(started: list, patterns) -> list[str]:
-    """The end of every run: reap what is left, check again, say so; what was left."""
-    time.sleep(1)
+    """The end of every run: gives the killed processes up to 2 s to go, reaps what is
+    left, checks again and says so; what was left."""
+    deadline = time.monotonic() + 2.0
+    while leftovers(started, patterns) and time.monotonic() < deadline:
+        time.sleep(0.1)
     left = reap(started, patterns)
     still = leftovers(started, patterns)
     log(f"STILL RUNNING after SIGKILL: {still}" if still else "pgrep -f: none of our processes is left")

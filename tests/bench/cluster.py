@@ -485,7 +485,9 @@ def main() -> int:
                     help="runs of the reload test per load kind, alternating which supervisor goes first (default 1)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="rounds of wrk runs over every scenario and kind; the median of the quiet runs is reported (default 1)")
-    ap.add_argument("--skip-throughput", action="store_true", help="no wrk runs (reloads only)")
+    ap.add_argument("--skip-throughput", action="store_true",
+                    help="no wrk runs: the reloads only (and so no supd fork deployment)")
+    ap.add_argument("--no-fork", action="store_true", help="no supd fork deployment (cluster against cluster only)")
     ap.add_argument("--max-noise", type=float, default=15.0,
                     help="a wrk run during which other processes used more than this percent of the CPU "
                          "is run again (default 15)")
@@ -514,7 +516,8 @@ def main() -> int:
         if args.only != "pm2":
             try:
                 bin_dir = bl.ensure_supd(args.bin_dir)
-                for key, mode, n in (("supd_cluster", "cluster", 2), ("supd_fork", "fork", 1)):
+                fork = not (args.no_fork or args.skip_throughput)  # a fork instance is not reloaded
+                for key, mode, n in (("supd_cluster", "cluster", 2), ("supd_fork", "fork", 1))[:2 if fork else 1]:
                     wanted.append(Deployment(key, bl.Supd(bin_dir, tmp_root / mode, pids), mode, n))
             except Exception as e:  # noqa: BLE001 - recorded in the report, never faked
                 log(f"supd unavailable: {e}")
