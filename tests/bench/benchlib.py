@@ -709,6 +709,14 @@ def common_args(ap: argparse.ArgumentParser) -> None:
                     help="'quiet' means less than this percent of CPU busy (default 20)")
 
 
+def rounds_args(ap: argparse.ArgumentParser, settle: float) -> None:
+    """The options of the scripts that repeat their runs in rounds (scale, lifecycle)."""
+    ap.add_argument("--rounds", type=int, default=3, help="rounds, alternating which side goes first (default 3)")
+    ap.add_argument("--settle", type=float, default=settle,
+                    help=f"seconds between all online and the RSS reading (default {settle:g})")
+    ap.add_argument("--list-samples", type=int, default=10, help="timed `list` calls per run (default 10)")
+
+
 def report_args(args) -> dict:
     """The parsed options as JSON-able values (paths as strings)."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -745,8 +753,10 @@ def emit(report: dict, args, markdown) -> None:
     log(f"done in {report['total_seconds']} s")
 
 
-def tail_md(report: dict, lines: list[str]) -> str:
-    """The Markdown of a report: `lines`, then the leftover check and the total time."""
+def tail_md(report: dict, lines: list[str], errors=()) -> str:
+    """The Markdown of a report: `lines`, the runs' failures, then the leftover check and the total time."""
+    if errors:
+        lines += ["", "Failures: " + "; ".join(errors)]
     lines += ["", f"Left-over processes after the run: {', '.join(report['leftovers']) or 'none'} "
                   f"(checked with `pgrep -f`). Total {report['total_seconds']:.0f} s."]
     return "\n".join(lines)

@@ -320,10 +320,7 @@ def markdown(report: dict) -> str:
                       "per round; `restart_delay = 0`; the child is `python3 -S`, whose start-up is included: started "
                       f"directly by this script it takes {bl.fmt(floor, '{:.1f}')} ms to its first statement):", ""]
         lines += bl.side_table(res["crash"], CRASH_MEASURES, "measure")
-    errors = [e.splitlines()[0][:200] for e in failures(res)]
-    if errors:
-        lines += ["", "Failures: " + "; ".join(errors)]
-    return bl.tail_md(report, lines)
+    return bl.tail_md(report, lines, [e.splitlines()[0][:200] for e in failures(res)])
 
 
 # --------------------------------------------------------------------------- main
@@ -337,9 +334,7 @@ def main() -> int:
                     help="platform, fleet, crash (default all)")
     ap.add_argument("--counts", type=lambda s: [int(x) for x in s.split(",")], default=[8, 200],
                     help="apps in the fleet scenario (default 8,200)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds, alternating which side goes first (default 3)")
-    ap.add_argument("--settle", type=float, default=3.0, help="seconds between all online and the RSS reading (default 3)")
-    ap.add_argument("--list-samples", type=int, default=10, help="timed `list` calls per run (default 10)")
+    bl.rounds_args(ap, settle=3.0)
     ap.add_argument("--crash-reps", type=int, default=10, help="kills per round and side (default 10)")
     ap.add_argument("--crash-uptime", type=float, default=1.5,
                     help="age of the run when it is killed, above min_uptime (default 1.5 s)")

@@ -211,9 +211,7 @@ def markdown(report: dict) -> str:
     if noise:
         lines += ["", f"Noise: other processes took {min(noise):g}-{max(noise):g}% of the CPUs during the "
                       f"measured runs (median {statistics.median(noise):g}%)."]
-    if errors:
-        lines += ["", "Failures: " + "; ".join(errors)]
-    return bl.tail_md(report, lines)
+    return bl.tail_md(report, lines, errors)
 
 
 # --------------------------------------------------------------------------- main
@@ -226,9 +224,7 @@ def main() -> int:
     ap.add_argument("--shapes", type=lambda s: s.split(","), default=list(SHAPES),
                     help="apps (N apps of one instance), instances (one app of N), or both (default apps,instances)")
     ap.add_argument("--count", type=int, default=1000, help="processes per scenario (default 1000)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds, alternating which side goes first (default 3)")
-    ap.add_argument("--settle", type=float, default=5.0, help="seconds between all online and the RSS reading (default 5)")
-    ap.add_argument("--list-samples", type=int, default=10, help="timed `list` calls per run (default 10)")
+    bl.rounds_args(ap, settle=5.0)
     ap.add_argument("--storm-apps", type=int, default=50, help="crash-looping apps in the storm (default 50)")
     ap.add_argument("--storm-seconds", type=float, default=10.0, help="how long the storm is measured (default 10; 0 skips it)")
     ap.add_argument("--timeout", type=float, default=300.0, help="bound on every start, stop and wait (default 300 s)")
