@@ -682,8 +682,11 @@ def side_table(results: dict, measures, header: str) -> list[str]:
 
 
 def ratio(a, b) -> str:
-    """a / b with two decimals, or n/a."""
-    return f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "n/a"
+    """a / b with two decimals (two significant digits below 0.1), or n/a."""
+    if not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and b):
+        return "n/a"
+    r = a / b
+    return f"{r:.2g}" if 0 < abs(r) < 0.1 else f"{r:.2f}"
 
 
 def fmt(x, spec: str = "{:.2f}") -> str:
