@@ -2,7 +2,8 @@
 """Lifecycle benchmark: supd vs PM2, side by side — start, `list`, RSS and respawn.
 
 Measures, for each supervisor, each round (rounds alternate which one goes first):
-  1. platform  The 8-process platform with the same Node app on both sides
+  1. platform  The platform (the issue's "8-process platform": 6 apps, 10 processes) with
+               the same Node app on both sides
                (tests/bench/hello.js, `wait_ready`): two cluster apps of 4 and 2
                instances and four single fork apps, each app on its own free port of
                127.0.0.1 (supd: the daemon's socket on fd 3; PM2: `$PORT`, cluster mode
@@ -168,7 +169,7 @@ def platform_apps(kind: str, ports: list[int]) -> list[dict]:
 
 
 def platform(kind: str, tools: dict, args, started: list) -> dict:
-    """The 8-process platform: start to every instance answering HTTP, RSS, `list`."""
+    """The platform (6 apps, 10 processes): start to every instance answering HTTP, RSS, `list`."""
     with bl.daemon(kind, "platform", tools, started) as (side, pid):
         ports = [bl.free_port() for _ in PLATFORM]
         f = side.write(platform_apps(kind, ports))
@@ -308,7 +309,7 @@ def markdown(report: dict) -> str:
              "of the rounds."]
     res = report["results"]
     if res.get("platform"):
-        lines += ["", "**8-process platform** (hello.js, `wait_ready`; api-gateway ×4 and user-service ×2 in cluster "
+        lines += ["", "**The platform**, 6 apps and 10 processes (hello.js, `wait_ready`; api-gateway ×4 and user-service ×2 in cluster "
                       "mode, four single fork apps, each on its own port; the daemon already up):", ""]
         lines += bl.side_table(res["platform"], PLATFORM_MEASURES, "measure")
     for n, runs in (res.get("fleet") or {}).items():

@@ -7,7 +7,7 @@
 Runs each scenario against supd and against PM2 on the same machine, in one run, through
 the scripts next to this one (each as a subprocess with `--json-out`, bounded in time):
 
-  platform  lifecycle.py: the 8-process platform (hello.js) — start to every instance
+  platform  lifecycle.py: the platform (hello.js; 6 apps, 10 processes) — start to every instance
             answering HTTP, the daemon's RSS
   fleet     lifecycle.py: 8 and 200 idle apps — the daemon's RSS, `list` latency
   crash     lifecycle.py: crash-to-respawn latency (timestamps written by the child)
@@ -113,9 +113,10 @@ def sum_lifecycle(rep: dict, wanted: str) -> tuple[list[Row], list]:
     res, rows, problems = rep.get("results", {}), [], []
     if wanted == "platform":
         g = res.get("platform", {})
-        rows.append(Row("8-process platform: start command → every instance answering HTTP", "s",
+        rows.append(Row("platform (4+2 cluster, 4 fork: 10 processes): start command → every instance "
+                        "answering HTTP", "s",
                         *per_run(g, "all_answered_s")))
-        rows.append(Row("8-process platform: daemon RSS, all online", "MiB", *per_run(g, "rss_mib"), spec="{:.1f}"))
+        rows.append(Row("platform: daemon RSS, all 10 online", "MiB", *per_run(g, "rss_mib"), spec="{:.1f}"))
         problems += side_errors(g, "platform")
     elif wanted == "fleet":
         for n, g in res.get("fleet", {}).items():
@@ -417,6 +418,31 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def judge(sc: Scenario, res: dict) -> dict:
+    """Adds a scenario's summary rows and problems (from its JSON report) to `res`, and
+    what fails the run: its own error, supd's and the harness's problems."""
+    if "report" in res:
+        try:
+            res["rows"], res["problems"] = sc.summarize(res["report"])
+        except Exception as e:  # noqa: BLE001 - a report the summary cannot read is a harness failure
+            res["rows"], res["problems"] = [], [("harness", f"summary: {e!r}")]
+        if res["report"].get("leftovers"):
+            res["problems"].append(("harness", f"left over: {res['report']['leftovers']}"))
+    res["failed"] = ([res["error"]] if "error" in res else []) + [
+        t for side, t in res.get("problems", []) if side in ("supd", "harness")]
+    return res
+
+
+def rerender(path: Path, all_sc: list[Scenario]) -> int:
+    """--from-json: the summary of a saved run, recomputed from its scripts' reports."""
+    saved = json.loads(path.read_text())
+    by_name = {sc.name: sc for sc in all_sc}
+    for name, res in saved["scenarios"].items():
+        judge(by_name[name], res)
+    print(markdown(saved))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -438,8 +464,11 @@ def main() -> int:
                     help="each script waits up to this long for a quiet machine (default 30 s; --quick: 0)")
     ap.add_argument("--scenario-timeout", type=float, help="bound on every scenario in seconds (default: its own)")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    ap.add_argument("--from-json", type=Path, help="only print the summary of a run saved with --json-out")
     a = ap.parse_args()
     all_sc = scenarios(a)
+    if a.from_json:
+        return rerender(a.from_json, all_sc)
     if a.list:
         for sc in all_sc:
             print(f"{sc.name:9} {sc.script} {shlex.join(sc.full)}")
@@ -469,19 +498,8 @@ def main() -> int:
             quiet = bl.cpu_busy(1.0)
             common = ["--bin-dir", str(bin_dir), "--pm2-prefix", str(inst.prefix), "--wait-quiet", f"{wait_quiet:g}"]
             for sc in chosen:
-                res = run_scenario(sc, a, root, common, details)
-                if "report" in res:
-                    try:
-                        rows, problems = sc.summarize(res["report"])
-                    except Exception as e:  # noqa: BLE001 - a report the summary cannot read is a harness failure
-                        rows, problems = [], [("harness", f"summary: {e!r}")]
-                    res["rows"], res["problems"] = rows, problems
-                    left_in = res["report"].get("leftovers") or []
-                    if left_in:
-                        res["problems"].append(("harness", f"left over: {left_in}"))
-                if "error" in res:
-                    failed.append(f"{sc.name}: {res['error']}")
-                failed += [f"{sc.name}: {t}" for side, t in res.get("problems", []) if side in ("supd", "harness")]
+                res = judge(sc, run_scenario(sc, a, root, common, details))
+                failed += [f"{sc.name}: {t}" for t in res["failed"]]
                 results[sc.name] = res
         except Exception as e:  # noqa: BLE001 - the harness could not set up: said, and a failure
             log(f"setup failed: {e}")
@@ -504,6 +522,8 @@ def main() -> int:
     for f in failed:
         log(f"FAILED: {f}")
     log(f"done in {report['total_seconds']} s: " + ("harness failures above" if failed else "ok"))
+    bad = sum(1 for res in results.values() if res["failed"])
+    print(f"\nsupbench: {len(results) - bad} passed, {bad + (len(chosen) - len(results))} failed")
     return 1 if failed else 0
 
 
