@@ -155,8 +155,9 @@ def sum_logs(rep: dict) -> tuple[list[Row], list]:
                     what = r.get("error") or (f"{r.get('status')}: {c.get('missing', '?')} lines missing, "
                                               f"{c.get('altered', '?')} altered of {lines:,}")
                     problems.append((side, f"logs {label}: {what.splitlines()[0][:200]}"))
-                lost[side] = lost.get(side, 0) + c.get("missing", 0) + c.get("altered", 0)
-        rows.append(Row(f"log lines lost or altered, {label} (of {lines:,} per run)", "",
+                lost[side] = lost.get(side, 0) + c.get("missing", 0)
+        runs = max(len(g["supd"]), len(g["pm2"]))
+        rows.append(Row(f"log lines not found intact, {label}: all {runs} run(s) of {lines:,} lines together", "",
                         [lost.get("supd", 0)], [lost.get("pm2", 0)], spec="{:,.0f}"))
     for r in thr.get("direct", []):
         if "error" in r or not (r.get("check") or {}).get("ok"):
