@@ -13,7 +13,8 @@ lifecycle.py, supbench.py) have in common:
 - /proc readers (CPU ticks, RSS, threads, the machine's busy time, the CPU taken by
   processes that are not ours) and the wait for a quiet machine;
 - HTTP on 127.0.0.1 (a free port, one GET on a fresh connection, wait until answered);
-- the leftover check at the end of a run (`pgrep -f`, SIGKILL by pid);
+- the leftover check at the end of a run (command lines and environments in /proc,
+  SIGKILL by pid);
 - median / spread / ratio helpers and the report plumbing (machine description,
   `--json-out`, `--from-json`).
 
@@ -49,12 +50,12 @@ MIB = 1024 * 1024
 PY = sys.executable  # the same interpreter runs every Python child program
 
 # Every `sleep` (or other throw-away child) a script starts carries this unique argument,
-# so that `pgrep -f` at the end finds this run's processes and nothing else (GNU sleep
+# so that the leftover check at the end finds this run's processes and nothing else (GNU sleep
 # accepts a fraction: still about an hour).
 TOKEN = f"3600.{os.getpid()}{secrets.randbelow(10**6):06d}"
 
 # Every temporary folder of a run lives under this one (set by `bench_root`): the PM2
-# daemon's command line and the child programs' hold it, for `pgrep -f` at the end.
+# daemon's command line and the child programs' hold it, for the leftover check at the end.
 ROOT: Path = Path(tempfile.gettempdir())
 
 _NAME = "bench"
@@ -589,17 +590,28 @@ def bench_root(prefix: str):
         yield ROOT
 
 
+def _ours(patterns) -> dict[int, str]:
+    """{pid: command line} of the live processes (this one excepted) whose command line or
+    environment holds one of `patterns` (the run's token, its temporary root: a daemon
+    and its apps carry their home, TMPDIR or the token)."""
+    needles = [str(p).encode() for p in patterns]
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{d}/cmdline").read_bytes()
+            environ = Path(f"/proc/{d}/environ").read_bytes()
+            if any(n in cmdline or n in environ for n in needles) and alive(int(d)):
+                found[int(d)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+    return found
+
+
 def leftovers(started: list, patterns) -> list[str]:
-    """Our processes still running: the daemons we started, and any process whose command
-    line holds one of `patterns` (the run's token, its temporary root)."""
+    """Our processes still running: the daemons we started (by pid), and any process whose
+    command line or environment holds one of `patterns` (read from /proc)."""
     left = [f"daemon pid {pid}" for pid in started if alive(pid)]
-    for pat in patterns:
-        p = subprocess.run(["pgrep", "-af", str(pat)], stdout=subprocess.PIPE, text=True, timeout=10)
-        for line in p.stdout.splitlines():
-            pid = int(line.split()[0])
-            if pid != os.getpid() and alive(pid):
-                left.append(line)
-    return left
+    return left + [f"{pid} {cmd}" for pid, cmd in _ours(patterns).items()]
 
 
 def reap(started: list, patterns) -> list[str]:
@@ -607,15 +619,14 @@ def reap(started: list, patterns) -> list[str]:
     left = leftovers(started, patterns)
     if left:
         log(f"left over after kill: {left}; SIGKILL by pid")
-        pids = set(started)
-        for pat in patterns:
-            p = subprocess.run(["pgrep", "-f", str(pat)], stdout=subprocess.PIPE, text=True, timeout=10)
-            pids.update(int(x) for x in p.stdout.split())
-        for pid in pids:
-            if pid != os.getpid() and alive(pid):
+        for _ in range(10):  # again while a daemon killed after its children respawned some
+            pids = {pid for pid in started if alive(pid)} | set(_ours(patterns))
+            if not pids:
+                break
+            for pid in sorted(pids):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-        time.sleep(1)
+            time.sleep(0.2)
     return left
 
 
@@ -627,7 +638,7 @@ def finish(started: list, patterns) -> list[str]:
         time.sleep(0.1)
     left = reap(started, patterns)
     still = leftovers(started, patterns)
-    log(f"STILL RUNNING after SIGKILL: {still}" if still else "pgrep -f: none of our processes is left")
+    log(f"STILL RUNNING after SIGKILL: {still}" if still else "/proc: none of our processes is left")
     return left
 
 
@@ -761,7 +772,7 @@ def tail_md(report: dict, lines: list[str], errors=()) -> str:
     if errors:
         lines += ["", "Failures: " + "; ".join(errors)]
     lines += ["", f"Left-over processes after the run: {', '.join(report['leftovers']) or 'none'} "
-                  f"(checked with `pgrep -f`). Total {report['total_seconds']:.0f} s."]
+                  f"(command lines and environments checked in /proc). Total {report['total_seconds']:.0f} s."]
     return "\n".join(lines)
 
 

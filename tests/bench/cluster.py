@@ -14,7 +14,7 @@ Measures, in one run:
 Setup done here: installs wrk with apt-get if missing, installs pm2 with npm into a
 temporary folder (never globally), builds supd with `cargo build --release` if the
 binaries are missing. Every supervisor is killed at the end (try/finally) and
-`pgrep -f` checks that none of our processes is left.
+a scan of /proc checks that none of our processes is left.
 
 The helpers (commands bounded in time, the supd and PM2 homes, the pm2 install, HTTP on
 127.0.0.1, the noise figure) come from benchlib.py. Python 3.11 standard library only.

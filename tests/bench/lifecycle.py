@@ -29,8 +29,9 @@ Measures, for each supervisor, each round (rounds alternate which one goes first
                floor (interpreter start-up included in every figure).
 
 Every daemon has its own temporary home (SUPD_HOME / PM2_HOME, PM2 marked as set up so it
-makes no network call) and is killed in a finally block; `pgrep -f` checks at the end that
-none of this run's processes is left. Every wait is bounded (--timeout).
+makes no network call) and is killed in a finally block; a scan of /proc (command lines
+and environments) checks at the end that none of this run's processes is left. Every
+wait is bounded (--timeout).
 
 The helpers come from benchlib.py. Python 3.11 standard library only. Markdown on stdout
 (--json for JSON), progress on stderr.
@@ -65,7 +66,7 @@ PLATFORM = (
 )
 
 # The crash test's child: its first statement takes the time; it then appends
-# "<start ns> <pid>" to the file named by argv[1] and sleeps (the token lets pgrep find it).
+# "<start ns> <pid>" to the file named by argv[1] and sleeps (the token lets the leftover check find it).
 CRASHLING_PY = r'''import time; T0 = time.time_ns()
 import os, sys
 with open(sys.argv[1], "a") as f:

@@ -33,7 +33,7 @@ start/end time (time.time_ns()) and CPU time. Measured, per round:
 
 Setup done here: installs pm2 with npm into a temporary folder (never globally), builds
 supd with `cargo build --release` if the binaries are missing. Every supervisor is
-killed at the end (try/finally) and `pgrep -f` checks that none of our processes is left.
+killed at the end (try/finally) and a scan of /proc checks that none of our processes is left.
 
 Python 3.11 standard library only. Output: a Markdown table on stdout (--json for JSON).
 Progress goes to stderr.

@@ -19,7 +19,7 @@ Measures:
 
 Setup done here: installs pm2 with npm into a temporary folder (never globally), builds
 supd with `cargo build --release` if the binaries are missing. Every supervisor is
-killed at the end (try/finally) and the script checks with `pgrep -f` that none of its
+killed at the end (try/finally) and the script checks in /proc that none of its
 processes is left.
 
 The helpers (commands bounded in time, the supd and PM2 homes, the pm2 install, /proc

@@ -330,36 +330,6 @@ def run_scenario(sc: Scenario, a, root: Path, common: list[str], details: Path) 
     return res
 
 
-def ours_left(root: Path) -> list[str]:
-    """Processes (other than this one) whose command line or environment names the run's
-    folder: every script, daemon and app of the run has TMPDIR or a home inside it."""
-    needle = str(root).encode()
-    left = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid() or not bl.alive(int(d)):
-            continue
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{d}/cmdline").read_bytes()
-            if needle in cmdline or needle in Path(f"/proc/{d}/environ").read_bytes():
-                words = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-                left.append(f"{d} {words[:200]}")
-    return left
-
-
-def reap_root(root: Path) -> list[str]:
-    """Kills (SIGKILL, by pid) whatever still names the run's folder; what it found."""
-    left = ours_left(root)
-    if left:
-        log(f"left behind: {left}; SIGKILL by pid")
-        for line in left:
-            with contextlib.suppress(OSError):
-                os.kill(int(line.split()[0]), signal.SIGKILL)
-        time.sleep(1)
-        still = ours_left(root)
-        log(f"STILL RUNNING after SIGKILL: {still}" if still else "none left after SIGKILL")
-    return left
-
-
 # --------------------------------------------------------------------------- the summary
 
 
@@ -506,8 +476,7 @@ def main() -> int:
             log(f"setup failed: {e}")
             failed.append(f"setup: {e}")
         finally:
-            time.sleep(1)
-            left = reap_root(root)
+            left = bl.finish([], (root,))
         mach = bl.machine(pm2_version, wrk=wrk_version())
 
     report = {"machine": mach, "command": command, "quick": a.quick, "rounds": a.rounds, "bin_dir": str(bin_dir),
