@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """supbench: every supd-vs-PM2 benchmark in one command, one summary table.
 
-    python3 tests/bench/supbench.py            # full run (about 30 minutes on 2 cores)
+    python3 tests/bench/supbench.py            # full run (about 21 minutes on 2 cores)
     python3 tests/bench/supbench.py --quick    # smoke run for CI (under two minutes)
 
 Runs each scenario against supd and against PM2 on the same machine, in one run, through
