@@ -20,15 +20,12 @@ import tempfile
 import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port  # noqa: E402 - the shared helpers, next to this script
 
 
 def get(port):
+    """One fresh-connection GET /health; the instance that answered."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = b""
@@ -39,10 +36,12 @@ def get(port):
 
 
 def split(port, total, clients):
+    """How many of `total` requests from `clients` threads each of the 3 instances served."""
     counts = collections.Counter()
     lock = threading.Lock()
 
     def worker(n):
+        """One client: n requests in a row."""
         for _ in range(n):
             who = get(port)
             with lock:
@@ -57,6 +56,7 @@ def split(port, total, clients):
 
 
 def measure(bin_dir, label, script, args):
+    """A 3-instance cluster app under a temporary SUPD_HOME: the sequential and concurrent splits."""
     home = tempfile.mkdtemp(prefix="supd-balance-")
     port = free_port()
     env = dict(os.environ, SUPD_HOME=home)
@@ -75,6 +75,7 @@ def measure(bin_dir, label, script, args):
 
 
 def main():
+    """Both workers, then the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     a = parser.parse_args()

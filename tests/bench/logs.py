@@ -33,7 +33,7 @@ start/end time (time.time_ns()) and CPU time. Measured, per round:
 
 Setup done here: installs pm2 with npm into a temporary folder (never globally), builds
 supd with `cargo build --release` if the binaries are missing. Every supervisor is
-killed at the end (try/finally) and `pgrep -f` checks that none of our processes is left.
+killed at the end (try/finally) and a scan of /proc checks that none of our processes is left.
 
 Python 3.11 standard library only. Output: a Markdown table on stdout (--json for JSON).
 Progress goes to stderr.
@@ -43,11 +43,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,20 +52,15 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-WORKSPACE = HERE.parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PY = sys.executable  # the same interpreter runs the writer everywhere
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl  # noqa: E402 - the shared helpers, next to this script
+from benchlib import CLK_TCK, PY, log, run  # noqa: E402
 LINE_X = 100
 LINE_BYTES = 9 + 1 + LINE_X + 1  # "%09d " + x*100 + "\n"
 XS = b" " + b"x" * LINE_X
 SUPD_DATE = "%Y-%m-%d %H:%M:%S%.3f"  # chrono: 2026-11-24 15:23:28.646
 PM2_DATE = "YYYY-MM-DD HH:mm:ss.SSS"  # dayjs: the same 23 characters
 PREFIX_LEN = 23 + 2  # "<date>: "
-
-# Every temporary folder of a run lives under this one (set in main()); the writer's,
-# the ticker's and the PM2 daemon's command lines hold it, for `pgrep -f` at the end.
-ROOT: Path = Path(tempfile.gettempdir())
 
 WRITER_PY = r'''
 import fcntl, os, resource, sys, time
@@ -119,254 +111,36 @@ for seq in range(count):
 LAG_RE = re.compile(rb"lag (\d+) (\d+)$")
 
 
-# --------------------------------------------------------------------------- utilities
-
-
-def log(msg: str) -> None:
-    print(f"[logs {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd, *, env=None, timeout=60, check=True, cwd=None, quiet=False):
-    """Runs a command, bounded in time; returns CompletedProcess (text)."""
-    if not quiet:
-        log("$ " + " ".join(str(c) for c in cmd))
-    p = subprocess.run(
-        [str(c) for c in cmd], env=env, cwd=cwd, timeout=timeout,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    if check and p.returncode != 0:
-        raise RuntimeError(
-            f"command failed (exit {p.returncode}): {' '.join(str(c) for c in cmd)}\n"
-            f"stdout: {p.stdout.strip()[-2000:]}\nstderr: {p.stderr.strip()[-2000:]}"
-        )
-    return p
-
-
-def proc_ticks(pid: int) -> int | None:
-    """utime+stime of a process (all its threads), in clock ticks; None if gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    f = text[text.rindex(")") + 2:].split()
-    return int(f[11]) + int(f[12])
-
-
-def thread_ticks(pid: int) -> dict:
-    """{tid: (thread name, utime+stime ticks)} of every thread of `pid`."""
-    out = {}
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, ValueError):
-                text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-                f = text[text.rindex(")") + 2:].split()
-                out[int(tid)] = (text[text.index("(") + 1:text.rindex(")")], int(f[11]) + int(f[12]))
-    return out
-
-
-def thread_delta(a: dict, b: dict) -> dict:
-    """CPU seconds per thread name between two thread_ticks() snapshots (threads summed by name)."""
-    out: dict[str, float] = {}
-    for tid, (name, ticks) in b.items():
-        d = ticks - a.get(tid, (name, 0))[1]
-        if d > 0:
-            out[name] = round(out.get(name, 0) + d / CLK_TCK, 2)
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text[text.rindex(")") + 2:].split()[0] != "Z"
-
-
-def machine_snapshot() -> tuple[int, int]:
-    """(all ticks, busy ticks) of the whole machine, from /proc/stat."""
-    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    total = sum(f[:8])
-    return total, total - f[3] - f[4]
-
-
-def cpu_busy(seconds: float) -> float:
-    a = machine_snapshot()
-    time.sleep(seconds)
-    b = machine_snapshot()
-    return round(100.0 * (b[1] - a[1]) / max(1, b[0] - a[0]), 1)
-
-
-def wait_quiet(limit: float, below: float) -> float:
-    """Waits up to `limit` seconds for the machine to be less than `below` % busy
-    (measured over 0.5 s); returns the last figure."""
-    deadline = time.monotonic() + limit
-    busy = cpu_busy(0.5)
-    while busy >= below and time.monotonic() < deadline:
-        busy = cpu_busy(0.5)
-    return busy
-
-
-def own_cpu() -> tuple[float, float]:
-    """(this script's CPU seconds, its waited-for children's CPU seconds)."""
-    t = os.times()
-    return t.user + t.system, t.children_user + t.children_system
-
-
-def ensure_supd(bin_dir: Path | None) -> Path:
-    if bin_dir is None:
-        bin_dir = WORKSPACE / "target" / "release"
-        if not ((bin_dir / "supd").exists() and (bin_dir / "supctl").exists()):
-            log("supd binaries missing: cargo build --release")
-            run(["cargo", "build", "--release"], cwd=WORKSPACE, timeout=1800)
-    for b in ("supd", "supctl"):
-        if not (bin_dir / b).exists():
-            raise RuntimeError(f"{bin_dir / b} does not exist")
-    return bin_dir.resolve()
-
-
 # --------------------------------------------------------------------------- supervisors
 
 
-class Supd:
-    """One supd daemon with its own temporary SUPD_HOME."""
-
-    name = "supd"
-
-    def __init__(self, bin_dir: Path, root: Path, started: list):
-        self.supctl = bin_dir / "supctl"
-        self.root = root
-        self.home = root / "supd-home"
-        self.env = dict(os.environ, SUPD_HOME=str(self.home), PATH=f"{bin_dir}:{os.environ['PATH']}")
-        self.started = started
-
-    def ctl(self, *a, timeout=60, check=True, quiet=False):
-        return run([self.supctl, *a], env=self.env, timeout=timeout, check=check, quiet=quiet)
-
-    def boot(self) -> int:
-        """Starts the daemon (before anything is timed); its pid."""
-        self.ctl("ping", timeout=30)
-        pid = int((self.home / "supd.pid").read_text().strip())
-        self.started.append(pid)
-        return pid
-
-    def out_log(self, app: str) -> Path:
-        return self.home / "logs" / f"{app}-out.log"
-
-    def start_cmd(self, apps: list[dict]) -> list:
-        """apps: {name, script, args, date}. Writes the ecosystem file; the command."""
-        text = ""
-        for a in apps:
-            text += (
-                "[[apps]]\n"
-                f"name = {json.dumps(a['name'])}\n"
-                f"script = {json.dumps(a['script'])}\n"
-                f"args = {json.dumps([str(x) for x in a['args']])}\n"
-                "autorestart = false\n"
-            )
+def start_cmd(sup: bl.Supervisor, apps: list[dict]) -> list:
+    """apps: {name, script, args, date}. Writes the ecosystem file (autorestart off, the
+    date format when `date`); the start command. PM2 runs `script` with `interpreter`
+    (this Python) and writes to the same out file name as supd."""
+    conf = []
+    for a in apps:
+        args = [str(x) for x in a["args"]]
+        if isinstance(sup, bl.Supd):
+            c = {"name": a["name"], "script": a["script"], "args": args, "autorestart": False}
             if a.get("date"):
-                text += f"log_date_format = {json.dumps(SUPD_DATE)}\n"
-            text += "\n"
-        f = self.root / "ecosystem.toml"
-        f.write_text(text)
-        return [str(self.supctl), "start", str(f)]
-
-    def kill(self):
-        try:
-            self.ctl("kill", timeout=60, check=False)
-        except Exception as e:  # noqa: BLE001
-            log(f"supctl kill failed: {e}")
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((self.home / "supd.pid").read_text().strip())
-            if alive(pid):
-                log(f"supd (pid {pid}) still alive after supctl kill: SIGTERM")
-                os.kill(pid, signal.SIGTERM)
-
-
-class Pm2Install:
-    def __init__(self, prefix: Path):
-        self.prefix = prefix
-        self.bin = prefix / "node_modules" / ".bin" / "pm2"
-
-    def install(self):
-        if not self.bin.exists():
-            run(["npm", "install", "--prefix", self.prefix, "--no-audit", "--no-fund", "pm2"], timeout=600)
-        if not self.bin.exists():
-            raise RuntimeError(f"npm install did not produce {self.bin}")
-
-    def version(self) -> str:
-        pj = self.prefix / "node_modules" / "pm2" / "package.json"
-        return json.loads(pj.read_text())["version"]
-
-
-class Pm2:
-    """One PM2 daemon (God) with its own temporary PM2_HOME."""
-
-    name = "PM2"
-
-    def __init__(self, inst: Pm2Install, root: Path, started: list):
-        self.inst = inst
-        self.root = root
-        self.home = root / "pm2home"
-        self.home.mkdir(parents=True, exist_ok=True)
-        # `touch` marks PM2 as already set up: no first-run banner, no version check over
-        # the network; the daemon's own version check is off too. Loopback only.
-        (self.home / "touch").write_text(str(int(time.time() * 1000)))
-        self.env = dict(os.environ, PM2_HOME=str(self.home), PM2_DISABLE_VERSION_CHECK="1")
-        self.started = started
-
-    def cmd(self, *a, timeout=60, check=True, quiet=False):
-        return run([self.inst.bin, *a], env=self.env, timeout=timeout, check=check, quiet=quiet)
-
-    def boot(self) -> int:
-        self.cmd("ping", timeout=60)
-        pid = int((self.home / "pm2.pid").read_text().strip())
-        self.started.append(pid)
-        return pid
-
-    def out_log(self, app: str) -> Path:
-        return self.home / "logs" / f"{app}-out.log"
-
-    def start_cmd(self, apps: list[dict]) -> list:
-        conf = []
-        for a in apps:
-            c = {"name": a["name"], "script": a["script"], "args": [str(x) for x in a["args"]],
+                c["log_date_format"] = SUPD_DATE
+        else:
+            c = {"name": a["name"], "script": a["script"], "args": args,
                  "interpreter": PY, "exec_mode": "fork", "instances": 1, "autorestart": False,
-                 "merge_logs": True, "out_file": str(self.out_log(a["name"])),
-                 "error_file": str(self.home / "logs" / f"{a['name']}-err.log")}
+                 "merge_logs": True, "out_file": str(sup.out_log(a["name"])),
+                 "error_file": str(sup.home / "logs" / f"{a['name']}-err.log")}
             if a.get("date"):
                 c["log_date_format"] = PM2_DATE
-            conf.append(c)
-        f = self.root / "ecosystem.json"
-        f.write_text(json.dumps({"apps": conf}, indent=2))
-        return [str(self.inst.bin), "start", str(f)]
-
-    def kill(self):
-        try:
-            self.cmd("kill", timeout=90, check=False)
-        except Exception as e:  # noqa: BLE001
-            log(f"pm2 kill failed: {e}")
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((self.home / "pm2.pid").read_text().strip())
-            if alive(pid):
-                log(f"PM2 daemon (pid {pid}) still alive after pm2 kill: SIGTERM")
-                os.kill(pid, signal.SIGTERM)
+        conf.append(c)
+    return [*map(str, sup.cli), "start", str(sup.write(conf))]
 
 
 # --------------------------------------------------------------------------- checks
 
 
 def read_stamp(path: Path) -> dict | None:
+    """The side file the writer leaves at its end (times, CPU, lines, context switches, pipe size), or None."""
     try:
         t0, t1, cpu, lines, nvcsw, nivcsw, pipe = path.read_text().split()
     except (OSError, ValueError):
@@ -427,6 +201,7 @@ def verify(path: Path, n: int) -> dict:
 
 
 def last_line(n: int) -> bytes:
+    """The last of n writer lines, as it ends the file."""
     return b"%09d" % (n - 1) + XS + b"\n"
 
 
@@ -445,7 +220,7 @@ def wait_for_file(path: Path, n: int, daemon_pid: int | None, starter: subproces
     while True:
         now = time.monotonic()
         if daemon_pid and now >= next_rss:
-            r = rss_kib(daemon_pid)
+            r = bl.rss_kib(daemon_pid)
             if r:
                 rss_max = max(rss_max, r)
             next_rss = now + 0.1
@@ -477,10 +252,11 @@ def wait_for_file(path: Path, n: int, daemon_pid: int | None, starter: subproces
 
 
 def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> dict:
+    """One throughput run of the writer: direct, or under supd / PM2 with or without a date prefix."""
     label = kind + (" +date" if date else "")
-    with tempfile.TemporaryDirectory(prefix=f"logs-{kind}-", dir=ROOT) as tmp_s:
+    with tempfile.TemporaryDirectory(prefix=f"logs-{kind}-", dir=bl.ROOT) as tmp_s:
         tmp = Path(tmp_s)
-        writer = ROOT / "writer.py"
+        writer = bl.ROOT / "writer.py"
         stamp = tmp / "stamp"
         sup = None
         try:
@@ -488,18 +264,18 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
             if kind == "direct":
                 out = tmp / "direct-out.log"
             else:
-                sup = Supd(tools["supd"], tmp, started) if kind == "supd" else Pm2(tools["pm2"], tmp, started)
+                sup = bl.new_side(kind, tools, tmp, started)
                 daemon_pid = sup.boot()
                 out = sup.out_log("flood")
                 if kind == "pm2":  # PM2 runs `script` with `interpreter` (this Python)
                     app = {"name": "flood", "script": str(writer), "args": [n, stamp], "date": date}
                 else:  # supd execs `script`: this Python, with the writer as first argument
                     app = {"name": "flood", "script": PY, "args": [writer, n, stamp], "date": date}
-                cmd = sup.start_cmd([app])
+                cmd = start_cmd(sup, [app])
             time.sleep(0.5)
-            m0, (me0, ch0) = machine_snapshot(), own_cpu()
-            c0 = proc_ticks(daemon_pid) if daemon_pid else 0
-            th0 = thread_ticks(daemon_pid) if daemon_pid else {}
+            m0, (me0, ch0) = bl.machine_snapshot(), bl.own_cpu()
+            c0 = bl.proc_ticks(daemon_pid) if daemon_pid else 0
+            th0 = bl.thread_ticks(daemon_pid) if daemon_pid else {}
             t_cmd = time.time_ns()
             if kind == "direct":
                 with out.open("wb") as f:
@@ -519,9 +295,9 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
                     so, se = starter.communicate()
                 if starter.returncode != 0:
                     w["start_error"] = (se or so).decode(errors="replace").strip()[-500:]
-            c1 = proc_ticks(daemon_pid) if daemon_pid else 0
-            th1 = thread_ticks(daemon_pid) if daemon_pid else {}
-            m1, (me1, ch1) = machine_snapshot(), own_cpu()
+            c1 = bl.proc_ticks(daemon_pid) if daemon_pid else 0
+            th1 = bl.thread_ticks(daemon_pid) if daemon_pid else {}
+            m1, (me1, ch1) = bl.machine_snapshot(), bl.own_cpu()
             s = read_stamp(stamp)
             if s is None:
                 time.sleep(1)
@@ -550,7 +326,7 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
                 res["daemon_cpu_s_per_gb"] = round(cpu / (app_bytes / 1e9), 2)
                 res["daemon_cpu_pct"] = round(100 * cpu / el, 1) if el > 0 else None
                 res["daemon_rss_max_mib"] = w["daemon_rss_max_mib"]
-                res["daemon_threads_cpu_s"] = thread_delta(th0, th1)
+                res["daemon_threads_cpu_s"] = bl.thread_delta(th0, th1)
             # CPU taken by others during the run: machine busy minus ours (daemon, writer,
             # this script, the start command).
             busy_s = (m1[1] - m0[1]) / CLK_TCK
@@ -581,19 +357,20 @@ def python_app(kind: str, name: str, program: Path, *argv) -> dict:
 
 
 def lag_run(kind: str, flood: bool, args, started: list, tools: dict) -> dict:
+    """The ticker alone (or beside a flooding app): delay from each line's send time to the poll that saw it."""
     label = f"{kind} lag" + (" + flood" if flood else "")
-    with tempfile.TemporaryDirectory(prefix=f"logs-lag-{kind}-", dir=ROOT) as tmp_s:
+    with tempfile.TemporaryDirectory(prefix=f"logs-lag-{kind}-", dir=bl.ROOT) as tmp_s:
         tmp = Path(tmp_s)
-        sup = Supd(tools["supd"], tmp, started) if kind == "supd" else Pm2(tools["pm2"], tmp, started)
+        sup = bl.new_side(kind, tools, tmp, started)
         try:
             sup.boot()
-            ticker = ROOT / "ticker.py"
+            ticker = bl.ROOT / "ticker.py"
             count = int(args.lag_seconds * 1000 / args.lag_interval_ms)
             apps = []
             if flood:
-                apps.append(python_app(kind, "flood", ROOT / "writer.py", f"t{args.lag_seconds + 1:g}", tmp / "flood-stamp"))
+                apps.append(python_app(kind, "flood", bl.ROOT / "writer.py", f"t{args.lag_seconds + 1:g}", tmp / "flood-stamp"))
             apps.append(python_app(kind, "tick", ticker, count, args.lag_interval_ms))
-            cmd = sup.start_cmd(apps)
+            cmd = start_cmd(sup, apps)
             out = sup.out_log("tick")
             log(f"{label}: $ {' '.join(cmd)}")
             starter = subprocess.Popen(cmd, env=sup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -651,6 +428,7 @@ def lag_run(kind: str, flood: bool, args, started: list, tools: dict) -> dict:
 
 
 def latency_stats(ms: list[float]) -> dict:
+    """calls, median, p90 and max of command wall times in ms."""
     v = sorted(ms)
     if not v:
         return {"calls": 0}
@@ -661,23 +439,24 @@ def latency_stats(ms: list[float]) -> dict:
 def list_run(kind: str, args, started: list, tools: dict) -> dict:
     """`list` latency while four apps flood their logs, and once they are done."""
     label = f"{kind} list + 4 floods"
-    with tempfile.TemporaryDirectory(prefix=f"logs-list-{kind}-", dir=ROOT) as tmp_s:
+    with tempfile.TemporaryDirectory(prefix=f"logs-list-{kind}-", dir=bl.ROOT) as tmp_s:
         tmp = Path(tmp_s)
-        sup = Supd(tools["supd"], tmp, started) if kind == "supd" else Pm2(tools["pm2"], tmp, started)
+        sup = bl.new_side(kind, tools, tmp, started)
         try:
             sup.boot()
             seconds = args.lag_seconds + 2
             stamps = [tmp / f"flood{i}-stamp" for i in range(4)]
-            apps = [python_app(kind, f"flood{i}", ROOT / "writer.py", f"t{seconds:g}", stamp)
+            apps = [python_app(kind, f"flood{i}", bl.ROOT / "writer.py", f"t{seconds:g}", stamp)
                     for i, stamp in enumerate(stamps)]
-            listing = [str(sup.supctl), "list", "--json"] if kind == "supd" else [str(sup.inst.bin), "jlist"]
+            listing = sup.list_cmd
 
             def timed() -> float:
+                """Wall time of one list command, in ms."""
                 t0 = time.monotonic()
                 run(listing, env=sup.env, timeout=60, quiet=True)
                 return (time.monotonic() - t0) * 1000
 
-            cmd = sup.start_cmd(apps)
+            cmd = start_cmd(sup, apps)
             log(f"{label}: $ {' '.join(cmd)}")
             run(cmd, env=sup.env, timeout=120, quiet=True)
             during = []
@@ -703,80 +482,14 @@ def list_run(kind: str, args, started: list, tools: dict) -> dict:
             sup.kill()
 
 
-# --------------------------------------------------------------------------- cleanup check
-
-
-def leftovers(started: list, tmp_root: Path) -> list[str]:
-    left = [f"daemon pid {pid}" for pid in started if alive(pid)]
-    p = subprocess.run(["pgrep", "-af", str(tmp_root)], stdout=subprocess.PIPE, text=True, timeout=10)
-    for line in p.stdout.splitlines():
-        pid = int(line.split()[0])
-        if pid != os.getpid() and alive(pid):
-            left.append(line)
-    return left
-
-
-def reap(started: list, tmp_root: Path) -> list[str]:
-    left = leftovers(started, tmp_root)
-    if left:
-        log(f"left over after kill: {left}; SIGKILL by pid")
-        pids = set(started)
-        p = subprocess.run(["pgrep", "-f", str(tmp_root)], stdout=subprocess.PIPE, text=True, timeout=10)
-        pids.update(int(x) for x in p.stdout.split())
-        for pid in pids:
-            if pid != os.getpid() and alive(pid):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-        time.sleep(1)
-    return left
-
-
 # --------------------------------------------------------------------------- report
-
-
-def machine(pm2_version: str | None, bin_dir) -> dict:
-    def out(cmd):
-        try:
-            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, timeout=10).stdout.strip()
-        except Exception:  # noqa: BLE001
-            return "?"
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    rev = out(["git", "-C", str(WORKSPACE), "rev-parse", "--short", "HEAD"])
-    dirty = out(["git", "-C", str(WORKSPACE), "status", "--porcelain", "--untracked-files=no"])
-    fs = out(["df", "--output=fstype", str(ROOT)]).splitlines()[-1:]
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "node": out(["node", "--version"]),
-        "pm2": pm2_version,
-        "python": platform.python_version(),
-        "supd_rev": rev + ("+dirty" if dirty else ""),
-        "bin_dir": str(bin_dir) if bin_dir else None,
-        "tmp": str(Path(tempfile.gettempdir())),
-        "tmp_fstype": fs[0] if fs else "?",
-    }
-
-
-def med(values):
-    v = [x for x in values if isinstance(x, (int, float))]
-    return statistics.median(v) if v else None
-
-
-def _f(x, fmt="{:.2f}"):
-    return fmt.format(x) if isinstance(x, (int, float)) else "n/a"
 
 
 SCENARIOS = [("direct", False), ("supd", False), ("supd", True), ("pm2", False), ("pm2", True)]
 
 
 def scen_label(kind, date):
+    """The table label of a throughput scenario."""
     name = {"direct": "direct `> file`", "supd": "supd", "pm2": "PM2"}[kind]
     if kind == "supd":
         name += " + `log_date_format`" if date else ", no date"
@@ -786,6 +499,7 @@ def scen_label(kind, date):
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown."""
     m, a = report["machine"], report["args"]
     lines = [
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, node {m['node']}, pm2 {m['pm2']}, "
@@ -808,7 +522,7 @@ def markdown(report: dict) -> str:
     ]
     if thr:
         lines += throughput
-    direct_mb = med([r.get("mb_per_s") for r in thr.get("direct", [])])
+    direct_mb = bl.median([r.get("mb_per_s") for r in thr.get("direct", [])])
     for kind, date in SCENARIOS:
         key = kind + ("+date" if date else "")
         runs = thr.get(key)
@@ -819,7 +533,7 @@ def markdown(report: dict) -> str:
         if not good:
             lines.append(f"| {scen_label(kind, date)} | failed: {errs[0]['error'][:100]} | | | | | | | | | |")
             continue
-        mb = med([r["mb_per_s"] for r in good])
+        mb = bl.median([r["mb_per_s"] for r in good])
         checks = []
         for r in good:
             c = r.get("check") or {}
@@ -830,21 +544,21 @@ def markdown(report: dict) -> str:
                               f"{c.get('altered', '?'):,} altered, {c.get('out_of_order', '?')} out of order")
         check = "ok" if all(c == "ok" for c in checks) else "; ".join(checks)
         lines.append(
-            f"| {scen_label(kind, date)} | {_f(med([r['seconds'] for r in good]), '{:.2f} s')} | "
-            f"{_f(med([r['lines_per_s'] for r in good]), '{:,.0f}')} | {_f(mb, '{:.0f}')} | "
-            f"{_f(mb / direct_mb if mb and direct_mb else None)} | "
-            f"{_f(med([r['writer_seconds'] for r in good]), '{:.2f} s')} | "
-            f"{_f(med([r.get('daemon_cpu_s') for r in good]), '{:.2f} s')} | "
-            f"{_f(med([r.get('daemon_cpu_s_per_gb') for r in good]), '{:.2f}')} | "
-            f"{_f(med([r.get('daemon_rss_max_mib') for r in good]), '{:.0f} MiB')} | {check} | "
-            f"{_f(med([r.get('others_pct') for r in good]), '{:.0f} %')} |"
+            f"| {scen_label(kind, date)} | {bl.fmt(bl.median([r['seconds'] for r in good]), '{:.2f} s')} | "
+            f"{bl.fmt(bl.median([r['lines_per_s'] for r in good]), '{:,.0f}')} | {bl.fmt(mb, '{:.0f}')} | "
+            f"{bl.fmt(mb / direct_mb if mb and direct_mb else None)} | "
+            f"{bl.fmt(bl.median([r['writer_seconds'] for r in good]), '{:.2f} s')} | "
+            f"{bl.fmt(bl.median([r.get('daemon_cpu_s') for r in good]), '{:.2f} s')} | "
+            f"{bl.fmt(bl.median([r.get('daemon_cpu_s_per_gb') for r in good]), '{:.2f}')} | "
+            f"{bl.fmt(bl.median([r.get('daemon_rss_max_mib') for r in good]), '{:.0f} MiB')} | {check} | "
+            f"{bl.fmt(bl.median([r.get('others_pct') for r in good]), '{:.0f} %')} |"
         )
     per_round = []
     for kind, date in SCENARIOS:
         key = kind + ("+date" if date else "")
         if thr.get(key):
             per_round.append(f"{scen_label(kind, date)}: " + ", ".join(
-                _f(r.get("mb_per_s"), "{:.0f}") for r in thr[key]))
+                bl.fmt(r.get("mb_per_s"), "{:.0f}") for r in thr[key]))
     if per_round:
         lines += ["", "MB/s of each round: " + "; ".join(per_round) + "."]
     detail = []
@@ -852,13 +566,13 @@ def markdown(report: dict) -> str:
         good = [r for r in thr.get(kind + ("+date" if date else ""), []) if "error" not in r]
         if not good:
             continue
-        r = min(good, key=lambda x: abs(x["seconds"] - med([g["seconds"] for g in good])))  # the median run
+        r = min(good, key=lambda x: abs(x["seconds"] - bl.median([g["seconds"] for g in good])))  # the median run
         th = ", ".join(f"`{k}` {v:.2f} s" for k, v in list(r.get("daemon_threads_cpu_s", {}).items())[:4])
         detail.append(
             f"- {scen_label(kind, date)} (median run): daemon CPU {r.get('daemon_cpu_pct')} % of one core "
             f"over the run; busiest daemon threads: {th or 'n/a'}; the writer blocked "
-            f"{_f(r.get('writer_voluntary_switches'), '{:,}')} times (voluntary context switches; its stdout pipe "
-            f"holds {_f(r.get('writer_stdout_pipe_bytes'), '{:,}')} bytes) and used {r.get('writer_cpu_s')} s of CPU.")
+            f"{bl.fmt(r.get('writer_voluntary_switches'), '{:,}')} times (voluntary context switches; its stdout pipe "
+            f"holds {bl.fmt(r.get('writer_stdout_pipe_bytes'), '{:,}')} bytes) and used {r.get('writer_cpu_s')} s of CPU.")
         sample = (r.get("check") or {}).get("altered_sample")
         if sample:
             detail.append(f"  First altered line: `{sample[:150]}`")
@@ -886,8 +600,8 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {sup} | {fl} | failed: {r['error'][:100]} | | | | |")
                 continue
             fw = (f"{r['flood_mb_per_s_written']:.0f} MB/s" if r.get("flood_mb_per_s_written") else "")
-            lines.append(f"| {sup} | {fl} | {r['received']}/{r['expected']} | {_f(r.get('median_ms'), '{:.2f} ms')} | "
-                         f"{_f(r.get('p99_ms'), '{:.2f} ms')} | {_f(r.get('max_ms'), '{:.2f} ms')} | {fw} |")
+            lines.append(f"| {sup} | {fl} | {r['received']}/{r['expected']} | {bl.fmt(r.get('median_ms'), '{:.2f} ms')} | "
+                         f"{bl.fmt(r.get('p99_ms'), '{:.2f} ms')} | {bl.fmt(r.get('max_ms'), '{:.2f} ms')} | {fw} |")
     listing = report.get("list") or {}
     if listing:
         lines += [
@@ -909,23 +623,19 @@ def markdown(report: dict) -> str:
                 continue
             d, af = r["during"], r["after"]
             fw = f"{r['flood_mb_per_s_written']:.0f} MB/s" if r.get("flood_mb_per_s_written") else ""
-            lines.append(f"| {sup} | {d['calls']} | {_f(d.get('median_ms'), '{:.1f} ms')} | "
-                         f"{_f(d.get('p90_ms'), '{:.1f} ms')} | {_f(d.get('max_ms'), '{:.1f} ms')} | "
-                         f"{_f(af.get('median_ms'), '{:.1f} ms')} | {_f(af.get('max_ms'), '{:.1f} ms')} | {fw} |")
-    lines += ["", f"Left-over processes after the run: {', '.join(report['leftovers']) or 'none'} "
-                  f"(checked with `pgrep -f`). Total {report['total_seconds']:.0f} s."]
-    return "\n".join(lines)
+            lines.append(f"| {sup} | {d['calls']} | {bl.fmt(d.get('median_ms'), '{:.1f} ms')} | "
+                         f"{bl.fmt(d.get('p90_ms'), '{:.1f} ms')} | {bl.fmt(d.get('max_ms'), '{:.1f} ms')} | "
+                         f"{bl.fmt(af.get('median_ms'), '{:.1f} ms')} | {bl.fmt(af.get('max_ms'), '{:.1f} ms')} | {fw} |")
+    return bl.tail_md(report, lines)
 
 
 # --------------------------------------------------------------------------- main
 
 
 def main() -> int:
+    """Parses the options, runs the measurements, prints the report; non-zero on failure."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin-dir", type=Path, help="folder holding supd and supctl (default: target/release, built if missing)")
-    ap.add_argument("--pm2-prefix", type=Path, help="reuse an npm prefix that already holds pm2 (default: fresh temp folder)")
-    ap.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
-    ap.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+    bl.common_args(ap)  # --only: one supervisor only (direct always runs)
     ap.add_argument("--lines", type=int, default=3_000_000, help="lines per throughput run (default 3,000,000 = 333 MB)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every throughput scenario (default 3)")
     ap.add_argument("--timeout", type=float, default=300.0,
@@ -934,12 +644,8 @@ def main() -> int:
                     help="give up when the writer is done and the file has not grown for this long (default 10 s)")
     ap.add_argument("--lag-seconds", type=float, default=3.0, help="lag test duration (default 3 s)")
     ap.add_argument("--lag-interval-ms", type=float, default=10.0, help="one lag line every ... ms (default 10)")
-    ap.add_argument("--only", choices=["supd", "pm2"], help="one supervisor only (direct always runs)")
     ap.add_argument("--skip", choices=["throughput", "lag", "list"], action="append", default=[],
                     help="skip a measurement (repeatable)")
-    ap.add_argument("--wait-quiet", type=float, default=60.0,
-                    help="wait up to this many seconds for the machine to be quiet before measuring (default 60)")
-    ap.add_argument("--quiet-below", type=float, default=20.0, help="'quiet' = less than this percent of CPU busy")
     ap.add_argument("--run-quiet-wait", type=float, default=10.0,
                     help="before each throughput run, wait up to this many seconds for a quiet machine (default 10)")
     ap.add_argument("--max-noise", type=float, default=15.0,
@@ -947,19 +653,11 @@ def main() -> int:
     ap.add_argument("--retries", type=int, default=2, help="re-runs of a noisy throughput run; the least noisy is kept (default 2)")
     ap.add_argument("--budget", type=float, default=360.0,
                     help="after this many seconds, no more retries or quiet waits, so the run stays bounded (default 360)")
-    ap.add_argument("--from-json", type=Path, help="only render the Markdown of a report saved with --json-out")
     args = ap.parse_args()
-    if args.from_json:
-        print(markdown(json.loads(args.from_json.read_text())))
+    if bl.rendered_saved(args, markdown):
         return 0
 
-    t_start = time.monotonic()
-    quiet = cpu_busy(2.0)
-    deadline = time.monotonic() + args.wait_quiet
-    while quiet > args.quiet_below and time.monotonic() < deadline:
-        log(f"CPU {quiet}% busy with other work; waiting (up to {args.wait_quiet:g} s) for < {args.quiet_below:g}%")
-        quiet = cpu_busy(5.0)
-    log(f"CPU busy before start (nothing of ours running): {quiet}%")
+    t_start, quiet = bl.begin("logs", args)
     started: list[int] = []
     thr: dict = {}
     lag: dict = {}
@@ -968,28 +666,22 @@ def main() -> int:
     bin_dir = None
     left: list[str] = []
     failed = False
-    with tempfile.TemporaryDirectory(prefix="logs-bench-") as tmp_root_s:
-        global ROOT
-        tmp_root = ROOT = Path(tmp_root_s)
+    with bl.bench_root("logs-bench-") as tmp_root:
         (tmp_root / "writer.py").write_text(WRITER_PY)
         (tmp_root / "ticker.py").write_text(TICKER_PY)
         tools: dict = {}
         try:
             if args.only != "pm2":
                 try:
-                    tools["supd"] = bin_dir = ensure_supd(args.bin_dir)
+                    tools["supd"] = bin_dir = bl.ensure_supd(args.bin_dir)
                 except Exception as e:  # noqa: BLE001 - in the report, never faked
                     log(f"supd unavailable: {e}")
                     thr["supd"] = thr["supd+date"] = [{"error": str(e)}]
                     failed = True
             if args.only != "supd":
                 try:
-                    prefix = args.pm2_prefix.resolve() if args.pm2_prefix else tmp_root / "pm2"
-                    prefix.mkdir(parents=True, exist_ok=True)
-                    inst = Pm2Install(prefix)
-                    inst.install()
-                    pm2_version = inst.version()
-                    tools["pm2"] = inst
+                    tools["pm2"] = bl.pm2_install(args.pm2_prefix, tmp_root)
+                    pm2_version = tools["pm2"].version()
                 except Exception as e:  # noqa: BLE001
                     log(f"PM2 unavailable: {e}")
                     thr["pm2"] = thr["pm2+date"] = [{"error": str(e)}]
@@ -1006,7 +698,7 @@ def main() -> int:
                             if attempt and not in_budget:
                                 break
                             if in_budget:
-                                wait_quiet(args.run_quiet_wait, args.quiet_below)
+                                bl.wait_quiet(args.run_quiet_wait, args.quiet_below)
                             log(f"round {rnd + 1}/{args.rounds}: {key}" + (f" (retry {attempt})" if attempt else ""))
                             try:
                                 a = measure(kind, date, args.lines, args, started, tools)
@@ -1026,51 +718,24 @@ def main() -> int:
                 for kind in ("supd", "pm2"):
                     if kind not in tools:
                         continue
-                    try:
-                        listing[kind] = list_run(kind, args, started, tools)
-                    except Exception as e:  # noqa: BLE001
-                        log(f"list {kind} failed: {e}")
-                        listing[kind] = {"error": str(e)}
+                    listing[kind] = bl.attempt(list_run, kind, args, started, tools)
             if "lag" not in args.skip:
                 for kind in ("supd", "pm2"):
                     if kind not in tools:
                         continue
                     for flood in (False, True):
                         key = kind + ("+flood" if flood else "")
-                        try:
-                            lag[key] = lag_run(kind, flood, args, started, tools)
-                        except Exception as e:  # noqa: BLE001
-                            log(f"lag {key} failed: {e}")
-                            lag[key] = {"error": str(e)}
+                        lag[key] = bl.attempt(lag_run, kind, flood, args, started, tools)
                         if kind == "supd" and lag[key].get("received") != lag[key].get("expected"):
                             failed = True
         finally:
-            time.sleep(1)
-            left = reap(started, tmp_root)
-            still = leftovers(started, tmp_root)
-            if still:
-                log(f"STILL RUNNING after SIGKILL: {still}")
-            else:
-                log("pgrep -f: none of our processes is left")
-        mach = machine(pm2_version, bin_dir)  # while the temporary folder exists (df)
+            left = bl.finish(started, (tmp_root,))
+        fs = bl.run(["df", "--output=fstype", str(tmp_root)], check=False, quiet=True).stdout.split()[-1:]
+        mach = bl.machine(pm2_version, bin_dir=str(bin_dir) if bin_dir else None,  # while the folder exists (df)
+                          tmp=str(Path(tempfile.gettempdir())), tmp_fstype=fs[0] if fs else "?")
 
-    report = {
-        "machine": mach,
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "throughput": thr,
-        "lag": lag,
-        "list": listing,
-        "cpu_busy_before_pct": quiet,
-        "leftovers": left,
-        "total_seconds": round(time.monotonic() - t_start, 1),
-    }
-    if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(markdown(report))
-    log(f"done in {report['total_seconds']} s")
+    report = bl.make_report(args, mach, t_start, quiet, left, throughput=thr, lag=lag, list=listing)
+    bl.emit(report, args, markdown)
     return 1 if failed or left else 0
 
 
