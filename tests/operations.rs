@@ -84,6 +84,7 @@ fn supd_resurrect_flag_restores_at_start() {
         .spawn()
         .unwrap();
     let _daemon = KillOnDrop(daemon);
+    supd.wait_for_socket();
     wait_for(Duration::from_secs(20), "nap resurrected", || {
         let out = supd.run(&["list", "--json"]);
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;

@@ -246,6 +246,15 @@ impl Supd {
             .ok()
     }
 
+    /// Waits until a daemon the test started by hand has bound its socket.
+    /// A command before that would find no daemon and start another one
+    /// (from the build folder, without the test's flags).
+    pub fn wait_for_socket(&self) {
+        wait_for(Duration::from_secs(10), "the daemon's socket", || {
+            self.home().join("supd.sock").exists().then_some(())
+        });
+    }
+
     /// SIGKILLs the daemon, as a crash would, and reaps it; its apps keep
     /// running. Returns the pids of the instances it had; they are also
     /// SIGKILLed at drop, in case no later daemon replaced them.

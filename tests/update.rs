@@ -44,11 +44,7 @@ fn daemon_from_a_copy(supd: &Supd) -> (PathBuf, KillOnDrop) {
         });
     }
     let daemon = daemon.spawn().unwrap();
-    // Its socket, not a command: a command finding no daemon would start
-    // one from the build folder.
-    wait_for(Duration::from_secs(10), "the daemon's socket", || {
-        supd.home().join("supd.sock").exists().then_some(())
-    });
+    supd.wait_for_socket();
     (binary, KillOnDrop(daemon))
 }
 
