@@ -55,16 +55,21 @@ fn guide() -> Vec<PathBuf> {
 
 #[test]
 fn every_documented_command_parses() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path().join("never-created");
     let mut checked = 0;
     for file in guide() {
         for args in commands(&file) {
-            let words = shlex::split(&args).unwrap_or_else(|| panic!("{}: {args}", file.display()));
-            // `--help` after the words makes clap check them and stop there:
-            // nothing runs, no daemon starts.
+            let mut words =
+                shlex::split(&args).unwrap_or_else(|| panic!("{}: {args}", file.display()));
+            // `--help` after supctl's own words makes clap check them and
+            // stop there: nothing runs, no daemon starts. (After `--` it
+            // would be an argument of the program to start.)
+            let end = words.iter().position(|w| w == "--").unwrap_or(words.len());
+            words.insert(end, "--help".into());
             let out = std::process::Command::new(bin("supctl"))
                 .args(&words)
-                .arg("--help")
-                .env("SUPD_HOME", "/nonexistent/supd-docs-test")
+                .env("SUPD_HOME", &home)
                 .output()
                 .unwrap();
             assert!(
@@ -77,4 +82,8 @@ fn every_documented_command_parses() {
         }
     }
     assert!(checked > 30, "only {checked} commands found in the guide");
+    assert!(
+        !home.exists(),
+        "a documented command ran instead of being parsed"
+    );
 }
