@@ -1,29 +1,31 @@
 //! Moving the apps' stdout and stderr into their log files.
 //!
-//! Each app has one writer thread that owns its two files
-//! (`logs/<app>-out.log`, `logs/<app>-err.log`, opened in append mode). Each
-//! instance pipe has a reader task that cuts what it reads at the last
-//! newline and sends whole lines, so lines of different instances never
-//! interleave inside the file. The channel is bounded: when the disk is
-//! slower than the app, readers stop reading and the app blocks in `write`
-//! (backpressure) instead of lines being dropped.
+//! Each app has one log thread ([`writer`]) that owns its files
+//! (`logs/<app>-out.log`, `logs/<app>-err.log`, opened in append mode) and
+//! reads its instances' pipes itself: it cuts what it reads after the last
+//! newline and appends whole lines, so lines of different instances never
+//! interleave inside the file, and when the disk is slower than the app the
+//! thread is busy writing, the pipe fills and the app blocks in `write`
+//! (backpressure) instead of lines being dropped. [`AppLog`] is the handle
+//! the app's actor holds; it talks to the thread through a queue and an
+//! eventfd.
 //!
 //! The pipes are FIFOs that the instance holds open for reading too
 //! ([`AppLog::pipe`]), so an instance outlives a daemon that is killed.
 //!
-//! The writer also rotates the files ([`file`]): by size (`log_max_size`)
+//! The thread also rotates the files ([`file`]): by size (`log_max_size`)
 //! between two chunks, so a line is never split, and on a schedule
 //! (`log_rotate_interval`), keeping `log_retain` rotated files, gzipped with
 //! `log_compress`.
 //!
 //! Before the daemon re-executes itself (`supctl update`), an app's log is
-//! frozen: readers stop and give back their pipes with the incomplete line
-//! they hold, and the writer finishes what it was sent; the next image
-//! attaches the same pipes again, so no byte is lost or written twice.
+//! frozen: the thread writes what it has read and gives back the pipes with
+//! the incomplete line each holds; the next image attaches the same pipes
+//! again, so no byte is lost or written twice.
 
-mod buffers;
 pub mod file;
 mod index;
+mod writer;
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -31,26 +33,17 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use supd_config::AppConfig;
-
 use supd_proto::{AppLogs, Home, InstanceLogs};
-use tokio::io::AsyncReadExt;
-use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use self::buffers::{Buffers, READ_CHUNK};
-use self::file::{LogFile, Rotation};
+use self::file::Rotation;
+use self::writer::{Command, Parked, Writer};
 use crate::handover::FrozenPipe;
-
-/// Chunks in flight per app before readers wait for the disk.
-const CHANNEL_DEPTH: usize = 32;
-/// The capacity asked for each app pipe.
-const PIPE_SIZE: usize = 1024 * 1024;
-/// A line longer than this is cut, so one endless line cannot grow memory.
-const MAX_LINE: usize = 1 << 20;
 
 /// Which of the two files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -61,21 +54,9 @@ pub enum Stream {
     Err,
 }
 
-enum LogMsg {
-    /// Whole lines of one instance's stream, and the `log_date_format`
-    /// prefix of the moment they were read (stamped by the writer thread,
-    /// so reading the pipe and stamping overlap).
-    Lines(Stream, u32, Vec<u8>, Option<String>),
-    Truncate(oneshot::Sender<io::Result<()>>),
-    /// Answered once everything sent before it is written.
-    Sync(oneshot::Sender<()>),
-    Rotate,
-    Configure(Layout),
-}
-
 /// How an app's logs are laid out and rotated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Layout {
+pub struct Layout {
     rotation: Rotation,
     /// One file per app (`merge_logs`, the default), or one per instance.
     merge: bool,
@@ -90,35 +71,21 @@ impl Layout {
     }
 }
 
-/// One app's log files and the channel to their writer thread.
+/// One app's log files: the handle to their thread.
 pub struct AppLog {
     /// The app's name, which names its pipes.
     app: String,
     /// Where its pipes are made ([`run_dir`]).
     run_dir: PathBuf,
-    tx: mpsc::Sender<LogMsg>,
+    /// The thread's queue, and the eventfd that wakes it for each command.
+    commands: mpsc::Sender<Command>,
+    wake: Arc<EventFd>,
     /// A problem writing the files (disk full…), for `show`.
     problem: Arc<Mutex<Option<String>>>,
     /// The `log_rotate_interval` timer.
     schedule: Option<JoinHandle<()>>,
-    /// Set to make every reader give its pipe back.
-    freeze: watch::Sender<bool>,
-    /// The readers; one that reached EOF has nothing to give back.
-    readers: Vec<JoinHandle<Option<Parked>>>,
     /// The pipes given back by a freeze, until a thaw or the exec.
     parked: Vec<Parked>,
-    /// Chunk buffers going round between the readers and the writer.
-    buffers: Arc<Buffers>,
-}
-
-/// A pipe whose reader stopped for a freeze.
-struct Parked {
-    stream: Stream,
-    instance: u32,
-    fd: OwnedFd,
-    /// The start of a line not complete yet.
-    pending: Vec<u8>,
-    date_format: Option<String>,
 }
 
 impl Rotation {
@@ -202,21 +169,20 @@ fn file_pair(home: &Home, name: &str, instance: Option<u32>) -> (PathBuf, PathBu
 }
 
 impl AppLog {
-    /// Opens (creating) the files of an app and starts its writer thread.
-    /// The thread ends when the `AppLog` and every reader are gone.
+    /// Opens (creating) the files of an app and starts its log thread.
+    /// The thread ends when the `AppLog` is gone and every pipe it reads
+    /// has reached its end.
     pub fn open(home: &Home, config: &AppConfig) -> io::Result<AppLog> {
         let name = &config.name;
         fs::create_dir_all(home.log_dir())?;
         fs::create_dir_all(run_dir(home))?;
         let problem = Arc::new(Mutex::new(None));
-        let buffers = Arc::new(Buffers::default());
         let mut writer = Writer {
             home: home.clone(),
             app: name.clone(),
             layout: Layout::of(config),
             files: HashMap::new(),
             problem: problem.clone(),
-            buffers: buffers.clone(),
             stamped: Vec::new(),
         };
         // The app-level files exist from the start, so `logs` finds them.
@@ -224,34 +190,35 @@ impl AppLog {
             writer.file(Stream::Out, 0)?;
             writer.file(Stream::Err, 0)?;
         }
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+        )?);
+        let (commands, queue) = mpsc::channel();
+        let thread_wake = wake.clone();
         std::thread::Builder::new()
             .name(format!("log-{name}"))
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run(queue, &thread_wake))?;
         let mut log = AppLog {
             app: name.clone(),
             run_dir: run_dir(home),
-            tx,
+            commands,
+            wake,
             problem,
             schedule: None,
-            freeze: watch::Sender::new(false),
-            readers: Vec::new(),
             parked: Vec::new(),
-            buffers,
         };
         log.arm(config);
         Ok(log)
     }
 
+    /// Hands a command to the thread and wakes it.
+    fn send(&self, command: Command) {
+        send(&self.commands, &self.wake, command);
+    }
+
     /// Applies a new config's rotation settings.
     pub fn configure(&mut self, config: &AppConfig) {
-        // Through a task: a full channel (a flooding app) must delay the
-        // new settings, not lose them.
-        let tx = self.tx.clone();
-        let layout = Layout::of(config);
-        tokio::spawn(async move {
-            let _ = tx.send(LogMsg::Configure(layout)).await;
-        });
+        self.send(Command::Configure(Layout::of(config)));
         self.arm(config);
     }
 
@@ -267,7 +234,7 @@ impl AppLog {
         else {
             return;
         };
-        let tx = self.tx.clone();
+        let (commands, wake) = (self.commands.clone(), self.wake.clone());
         self.schedule = Some(tokio::spawn(async move {
             loop {
                 let now = chrono::Local::now();
@@ -279,14 +246,12 @@ impl AppLog {
                     return;
                 };
                 tokio::time::sleep(wait).await;
-                if tx.send(LogMsg::Rotate).await.is_err() {
-                    return;
-                }
+                send(&commands, &wake, Command::Rotate);
             }
         }));
     }
 
-    /// The shared slot where the writer reports a problem (disk full…).
+    /// The shared slot where the thread reports a problem (disk full…).
     pub fn problem(&self) -> Arc<Mutex<Option<String>>> {
         self.problem.clone()
     }
@@ -324,8 +289,9 @@ impl AppLog {
         Ok(theirs?.into())
     }
 
-    /// Starts copying a child's pipe into the file of `stream`, prefixing
-    /// each line with the time in `date_format` when set.
+    /// Starts copying a child's pipe (read end, non-blocking) into the file
+    /// of `stream`, prefixing each line with the time in `date_format` when
+    /// set.
     pub fn attach(
         &mut self,
         stream: Stream,
@@ -333,44 +299,23 @@ impl AppLog {
         fd: OwnedFd,
         date_format: Option<String>,
     ) {
-        self.reattach(Parked {
+        self.send(Command::Attach(Parked {
             stream,
             instance,
             fd,
             pending: Vec::new(),
             date_format,
-        });
-    }
-
-    /// Goes on reading a pipe, after the `pending` bytes already read from it.
-    fn reattach(&mut self, parked: Parked) {
-        self.readers.retain(|r| !r.is_finished());
-        let tx = self.tx.clone();
-        let frozen = self.freeze.subscribe();
-        let buffers = self.buffers.clone();
-        self.readers.push(tokio::spawn(async move {
-            pump(parked, tx, frozen, &buffers)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!("log pipe read failed: {e}");
-                    None
-                })
         }));
     }
 
-    /// Stops every reader and waits until the writer has written all they
-    /// read; their pipes are held for [`AppLog::frozen`] and
+    /// Stops reading the pipes and waits until everything read from them is
+    /// written; the pipes are held for [`AppLog::frozen`] and
     /// [`AppLog::thaw`].
     pub async fn freeze(&mut self) {
-        self.freeze.send_replace(true);
-        for reader in std::mem::take(&mut self.readers) {
-            if let Ok(Some(parked)) = reader.await {
-                self.parked.push(parked);
-            }
-        }
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(LogMsg::Sync(ack)).await.is_ok() {
-            let _ = done.await;
+        let (reply, parked) = oneshot::channel();
+        self.send(Command::Freeze(reply));
+        if let Ok(parked) = parked.await {
+            self.parked.extend(parked);
         }
     }
 
@@ -390,32 +335,28 @@ impl AppLog {
 
     /// Reads the frozen pipes again (the handover did not happen).
     pub fn thaw(&mut self) {
-        self.freeze.send_replace(false);
         for parked in std::mem::take(&mut self.parked) {
-            self.reattach(parked);
+            self.send(Command::Attach(parked));
         }
     }
 
     /// Goes on reading a pipe handed over by the previous image.
     pub fn resume(&mut self, pipe: FrozenPipe, fd: OwnedFd, date_format: Option<String>) {
-        self.reattach(Parked {
+        self.send(Command::Attach(Parked {
             stream: pipe.stream,
             instance: pipe.instance,
             fd,
             pending: pipe.pending,
             date_format,
-        });
+        }));
     }
 
     /// Empties both files.
     pub async fn truncate(&self) -> io::Result<()> {
-        let (ack, done) = oneshot::channel();
-        let gone = || io::Error::other("log writer stopped");
-        self.tx
-            .send(LogMsg::Truncate(ack))
-            .await
-            .map_err(|_| gone())?;
-        done.await.map_err(|_| gone())?
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Truncate(reply));
+        done.await
+            .map_err(|_| io::Error::other("log thread stopped"))?
     }
 }
 
@@ -424,190 +365,21 @@ impl Drop for AppLog {
         if let Some(timer) = self.schedule.take() {
             timer.abort();
         }
+        self.send(Command::Close);
     }
 }
 
-/// The writer thread's state: the only code that touches the app's files.
-struct Writer {
-    home: Home,
-    app: String,
-    layout: Layout,
-    /// Open files by stream and instance (`None` for the app's merged files).
-    files: HashMap<(Stream, Option<u32>), LogFile>,
-    problem: Arc<Mutex<Option<String>>>,
-    /// Where written chunks go back to the readers.
-    buffers: Arc<Buffers>,
-    /// Reused for chunks with their `log_date_format` prefixes.
-    stamped: Vec<u8>,
-}
-
-impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<LogMsg>) {
-        while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                LogMsg::Lines(stream, instance, bytes, prefix) => {
-                    match prefix {
-                        Some(prefix) => {
-                            let mut stamped = std::mem::take(&mut self.stamped);
-                            stamp(&bytes, &prefix, &mut stamped);
-                            self.write(stream, instance, &stamped);
-                            self.stamped = stamped;
-                        }
-                        None => self.write(stream, instance, &bytes),
-                    }
-                    self.buffers.give(bytes);
-                }
-                LogMsg::Truncate(ack) => {
-                    let result = self.files.values_mut().try_for_each(LogFile::truncate);
-                    let _ = ack.send(result);
-                }
-                LogMsg::Sync(ack) => {
-                    let _ = ack.send(());
-                }
-                LogMsg::Rotate => {
-                    for file in self.files.values_mut() {
-                        file.rotate(&self.layout.rotation, &self.app);
-                    }
-                }
-                LogMsg::Configure(layout) => self.layout = layout,
-            }
-        }
-    }
-
-    fn write(&mut self, stream: Stream, instance: u32, bytes: &[u8]) {
-        match self.file(stream, instance) {
-            Ok(key) => {
-                if let Some(file) = self.files.get_mut(&key) {
-                    file.write(bytes, instance, &self.layout.rotation, &self.app);
-                }
-            }
-            Err(e) => tracing::error!(app = %self.app, "cannot open a log file: {e}"),
-        }
-    }
-
-    /// Opens, on first use, the file an instance's stream goes to; its key.
-    fn file(&mut self, stream: Stream, instance: u32) -> io::Result<(Stream, Option<u32>)> {
-        let key = (stream, (!self.layout.merge).then_some(instance));
-        if !self.files.contains_key(&key) {
-            let (out, err) = file_pair(&self.home, &self.app, key.1);
-            let path = if stream == Stream::Out { out } else { err };
-            self.files.insert(
-                key,
-                LogFile::open(path, key.1.is_none(), self.problem.clone())?,
-            );
-        }
-        Ok(key)
-    }
-}
-
-/// Reads one pipe until EOF, sending whole lines; or until a freeze, then
-/// gives the pipe back with the incomplete line it holds.
-async fn pump(
-    parked: Parked,
-    tx: mpsc::Sender<LogMsg>,
-    mut freeze: watch::Receiver<bool>,
-    buffers: &Buffers,
-) -> io::Result<Option<Parked>> {
-    let Parked {
-        stream,
-        instance,
-        fd,
-        mut pending,
-        date_format,
-    } = parked;
-    enlarge_pipe(&fd);
-    let mut pipe = pipe::Receiver::from_owned_fd(fd)?;
-    let prefix = || {
-        date_format
-            .as_deref()
-            .map(|f| format!("{}: ", chrono::Local::now().format(f)))
-    };
-    loop {
-        // Read straight into the buffer that is sent on: whole lines travel
-        // to the writer without a copy.
-        if pending.capacity() - pending.len() < READ_CHUNK / 4 {
-            pending.reserve(READ_CHUNK);
-        }
-        let read = tokio::select! {
-            biased;
-            () = frozen(&mut freeze) => {
-                let fd = pipe.into_nonblocking_fd()?;
-                return Ok(Some(Parked { stream, instance, fd, pending, date_format }));
-            }
-            // Cancel safe: an unfinished read has taken nothing.
-            read = pipe.read_buf(&mut pending) => read?,
-        };
-        if read == 0 {
-            break;
-        }
-        let cut = match memchr::memrchr(b'\n', &pending) {
-            Some(pos) => pos + 1,
-            None if pending.len() >= MAX_LINE => {
-                pending.push(b'\n');
-                pending.len()
-            }
-            None => continue,
-        };
-        // The incomplete line goes on in a recycled buffer.
-        let mut next = buffers.take();
-        next.extend_from_slice(&pending[cut..]);
-        pending.truncate(cut);
-        let lines = std::mem::replace(&mut pending, next);
-        if tx
-            .send(LogMsg::Lines(stream, instance, lines, prefix()))
-            .await
-            .is_err()
-        {
-            return Ok(None);
-        }
-    }
-    if !pending.is_empty() {
-        pending.push(b'\n');
-        let _ = tx
-            .send(LogMsg::Lines(stream, instance, pending, prefix()))
-            .await;
-    }
-    Ok(None)
-}
-
-/// Resolves once the log is frozen (never, if the log is gone).
-async fn frozen(freeze: &mut watch::Receiver<bool>) {
-    if freeze.wait_for(|f| *f).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Grows the pipe to [`PIPE_SIZE`] (from Linux's 64 KiB), so a chatty app
-/// rarely blocks while the reader is busy; best effort.
-fn enlarge_pipe(fd: &OwnedFd) {
-    use nix::fcntl::{FcntlArg, fcntl};
-    let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
-}
-
-/// Writes into `out` every line of `lines` (which ends with a newline)
-/// prefixed with `<time>: `, as PM2 does with `log_date_format`.
-fn stamp(lines: &[u8], prefix: &str, out: &mut Vec<u8>) {
-    let count = memchr::memchr_iter(b'\n', lines).count();
-    out.clear();
-    out.reserve(lines.len() + count * prefix.len());
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', lines) {
-        out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(&lines[start..=end]);
-        start = end + 1;
+/// Queues `command` for a log thread and wakes it.
+fn send(commands: &mpsc::Sender<Command>, wake: &EventFd, command: Command) {
+    // A thread that stopped (it could not poll) has nothing left to do.
+    if commands.send(command).is_ok() {
+        let _ = wake.write(1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamp_prefixes_each_line() {
-        let mut out = b"stale".to_vec();
-        stamp(b"a\nb\n", "T: ", &mut out);
-        assert_eq!(out, b"T: a\nT: b\n");
-    }
 
     #[test]
     fn pipe_names_round_trip() {

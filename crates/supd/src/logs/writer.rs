@@ -1,0 +1,422 @@
+//! An app's log thread: the only code that reads the app's pipes and
+//! touches its files.
+//!
+//! One thread per app waits in `poll(2)` on every pipe of its instances and
+//! on a wake-up eventfd for [`Command`]s. Each time a pipe is readable it
+//! reads one chunk into that pipe's own buffer, cuts it after the last
+//! newline and appends the whole lines to the file, so lines of different
+//! instances never interleave; the incomplete line stays in the buffer for
+//! the next read. Reading and writing in the same thread is what `cat`
+//! does: the app and this thread run side by side, the buffer is reused
+//! for every chunk, and nothing is handed between threads. When the disk is
+//! slower than the app, this thread is in `write` and reads nothing, so the
+//! pipe fills and the app blocks in its own `write` (backpressure); other
+//! apps have their own threads.
+
+use std::collections::HashMap;
+use std::io::{self, PipeReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::EventFd;
+use supd_proto::Home;
+use tokio::sync::oneshot;
+
+use super::file::LogFile;
+use super::{Layout, Stream, file_pair};
+
+/// The most a pipe's buffer reads at once: it starts at [`FIRST_CHUNK`] and
+/// doubles each time a read fills it, so a quiet app costs a page and a
+/// flooding one reads in big chunks.
+const READ_CHUNK: usize = 256 * 1024;
+/// A new pipe's buffer.
+const FIRST_CHUNK: usize = 4096;
+/// A line longer than this is cut, so one endless line cannot grow memory.
+const MAX_LINE: usize = 1 << 20;
+/// The capacity asked for each app pipe.
+const PIPE_SIZE: usize = 1024 * 1024;
+
+/// What the [`AppLog`](super::AppLog) handle asks of the thread; it
+/// writes the eventfd after each, so a thread waiting in `poll` sees it.
+pub enum Command {
+    /// Start reading a pipe.
+    Attach(Parked),
+    /// Stop reading every pipe and give them back, once everything read
+    /// from them is written.
+    Freeze(oneshot::Sender<Vec<Parked>>),
+    /// Empty every file (`supctl flush`).
+    Truncate(oneshot::Sender<io::Result<()>>),
+    /// Rotate every file now (`log_rotate_interval`).
+    Rotate,
+    /// New rotation settings and layout.
+    Configure(Layout),
+    /// The handle is gone: end once every pipe has ended.
+    Close,
+}
+
+/// A pipe that is not being read: before it is attached, or given back by
+/// a freeze.
+pub struct Parked {
+    /// Which file its lines go to.
+    pub stream: Stream,
+    /// The instance writing to it.
+    pub instance: u32,
+    /// The read end (non-blocking).
+    pub fd: OwnedFd,
+    /// Bytes read but not written: the start of an incomplete line.
+    pub pending: Vec<u8>,
+    /// The `log_date_format` each line is prefixed with, if any.
+    pub date_format: Option<String>,
+}
+
+/// A pipe being read, with the buffer its lines are cut in.
+struct Source {
+    stream: Stream,
+    instance: u32,
+    pipe: PipeReader,
+    /// `buf[..filled]` holds an incomplete line; one byte always stays
+    /// free after the room a read fills, for the newline a cut line gets.
+    buf: Vec<u8>,
+    filled: usize,
+    date_format: Option<String>,
+}
+
+impl Source {
+    fn new(parked: Parked) -> Source {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let Parked {
+            stream,
+            instance,
+            fd,
+            pending,
+            date_format,
+        } = parked;
+        // Best effort: a bigger pipe lets a chatty app run on while a chunk
+        // is written; every read end is opened non-blocking already.
+        let _ = fcntl(&fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
+        let _ = fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        let filled = pending.len();
+        let mut buf = pending;
+        buf.resize(filled.max(FIRST_CHUNK) + 1, 0);
+        Source {
+            stream,
+            instance,
+            pipe: PipeReader::from(fd),
+            buf,
+            filled,
+            date_format,
+        }
+    }
+
+    fn park(self) -> Parked {
+        let mut pending = self.buf;
+        pending.truncate(self.filled);
+        Parked {
+            stream: self.stream,
+            instance: self.instance,
+            fd: self.pipe.into(),
+            pending,
+            date_format: self.date_format,
+        }
+    }
+
+    /// The `log_date_format` prefix for lines read now.
+    fn prefix(&self) -> Option<String> {
+        self.date_format
+            .as_deref()
+            .map(|f| format!("{}: ", chrono::Local::now().format(f)))
+    }
+}
+
+/// What one read of a pipe gave.
+enum Got {
+    /// Whole lines: `buf[..cut]`.
+    Lines(usize),
+    /// Nothing whole yet (or nothing at all).
+    Nothing,
+    /// The pipe's writers are all gone.
+    End,
+}
+
+/// The thread's state.
+pub struct Writer {
+    pub home: Home,
+    pub app: String,
+    pub layout: Layout,
+    /// Open files by stream and instance (`None` for the app's merged files).
+    pub files: HashMap<(Stream, Option<u32>), LogFile>,
+    /// Shared with `show`: the current problem writing the files.
+    pub problem: Arc<Mutex<Option<String>>>,
+    /// Reused for chunks with their `log_date_format` prefixes.
+    pub stamped: Vec<u8>,
+}
+
+impl Writer {
+    /// Serves `commands` and the pipes until the handle is gone and every
+    /// pipe has reached its end.
+    pub fn run(mut self, commands: Receiver<Command>, wake: &EventFd) {
+        let mut sources: Vec<Source> = Vec::new();
+        let mut handle_gone = false;
+        let mut ready = Vec::new();
+        loop {
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Close) => handle_gone = true,
+                    Ok(command) => self.command(command, &mut sources),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        handle_gone = true;
+                        break;
+                    }
+                }
+            }
+            if handle_gone && sources.is_empty() {
+                return;
+            }
+            if let Err(e) = wait(wake, &sources, &mut ready) {
+                tracing::error!(app = %self.app, "log thread cannot poll its pipes: {e}");
+                return;
+            }
+            // A stale wake-up only costs one more look at the commands.
+            let _ = wake.read();
+            // From the end, so removing a finished pipe keeps the others'
+            // indexes.
+            for &i in ready.iter().rev() {
+                if !self.pump(&mut sources[i]) {
+                    sources.swap_remove(i);
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command, sources: &mut Vec<Source>) {
+        match command {
+            Command::Attach(parked) => sources.push(Source::new(parked)),
+            Command::Freeze(reply) => {
+                let _ = reply.send(sources.drain(..).map(Source::park).collect());
+            }
+            Command::Truncate(reply) => {
+                let _ = reply.send(self.files.values_mut().try_for_each(LogFile::truncate));
+            }
+            Command::Rotate => {
+                for file in self.files.values_mut() {
+                    file.rotate(&self.layout.rotation, &self.app);
+                }
+            }
+            Command::Configure(layout) => self.layout = layout,
+            Command::Close => {}
+        }
+    }
+
+    /// Reads one chunk of `source` and writes its whole lines; `false` once
+    /// the pipe has ended (its last line written, newline added).
+    fn pump(&mut self, source: &mut Source) -> bool {
+        let read = read_lines(source).unwrap_or_else(|e| {
+            tracing::warn!(app = %self.app, "log pipe read failed: {e}");
+            Got::End
+        });
+        let (cut, ended) = match read {
+            Got::Lines(cut) => (cut, false),
+            Got::Nothing => return true,
+            Got::End if source.filled > 0 => {
+                source.buf[source.filled] = b'\n';
+                (source.filled + 1, true)
+            }
+            Got::End => return false,
+        };
+        let prefix = source.prefix();
+        let lines = &source.buf[..cut];
+        match prefix {
+            Some(prefix) => {
+                let mut stamped = std::mem::take(&mut self.stamped);
+                stamp(lines, &prefix, &mut stamped);
+                self.write(source.stream, source.instance, &stamped);
+                self.stamped = stamped;
+            }
+            None => self.write(source.stream, source.instance, lines),
+        }
+        if ended {
+            return false;
+        }
+        // The incomplete line moves to the front; a buffer grown for a
+        // long line shrinks back.
+        source.buf.copy_within(cut..source.filled, 0);
+        source.filled -= cut;
+        if source.buf.len() > READ_CHUNK + 1 && source.filled <= READ_CHUNK {
+            source.buf.truncate(READ_CHUNK + 1);
+            source.buf.shrink_to_fit();
+        }
+        true
+    }
+
+    fn write(&mut self, stream: Stream, instance: u32, bytes: &[u8]) {
+        match self.file(stream, instance) {
+            Ok(key) => {
+                if let Some(file) = self.files.get_mut(&key) {
+                    file.write(bytes, instance, &self.layout.rotation, &self.app);
+                }
+            }
+            Err(e) => tracing::error!(app = %self.app, "cannot open a log file: {e}"),
+        }
+    }
+
+    /// Opens, on first use, the file an instance's stream goes to; its key.
+    pub fn file(&mut self, stream: Stream, instance: u32) -> io::Result<(Stream, Option<u32>)> {
+        let key = (stream, (!self.layout.merge).then_some(instance));
+        if !self.files.contains_key(&key) {
+            let (out, err) = file_pair(&self.home, &self.app, key.1);
+            let path = if stream == Stream::Out { out } else { err };
+            self.files.insert(
+                key,
+                LogFile::open(path, key.1.is_none(), self.problem.clone())?,
+            );
+        }
+        Ok(key)
+    }
+}
+
+/// Waits until the eventfd or a pipe is readable; fills `ready` with the
+/// indexes of the readable pipes.
+fn wait(wake: &EventFd, sources: &[Source], ready: &mut Vec<usize>) -> nix::Result<()> {
+    let mut fds: Vec<PollFd> = std::iter::once(wake.as_fd())
+        .chain(sources.iter().map(|s| s.pipe.as_fd()))
+        .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            result => result?,
+        };
+        break;
+    }
+    ready.clear();
+    ready.extend(
+        fds[1..]
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(i, _)| i),
+    );
+    Ok(())
+}
+
+/// Reads what the pipe holds (up to the buffer's room) and finds where its
+/// whole lines end. A read that fills the room grows the buffer, up to
+/// [`READ_CHUNK`], or up to [`MAX_LINE`] while no line has ended; a line
+/// that reaches [`MAX_LINE`] is cut there.
+fn read_lines(source: &mut Source) -> io::Result<Got> {
+    let room = source.buf.len() - 1;
+    let start = source.filled;
+    let read = match source.pipe.read(&mut source.buf[start..room]) {
+        Ok(0) => return Ok(Got::End),
+        Ok(n) => n,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return Ok(Got::Nothing);
+        }
+        Err(e) => return Err(e),
+    };
+    source.filled += read;
+    // Only the new bytes: the pending ones hold no newline.
+    let newline = memchr::memrchr(b'\n', &source.buf[start..source.filled]);
+    let full = source.filled == room;
+    let limit = if newline.is_some() {
+        READ_CHUNK
+    } else {
+        MAX_LINE
+    };
+    if full && room < limit {
+        source.buf.resize((room * 2).min(limit) + 1, 0);
+    }
+    Ok(match newline {
+        Some(pos) => Got::Lines(start + pos + 1),
+        None if full && room >= MAX_LINE => {
+            source.buf[source.filled] = b'\n';
+            source.filled += 1;
+            Got::Lines(source.filled)
+        }
+        None => Got::Nothing,
+    })
+}
+
+/// Writes into `out` every line of `lines` (which ends with a newline)
+/// prefixed with `<time>: `, as PM2 does with `log_date_format`.
+fn stamp(lines: &[u8], prefix: &str, out: &mut Vec<u8>) {
+    let count = memchr::memchr_iter(b'\n', lines).count();
+    out.clear();
+    out.reserve(lines.len() + count * prefix.len());
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', lines) {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(&lines[start..=end]);
+        start = end + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_prefixes_each_line() {
+        let mut out = b"stale".to_vec();
+        stamp(b"a\nb\n", "T: ", &mut out);
+        assert_eq!(out, b"T: a\nT: b\n");
+    }
+
+    /// A source reading from a real pipe, after `pending`, with `bytes`
+    /// already written.
+    fn source_with(pending: &[u8], bytes: &[u8]) -> (Source, std::io::PipeWriter) {
+        use std::io::Write;
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(bytes).unwrap();
+        let source = Source::new(Parked {
+            stream: Stream::Out,
+            instance: 0,
+            fd: reader.into(),
+            pending: pending.to_vec(),
+            date_format: None,
+        });
+        (source, writer)
+    }
+
+    #[test]
+    fn reads_cut_after_the_last_newline_and_keep_the_rest() {
+        let (mut source, writer) = source_with(b"par", b"tial\nnext\nhalf");
+        assert!(matches!(read_lines(&mut source), Ok(Got::Lines(13))));
+        assert_eq!(&source.buf[..source.filled], b"partial\nnext\nhalf");
+        assert!(matches!(read_lines(&mut source), Ok(Got::Nothing)));
+        drop(writer);
+        assert!(matches!(read_lines(&mut source), Ok(Got::End)));
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_at_max_line() {
+        let (mut source, writer) = source_with(b"", b"");
+        let filler = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut writer = writer;
+            let _ = writer.write_all(&vec![b'x'; MAX_LINE + 10]);
+        });
+        let cut = loop {
+            if let Got::Lines(cut) = read_lines(&mut source).unwrap() {
+                break cut;
+            }
+        };
+        assert_eq!(cut, MAX_LINE + 1);
+        assert_eq!(source.buf[MAX_LINE], b'\n');
+        assert!(source.buf[..MAX_LINE].iter().all(|&b| b == b'x'));
+        // Drain the rest, so the filler ends.
+        source.filled = 0;
+        while !matches!(read_lines(&mut source).unwrap(), Got::End) {
+            source.filled = 0;
+        }
+        filler.join().unwrap();
+    }
+}
