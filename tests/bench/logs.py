@@ -8,26 +8,28 @@ start/end time (time.time_ns()) and CPU time. Measured, per round:
 
   1. direct  the writer's stdout redirected to a file in the same temporary folder
              (`> file`): from the writer's first write to its exit; no fsync.
-  2. supd    the writer as a supd app (`supctl start FILE.toml`, `script` = this Python,
+  2. cat     the writer piped into `cat > file`: the same bytes through a pipe and one
+             more process, the floor of any supervisor that reads its apps' pipes.
+  3. supd    the writer as a supd app (`supctl start FILE.toml`, `script` = this Python,
              `args`, `autorestart = false`), with `log_date_format =
              "%Y-%m-%d %H:%M:%S%.3f"` and without: from the writer's first write until
              SUPD_HOME/logs/flood-out.log ends with the last line (size polled every
              2 ms, the tail read when it grows).
-  3. PM2     the same writer under PM2 (ecosystem JSON: `interpreter` = this Python,
+  4. PM2     the same writer under PM2 (ecosystem JSON: `interpreter` = this Python,
              `autorestart: false`), with `log_date_format: "YYYY-MM-DD HH:mm:ss.SSS"`
              (what `--time` sets, with milliseconds so the prefix is the same 25 bytes
              as supd's) and without, until PM2_HOME/logs/flood-out.log ends with the last
              line; bounded (--timeout); when it never completes, what arrived is reported.
   Every file is then checked: N lines, numbers 0..N-1 in order, each line intact
   (prefix + `%09d ` + 100 x's), first and last line.
-  4. The daemon's CPU (utime+stime delta of the supd / PM2 God pid, all threads, from
+  5. The daemon's CPU (utime+stime delta of the supd / PM2 God pid, all threads, from
      /proc) between the start command and the last line, per GB the app wrote, and the
      daemon's peak RSS (VmRSS sampled every 100 ms).
-  5. Lag: a ticker app writes `lag <time.time_ns()> <seq>` every 10 ms for 3 s (one
+  6. Lag: a ticker app writes `lag <time.time_ns()> <seq>` every 10 ms for 3 s (one
      write(2) per line); this script tails its out file (polled every 1 ms) and takes
      the delay from the send time to the poll that saw the line. Once alone, once while
      the writer floods in a second app of the same daemon (--flood-seconds).
-  6. `list` under floods: four apps run the writer, each for --lag-seconds + 2 s, with
+  7. `list` under floods: four apps run the writer, each for --lag-seconds + 2 s, with
      `log_date_format`; meanwhile `supctl list --json` (resp. `pm2 jlist`) runs every
      100 ms and its wall time is taken; then 10 more calls once the floods are over.
 
@@ -252,7 +254,8 @@ def wait_for_file(path: Path, n: int, daemon_pid: int | None, starter: subproces
 
 
 def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> dict:
-    """One throughput run of the writer: direct, or under supd / PM2 with or without a date prefix."""
+    """One throughput run of the writer: direct, through `cat`, or under supd / PM2 with or
+    without a date prefix."""
     label = kind + (" +date" if date else "")
     with tempfile.TemporaryDirectory(prefix=f"logs-{kind}-", dir=bl.ROOT) as tmp_s:
         tmp = Path(tmp_s)
@@ -261,8 +264,8 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
         sup = None
         try:
             daemon_pid = None
-            if kind == "direct":
-                out = tmp / "direct-out.log"
+            if kind in ("direct", "cat"):
+                out = tmp / f"{kind}-out.log"
             else:
                 sup = bl.new_side(kind, tools, tmp, started)
                 daemon_pid = sup.boot()
@@ -277,10 +280,17 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
             c0 = bl.proc_ticks(daemon_pid) if daemon_pid else 0
             th0 = bl.thread_ticks(daemon_pid) if daemon_pid else {}
             t_cmd = time.time_ns()
-            if kind == "direct":
+            if kind in ("direct", "cat"):
                 with out.open("wb") as f:
-                    p = subprocess.Popen([PY, str(writer), str(n), str(stamp)], stdout=f)
+                    if kind == "direct":
+                        p = subprocess.Popen([PY, str(writer), str(n), str(stamp)], stdout=f)
+                    else:
+                        w_p = subprocess.Popen([PY, str(writer), str(n), str(stamp)], stdout=subprocess.PIPE)
+                        p = subprocess.Popen(["cat"], stdin=w_p.stdout, stdout=f)
+                        w_p.stdout.close()  # cat holds the read end alone, so it sees EOF
                     rc = p.wait(timeout=args.timeout)
+                    if kind == "cat":
+                        rc = rc or w_p.wait(timeout=args.timeout)
                 done_ns = time.time_ns()
                 w = {"status": "complete" if rc == 0 else f"writer exit {rc}", "done_ns": done_ns,
                      "bytes": out.stat().st_size, "daemon_rss_max_mib": None}
@@ -331,7 +341,7 @@ def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> 
             # this script, the start command).
             busy_s = (m1[1] - m0[1]) / CLK_TCK
             wall_s = (time.time_ns() - t_cmd) / 1e9
-            ours = (c1 - c0) / CLK_TCK + (me1 - me0) + (ch1 - ch0) + (0 if kind == "direct" else s["cpu_s"])
+            ours = (c1 - c0) / CLK_TCK + (me1 - me0) + (ch1 - ch0) + (0 if kind in ("direct", "cat") else s["cpu_s"])
             res["others_pct"] = round(max(0.0, busy_s - ours) * 100 / (wall_s * (os.cpu_count() or 1)), 1)
             res["check"] = verify(out, n) if w["bytes"] else {"lines": 0, "ok": False}
             c = res["check"]
@@ -485,12 +495,12 @@ def list_run(kind: str, args, started: list, tools: dict) -> dict:
 # --------------------------------------------------------------------------- report
 
 
-SCENARIOS = [("direct", False), ("supd", False), ("supd", True), ("pm2", False), ("pm2", True)]
+SCENARIOS = [("direct", False), ("cat", False), ("supd", False), ("supd", True), ("pm2", False), ("pm2", True)]
 
 
 def scen_label(kind, date):
     """The table label of a throughput scenario."""
-    name = {"direct": "direct `> file`", "supd": "supd", "pm2": "PM2"}[kind]
+    name = {"direct": "direct `> file`", "cat": "`| cat > file`", "supd": "supd", "pm2": "PM2"}[kind]
     if kind == "supd":
         name += " + `log_date_format`" if date else ", no date"
     elif kind == "pm2":
@@ -511,7 +521,7 @@ def markdown(report: dict) -> str:
         "",
         f"Throughput: {a['lines']:,} lines of {LINE_BYTES} bytes ({a['lines'] * LINE_BYTES / 1e6:.0f} MB), "
         f"median of {a['rounds']} interleaved round(s). Time = from the writer's first write to the "
-        "last line in the file (direct: to the writer's exit). MB/s counts the app's bytes (date prefixes "
+        "last line in the file (direct and cat: to their exit). MB/s counts the app's bytes (date prefixes "
         "not included). Daemon CPU = utime+stime of the supd / PM2 daemon process from the start command "
         "to the last line. Others' CPU = busy time of the whole machine (/proc/stat) minus ours (daemon, writer, "
         "this script), in % of all CPUs; it includes the kernel's writeback of our own files. A run above "
@@ -562,7 +572,7 @@ def markdown(report: dict) -> str:
     if per_round:
         lines += ["", "MB/s of each round: " + "; ".join(per_round) + "."]
     detail = []
-    for kind, date in SCENARIOS[1:]:
+    for kind, date in [(k, d) for k, d in SCENARIOS if k in ("supd", "pm2")]:
         good = [r for r in thr.get(kind + ("+date" if date else ""), []) if "error" not in r]
         if not good:
             continue
@@ -689,7 +699,7 @@ def main() -> int:
             if "throughput" not in args.skip:
                 for rnd in range(args.rounds):
                     for kind, date in SCENARIOS:
-                        if kind != "direct" and kind not in tools:
+                        if kind not in ("direct", "cat") and kind not in tools:
                             continue
                         key = kind + ("+date" if date else "")
                         r = None

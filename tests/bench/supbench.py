@@ -141,10 +141,12 @@ def sum_logs(rep: dict) -> tuple[list[Row], list]:
     """Rows of logs.py's report: MB/s and daemon CPU per GB, with and without dates; losses."""
     thr, rows, problems = rep.get("throughput", {}), [], []
     lines = rep.get("args", {}).get("lines", 0)
-    direct = bl.median([r.get("mb_per_s") for r in thr.get("direct", []) if "error" not in r])
+    direct, cat = (bl.median([r.get("mb_per_s") for r in thr.get(k, []) if "error" not in r])
+                   for k in ("direct", "cat"))
     for date, label in (("", "no date prefix"), ("+date", "with `log_date_format`")):
         g = {"supd": thr.get("supd" + date, []), "pm2": thr.get("pm2" + date, [])}
-        rows.append(Row(f"log throughput, {label} (direct `> file`: {bl.fmt(direct, '{:.0f}')} MB/s)", "MB/s",
+        rows.append(Row(f"log throughput, {label} (direct `> file`: {bl.fmt(direct, '{:.0f}')} MB/s; "
+                        f"`| cat > file`: {bl.fmt(cat, '{:.0f}')} MB/s)", "MB/s",
                         *per_run(g, "mb_per_s"), spec="{:.0f}"))
         rows.append(Row(f"daemon CPU per GB of logs, {label}", "s", *per_run(g, "daemon_cpu_s_per_gb")))
         lost = {}
@@ -159,9 +161,9 @@ def sum_logs(rep: dict) -> tuple[list[Row], list]:
         runs = max(len(g["supd"]), len(g["pm2"]))
         rows.append(Row(f"log lines not found intact, {label}: all {runs} run(s) of {lines:,} lines together", "",
                         [lost.get("supd", 0)], [lost.get("pm2", 0)], spec="{:,.0f}"))
-    for r in thr.get("direct", []):
+    for r in thr.get("direct", []) + thr.get("cat", []):
         if "error" in r or not (r.get("check") or {}).get("ok"):
-            problems.append(("harness", f"logs direct: {r.get('error') or r.get('status')}"))
+            problems.append(("harness", f"logs {r.get('kind', 'direct')}: {r.get('error') or r.get('status')}"))
     return rows, problems
 
 

@@ -27,7 +27,6 @@ pub mod file;
 mod index;
 mod writer;
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -177,19 +176,7 @@ impl AppLog {
         fs::create_dir_all(home.log_dir())?;
         fs::create_dir_all(run_dir(home))?;
         let problem = Arc::new(Mutex::new(None));
-        let mut writer = Writer {
-            home: home.clone(),
-            app: name.clone(),
-            layout: Layout::of(config),
-            files: HashMap::new(),
-            problem: problem.clone(),
-            stamped: Vec::new(),
-        };
-        // The app-level files exist from the start, so `logs` finds them.
-        if writer.layout.merge {
-            writer.file(Stream::Out, 0)?;
-            writer.file(Stream::Err, 0)?;
-        }
+        let writer = Writer::new(home, config, problem.clone())?;
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
         )?);

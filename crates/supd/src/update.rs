@@ -8,8 +8,8 @@
 //!    nothing changes.
 //! 2. Every app's operation lock is taken (no reload or scale is midway),
 //!    the reaper pauses (exits stay with the kernel, as zombies), and every
-//!    app actor freezes: its log readers give their pipes back and its
-//!    writer finishes.
+//!    app actor freezes: its log thread writes what it has read and gives
+//!    its pipes back.
 //! 3. The [`Handover`] is written and the daemon `execve`s the new binary
 //!    with `--handover FILE`: same pid, so the apps stay its children, and
 //!    the descriptors named in the handover stay open. The next image takes

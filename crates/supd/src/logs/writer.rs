@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::EventFd;
+use supd_config::AppConfig;
 use supd_proto::Home;
 use tokio::sync::oneshot;
 
@@ -142,18 +143,41 @@ enum Got {
 
 /// The thread's state.
 pub struct Writer {
-    pub home: Home,
-    pub app: String,
-    pub layout: Layout,
+    home: Home,
+    /// The app's name, which names its files.
+    app: String,
+    layout: Layout,
     /// Open files by stream and instance (`None` for the app's merged files).
-    pub files: HashMap<(Stream, Option<u32>), LogFile>,
+    files: HashMap<(Stream, Option<u32>), LogFile>,
     /// Shared with `show`: the current problem writing the files.
-    pub problem: Arc<Mutex<Option<String>>>,
+    problem: Arc<Mutex<Option<String>>>,
     /// Reused for chunks with their `log_date_format` prefixes.
-    pub stamped: Vec<u8>,
+    stamped: Vec<u8>,
 }
 
 impl Writer {
+    /// The state of `config`'s log thread. A merged layout's files are
+    /// created now, so `logs` finds them before the first line.
+    pub fn new(
+        home: &Home,
+        config: &AppConfig,
+        problem: Arc<Mutex<Option<String>>>,
+    ) -> io::Result<Writer> {
+        let mut writer = Writer {
+            home: home.clone(),
+            app: config.name.clone(),
+            layout: Layout::of(config),
+            files: HashMap::new(),
+            problem,
+            stamped: Vec::new(),
+        };
+        if writer.layout.merge {
+            writer.file(Stream::Out, 0)?;
+            writer.file(Stream::Err, 0)?;
+        }
+        Ok(writer)
+    }
+
     /// Serves `commands` and the pipes until the handle is gone and every
     /// pipe has reached its end.
     pub fn run(mut self, commands: Receiver<Command>, wake: &EventFd) {
@@ -263,7 +287,7 @@ impl Writer {
     }
 
     /// Opens, on first use, the file an instance's stream goes to; its key.
-    pub fn file(&mut self, stream: Stream, instance: u32) -> io::Result<(Stream, Option<u32>)> {
+    fn file(&mut self, stream: Stream, instance: u32) -> io::Result<(Stream, Option<u32>)> {
         let key = (stream, (!self.layout.merge).then_some(instance));
         if !self.files.contains_key(&key) {
             let (out, err) = file_pair(&self.home, &self.app, key.1);
