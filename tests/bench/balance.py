@@ -79,6 +79,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     a = parser.parse_args()
+    # The worker's path goes into an ecosystem file, which resolves relative paths
+    # against its own folder: make it absolute.
+    a.bin_dir = os.path.abspath(a.bin_dir)
     rows = [
         measure(a.bin_dir, "Rust user-service (tokio)", os.path.join(a.bin_dir, "user-service"), []),
         measure(a.bin_dir, "Node http (ready.js)", "node", [os.path.join(ROOT, "tests", "fixtures", "ready.js")]),

@@ -28,14 +28,14 @@ use tokio::sync::oneshot;
 use super::file::LogFile;
 use super::{Layout, Stream, file_pair};
 
-/// The most a pipe's buffer reads at once: it starts at [`FIRST_CHUNK`] and
-/// doubles each time a read fills it, so a quiet app costs a page and a
-/// flooding one reads in big chunks.
-const READ_CHUNK: usize = 256 * 1024;
-/// A new pipe's buffer.
+/// A new pipe's buffer: a quiet app costs a page.
 const FIRST_CHUNK: usize = 4096;
-/// A line longer than this is cut, so one endless line cannot grow memory.
-const MAX_LINE: usize = 1 << 20;
+/// The most a pipe's buffer holds. It doubles each time a read fills it, up
+/// to this, so a flooding app is read in big chunks (one lock of the pipe
+/// and one `write` per megabyte), and halves while reads use less than a
+/// quarter of it. A line this long is cut here, so one endless line cannot
+/// grow memory.
+const MAX_CHUNK: usize = 1 << 20;
 /// The capacity asked for each app pipe.
 const PIPE_SIZE: usize = 1024 * 1024;
 
@@ -81,6 +81,9 @@ struct Source {
     /// free after the room a read fills, for the newline a cut line gets.
     buf: Vec<u8>,
     filled: usize,
+    /// How many bytes the last read gave, to shrink a buffer that is
+    /// bigger than the app's output needs.
+    last_read: usize,
     date_format: Option<String>,
 }
 
@@ -107,7 +110,19 @@ impl Source {
             pipe: PipeReader::from(fd),
             buf,
             filled,
+            last_read: 0,
             date_format,
+        }
+    }
+
+    /// Halves the buffer while reads use less than a quarter of it (what
+    /// it holds always fits).
+    fn shrink(&mut self) {
+        let room = self.buf.len() - 1;
+        let half = (room / 2).max(FIRST_CHUNK);
+        if self.last_read < room / 4 && half < room && self.filled <= half {
+            self.buf.truncate(half + 1);
+            self.buf.shrink_to_fit();
         }
     }
 
@@ -264,13 +279,12 @@ impl Writer {
         if ended {
             return false;
         }
-        // The incomplete line moves to the front; a buffer grown for a
-        // long line shrinks back.
+        // The incomplete line moves to the front.
         source.buf.copy_within(cut..source.filled, 0);
         source.filled -= cut;
-        if source.buf.len() > READ_CHUNK + 1 && source.filled <= READ_CHUNK {
-            source.buf.truncate(READ_CHUNK + 1);
-            source.buf.shrink_to_fit();
+        source.shrink();
+        if self.stamped.capacity() > 4 * self.stamped.len().max(FIRST_CHUNK) {
+            self.stamped = Vec::new();
         }
         true
     }
@@ -327,9 +341,8 @@ fn wait(wake: &EventFd, sources: &[Source], ready: &mut Vec<usize>) -> nix::Resu
 }
 
 /// Reads what the pipe holds (up to the buffer's room) and finds where its
-/// whole lines end. A read that fills the room grows the buffer, up to
-/// [`READ_CHUNK`], or up to [`MAX_LINE`] while no line has ended; a line
-/// that reaches [`MAX_LINE`] is cut there.
+/// whole lines end. A read that fills the room doubles the buffer, up to
+/// [`MAX_CHUNK`]; a line that fills [`MAX_CHUNK`] is cut there.
 fn read_lines(source: &mut Source) -> io::Result<Got> {
     let room = source.buf.len() - 1;
     let start = source.filled;
@@ -347,26 +360,23 @@ fn read_lines(source: &mut Source) -> io::Result<Got> {
         Err(e) => return Err(e),
     };
     source.filled += read;
-    // Only the new bytes: the pending ones hold no newline.
-    let newline = memchr::memrchr(b'\n', &source.buf[start..source.filled]);
+    source.last_read = read;
     let full = source.filled == room;
-    let limit = if newline.is_some() {
-        READ_CHUNK
-    } else {
-        MAX_LINE
-    };
-    if full && room < limit {
-        source.buf.resize((room * 2).min(limit) + 1, 0);
+    if full && room < MAX_CHUNK {
+        source.buf.resize((room * 2).min(MAX_CHUNK) + 1, 0);
     }
-    Ok(match newline {
-        Some(pos) => Got::Lines(start + pos + 1),
-        None if full && room >= MAX_LINE => {
-            source.buf[source.filled] = b'\n';
-            source.filled += 1;
-            Got::Lines(source.filled)
-        }
-        None => Got::Nothing,
-    })
+    // Only the new bytes: the pending ones hold no newline.
+    Ok(
+        match memchr::memrchr(b'\n', &source.buf[start..source.filled]) {
+            Some(pos) => Got::Lines(start + pos + 1),
+            None if full && room >= MAX_CHUNK => {
+                source.buf[source.filled] = b'\n';
+                source.filled += 1;
+                Got::Lines(source.filled)
+            }
+            None => Got::Nothing,
+        },
+    )
 }
 
 /// Writes into `out` every line of `lines` (which ends with a newline)
@@ -421,21 +431,39 @@ mod tests {
     }
 
     #[test]
-    fn an_endless_line_is_cut_at_max_line() {
+    fn the_buffer_doubles_while_reads_fill_it_and_halves_when_they_do_not() {
+        use std::io::Write;
+        let (mut source, mut writer) = source_with(b"", &[b'y'; 64 * 1024]);
+        while source.filled < 64 * 1024 {
+            assert!(matches!(read_lines(&mut source), Ok(Got::Nothing)));
+        }
+        // The last read filled 64 KiB exactly: the room doubled once more.
+        assert_eq!(source.buf.len(), 128 * 1024 + 1);
+        writer.write_all(b"\n").unwrap();
+        assert!(matches!(read_lines(&mut source), Ok(Got::Lines(65537))));
+        source.filled = 0; // written
+        source.shrink();
+        assert_eq!(source.buf.len(), 64 * 1024 + 1);
+        source.shrink();
+        assert_eq!(source.buf.len(), 32 * 1024 + 1);
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_at_max_chunk() {
         let (mut source, writer) = source_with(b"", b"");
         let filler = std::thread::spawn(move || {
             use std::io::Write;
             let mut writer = writer;
-            let _ = writer.write_all(&vec![b'x'; MAX_LINE + 10]);
+            let _ = writer.write_all(&vec![b'x'; MAX_CHUNK + 10]);
         });
         let cut = loop {
             if let Got::Lines(cut) = read_lines(&mut source).unwrap() {
                 break cut;
             }
         };
-        assert_eq!(cut, MAX_LINE + 1);
-        assert_eq!(source.buf[MAX_LINE], b'\n');
-        assert!(source.buf[..MAX_LINE].iter().all(|&b| b == b'x'));
+        assert_eq!(cut, MAX_CHUNK + 1);
+        assert_eq!(source.buf[MAX_CHUNK], b'\n');
+        assert!(source.buf[..MAX_CHUNK].iter().all(|&b| b == b'x'));
         // Drain the rest, so the filler ends.
         source.filled = 0;
         while !matches!(read_lines(&mut source).unwrap(), Got::End) {
