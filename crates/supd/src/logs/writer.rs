@@ -101,9 +101,11 @@ impl Source {
         // is written; every read end is opened non-blocking already.
         let _ = fcntl(&fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
         let _ = fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        // Room for a read after what is pending (an incomplete line, so
+        // shorter than MAX_CHUNK).
         let filled = pending.len();
         let mut buf = pending;
-        buf.resize(filled.max(FIRST_CHUNK) + 1, 0);
+        buf.resize((filled + FIRST_CHUNK).min(MAX_CHUNK) + 1, 0);
         Source {
             stream,
             instance,
@@ -428,6 +430,13 @@ mod tests {
         assert!(matches!(read_lines(&mut source), Ok(Got::Nothing)));
         drop(writer);
         assert!(matches!(read_lines(&mut source), Ok(Got::End)));
+    }
+
+    #[test]
+    fn a_long_pending_line_leaves_room_to_read() {
+        let pending = vec![b'p'; 3 * FIRST_CHUNK];
+        let (mut source, _writer) = source_with(&pending, b"end\n");
+        assert!(matches!(read_lines(&mut source), Ok(Got::Lines(n)) if n == pending.len() + 4));
     }
 
     #[test]
