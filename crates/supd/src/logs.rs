@@ -76,8 +76,9 @@ pub struct AppLog {
     app: String,
     /// Where its pipes are made ([`run_dir`]).
     run_dir: PathBuf,
-    /// The thread's queue, and the eventfd that wakes it for each command.
+    /// The thread's queue.
     commands: mpsc::Sender<Command>,
+    /// Written after each command, so the thread leaves `poll` to read it.
     wake: Arc<EventFd>,
     /// A problem writing the files (disk full…), for `show`.
     problem: Arc<Mutex<Option<String>>>,
