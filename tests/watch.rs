@@ -48,7 +48,16 @@ fn after_restarts(supd: &Supd, name: &str, n: u64) -> Vec<Value> {
                 .filter_map(|i| i["restarts"].as_u64())
                 .sum();
             let online = instances.iter().all(|i| i["status"] == "online");
-            (total >= n && online).then_some(instances)
+            // Mid-reload a slot lists its old process beside the new one,
+            // both online, until the old one is retired.
+            let mut slots: Vec<u64> = instances
+                .iter()
+                .filter_map(|i| i["instance"].as_u64())
+                .collect();
+            slots.sort_unstable();
+            slots.dedup();
+            let one_per_slot = slots.len() == instances.len();
+            (total >= n && online && one_per_slot).then_some(instances)
         },
     )
 }
