@@ -170,6 +170,8 @@ pub struct Writer {
     problem: Arc<Mutex<Option<String>>>,
     /// Reused for chunks with their `log_date_format` prefixes.
     stamped: Vec<u8>,
+    /// The handle is gone: the thread ends once every pipe has ended.
+    closed: bool,
 }
 
 impl Writer {
@@ -187,6 +189,7 @@ impl Writer {
             files: HashMap::new(),
             problem,
             stamped: Vec::new(),
+            closed: false,
         };
         if writer.layout.merge {
             writer.file(Stream::Out, 0)?;
@@ -199,21 +202,19 @@ impl Writer {
     /// pipe has reached its end.
     pub fn run(mut self, commands: Receiver<Command>, wake: &EventFd) {
         let mut sources: Vec<Source> = Vec::new();
-        let mut handle_gone = false;
         let mut ready = Vec::new();
         loop {
             loop {
                 match commands.try_recv() {
-                    Ok(Command::Close) => handle_gone = true,
                     Ok(command) => self.command(command, &mut sources),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
-                        handle_gone = true;
+                        self.closed = true;
                         break;
                     }
                 }
             }
-            if handle_gone && sources.is_empty() {
+            if self.closed && sources.is_empty() {
                 return;
             }
             if let Err(e) = wait(wake, &sources, &mut ready) {
@@ -247,7 +248,7 @@ impl Writer {
                 }
             }
             Command::Configure(layout) => self.layout = layout,
-            Command::Close => {}
+            Command::Close => self.closed = true,
         }
     }
 
