@@ -30,12 +30,17 @@ use super::{Layout, Stream, file_pair};
 
 /// A new pipe's buffer: a quiet app costs a page.
 const FIRST_CHUNK: usize = 4096;
+/// The most one read takes from a pipe. The read holds the pipe's lock
+/// while it copies, so the app cannot write meanwhile; and the chunk is
+/// written to the file right after, best while it is still in the CPU's
+/// cache. With 1 MiB reads from a 1 MiB pipe a flood moved at half the
+/// speed it does with 128 KiB reads (see `docs/benchmarks.md`).
+const MAX_READ: usize = 128 * 1024;
 /// The most a pipe's buffer holds. It doubles each time a read fills it, up
-/// to this, so a flooding app is read in big chunks (one lock of the pipe
-/// and one `write` per megabyte), and halves while reads use less than a
-/// quarter of it. A line this long is cut here, so one endless line cannot
-/// grow memory.
-const MAX_CHUNK: usize = 1 << 20;
+/// to this, and halves while reads use less than a quarter of it; beyond
+/// [`MAX_READ`] it grows only for an incomplete line. A line this long is
+/// cut here, so one endless line cannot grow memory.
+const MAX_LINE: usize = 1 << 20;
 /// The capacity asked for each app pipe.
 const PIPE_SIZE: usize = 1024 * 1024;
 
@@ -102,10 +107,10 @@ impl Source {
         let _ = fcntl(&fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
         let _ = fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
         // Room for a read after what is pending (an incomplete line, so
-        // shorter than MAX_CHUNK).
+        // shorter than MAX_LINE).
         let filled = pending.len();
         let mut buf = pending;
-        buf.resize((filled + FIRST_CHUNK).min(MAX_CHUNK) + 1, 0);
+        buf.resize((filled + FIRST_CHUNK).min(MAX_LINE) + 1, 0);
         Source {
             stream,
             instance,
@@ -343,13 +348,14 @@ fn wait(wake: &EventFd, sources: &[Source], ready: &mut Vec<usize>) -> nix::Resu
     Ok(())
 }
 
-/// Reads what the pipe holds (up to the buffer's room) and finds where its
-/// whole lines end. A read that fills the room doubles the buffer, up to
-/// [`MAX_CHUNK`]; a line that fills [`MAX_CHUNK`] is cut there.
+/// Reads what the pipe holds (up to [`MAX_READ`] and the buffer's room)
+/// and finds where its whole lines end. A read that fills the room doubles the buffer, up to
+/// [`MAX_LINE`]; a line that fills [`MAX_LINE`] is cut there.
 fn read_lines(source: &mut Source) -> io::Result<Got> {
     let room = source.buf.len() - 1;
     let start = source.filled;
-    let read = match source.pipe.read(&mut source.buf[start..room]) {
+    let end = room.min(start + MAX_READ);
+    let read = match source.pipe.read(&mut source.buf[start..end]) {
         Ok(0) => return Ok(Got::End),
         Ok(n) => n,
         Err(e)
@@ -365,14 +371,14 @@ fn read_lines(source: &mut Source) -> io::Result<Got> {
     source.filled += read;
     source.last_read = read;
     let full = source.filled == room;
-    if full && room < MAX_CHUNK {
-        source.buf.resize((room * 2).min(MAX_CHUNK) + 1, 0);
+    if full && room < MAX_LINE {
+        source.buf.resize((room * 2).min(MAX_LINE) + 1, 0);
     }
     // Only the new bytes: the pending ones hold no newline.
     Ok(
         match memchr::memrchr(b'\n', &source.buf[start..source.filled]) {
             Some(pos) => Got::Lines(start + pos + 1),
-            None if full && room >= MAX_CHUNK => {
+            None if full && room >= MAX_LINE => {
                 source.buf[source.filled] = b'\n';
                 source.filled += 1;
                 Got::Lines(source.filled)
@@ -459,21 +465,41 @@ mod tests {
     }
 
     #[test]
-    fn an_endless_line_is_cut_at_max_chunk() {
+    fn a_flood_is_read_in_chunks_of_at_most_max_read() {
+        use std::io::Write;
+        let (mut source, mut writer) = source_with(b"", b"");
+        // The pipe was grown to PIPE_SIZE: a million bytes wait in it.
+        let line = [b"y".repeat(99), b"\n".to_vec()].concat();
+        writer.write_all(&line.repeat(10_000)).unwrap();
+        let mut total = 0;
+        while total < 1_000_000 {
+            if let Got::Lines(cut) = read_lines(&mut source).unwrap() {
+                assert!(source.last_read <= MAX_READ);
+                total += cut;
+                source.buf.copy_within(cut..source.filled, 0);
+                source.filled -= cut;
+            }
+        }
+        // Short lines never grow the buffer past two reads' worth.
+        assert!(source.buf.len() <= 2 * MAX_READ + 1);
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_at_max_line() {
         let (mut source, writer) = source_with(b"", b"");
         let filler = std::thread::spawn(move || {
             use std::io::Write;
             let mut writer = writer;
-            let _ = writer.write_all(&vec![b'x'; MAX_CHUNK + 10]);
+            let _ = writer.write_all(&vec![b'x'; MAX_LINE + 10]);
         });
         let cut = loop {
             if let Got::Lines(cut) = read_lines(&mut source).unwrap() {
                 break cut;
             }
         };
-        assert_eq!(cut, MAX_CHUNK + 1);
-        assert_eq!(source.buf[MAX_CHUNK], b'\n');
-        assert!(source.buf[..MAX_CHUNK].iter().all(|&b| b == b'x'));
+        assert_eq!(cut, MAX_LINE + 1);
+        assert_eq!(source.buf[MAX_LINE], b'\n');
+        assert!(source.buf[..MAX_LINE].iter().all(|&b| b == b'x'));
         // Drain the rest, so the filler ends.
         source.filled = 0;
         while !matches!(read_lines(&mut source).unwrap(), Got::End) {
