@@ -197,3 +197,139 @@ fn a_binary_that_cannot_take_over_is_refused_and_nothing_changes() {
     assert_eq!(ping(&supd)["pid"], before["pid"]);
     supd.ok(&["kill"]);
 }
+
+/// The daemon thread named `log-<app>`, if it waits in `pipe_write`.
+fn log_thread_blocked(daemon: u32, app: &str) -> Option<()> {
+    let tasks = std::fs::read_dir(format!("/proc/{daemon}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        let wchan = std::fs::read_to_string(task.path().join("wchan")).ok()?;
+        (comm.trim() == format!("log-{app}") && wchan.contains("pipe_write")).then_some(())
+    })
+}
+
+#[test]
+fn a_readiness_notice_sent_during_the_handover_reaches_the_next_image() {
+    use std::io::{BufRead, Read};
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let supd = Supd::new();
+    let (binary, _daemon) = daemon_from_a_copy(&supd);
+    // "late": its first process says READY=1 at once and exits when told;
+    // the one started after it waits for the test to say READY=1 for it.
+    let (once, crash) = (supd.work().join("once"), supd.work().join("crash"));
+    let late = supd.write(
+        "late.py",
+        &format!(
+            "import os, socket, sys, time\n\
+             if not os.path.exists({once:?}):\n    open({once:?}, 'w').close()\n    \
+             a = os.environ['NOTIFY_SOCKET']\n    \
+             socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', '\\0' + a[1:])\n    \
+             while not os.path.exists({crash:?}):\n        time.sleep(0.01)\n    sys.exit(1)\n\
+             time.sleep(600)\n"
+        ),
+    );
+    // "disk": its log "file" is a FIFO nobody reads yet, so its log thread
+    // blocks writing, and so does its freeze: the update stands still with
+    // "late" (registered first) already frozen.
+    let logs = supd.home().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let disk = logs.join("disk-out.log");
+    nix::unistd::mkfifo(&disk, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&disk)
+        .unwrap();
+    let flood = supd.write(
+        "flood.py",
+        "import sys, time\nsys.stdout.write(('y' * 99 + '\\n') * 30_001)\nsys.stdout.flush()\ntime.sleep(600)\n",
+    );
+    let eco = |name: &str, body: String| supd.write(name, &body);
+    let late_file = eco(
+        "late.toml",
+        format!(
+            "[[apps]]\nname = \"late\"\nscript = \"python3\"\nargs = [\"{}\"]\nwait_ready = true\nlisten_timeout = \"60s\"\nrestart_delay = 0\n",
+            late.display()
+        ),
+    );
+    let disk_file = eco(
+        "disk.toml",
+        format!(
+            "[[apps]]\nname = \"disk\"\nscript = \"python3\"\nargs = [\"{}\"]\n",
+            flood.display()
+        ),
+    );
+    supd.ok(&["start", late_file.to_str().unwrap()]);
+    supd.ok(&["start", disk_file.to_str().unwrap()]);
+    let daemon = supd.daemon_pid().unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the disk app's log thread blocked",
+        || log_thread_blocked(daemon, "disk"),
+    );
+
+    // "late" crashes and is restarted: its new process is launching.
+    let first = supd.instance("late", 0)["pid"].as_u64().unwrap();
+    std::fs::write(&crash, "").unwrap();
+    let launching = supd.wait_instance("late", 0, "late restarted, launching", |p| {
+        p["status"] == "launching" && p["pid"].as_u64().is_some_and(|pid| pid != first)
+    });
+    let pid = launching["pid"].as_u64().unwrap();
+
+    install(&bin("supd"), &binary);
+    let mut update = supd
+        .cmd(&["update"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(update.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("checked") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "update ended early");
+    }
+    // The update is on its way (and will wait for "disk"): READY=1 now.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let address = environ
+        .split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(b"NOTIFY_SOCKET=@"))
+        .expect("the process has an abstract NOTIFY_SOCKET");
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(address).unwrap();
+    std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .send_to_addr(b"READY=1", &address)
+        .unwrap();
+
+    // The disk takes the lines again; the update goes through.
+    let drained = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while total < 3_000_100 && std::time::Instant::now() < deadline {
+            match reader.read(&mut buf) {
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        total
+    });
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(update.wait().unwrap().success());
+    assert!(rest.contains("updated in place"), "{rest}");
+    assert_eq!(
+        drained.join().unwrap(),
+        3_000_100,
+        "every line of the disk app"
+    );
+
+    // The next image read the notice: online, not restarted again.
+    let online = supd.wait_instance("late", 0, "late online", |p| p["status"] == "online");
+    assert_eq!(online["pid"].as_u64(), Some(pid));
+    assert_eq!(online["restarts"], 1);
+    supd.ok(&["kill"]);
+}

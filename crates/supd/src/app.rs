@@ -133,7 +133,8 @@ pub enum Command {
     /// Empty the log files.
     Flush(oneshot::Sender<std::io::Result<()>>),
     /// Stop acting and describe everything for the daemon's next image
-    /// (`update`); commands wait and child events stay queued until `Thaw`.
+    /// (`update`); commands wait and child events stay queued until `Thaw`,
+    /// and notices stay unread in their sockets.
     Freeze(oneshot::Sender<FrozenApp>),
     /// Act again: the next image did not take over.
     Thaw(oneshot::Sender<()>),
@@ -179,6 +180,10 @@ struct App {
     reaper: Reaper,
     log: AppLog,
     events: mpsc::UnboundedSender<Event>,
+    /// Where `events` arrive.
+    inbox: mpsc::UnboundedReceiver<Event>,
+    /// Open while the processes' notices may be read (see [`readiness::Gate`]).
+    notices: readiness::Gate,
     view: watch::Sender<AppView>,
     trouble: mpsc::UnboundedSender<Trouble>,
     state: StateFile,
@@ -190,8 +195,19 @@ struct App {
     /// Copies of each running process's channels, by generation, to hand
     /// them over at an `update` (the originals are read by its watcher).
     channels: HashMap<u64, Kept>,
-    /// Frozen for an `update`: commands received meanwhile wait here.
-    frozen: Option<Vec<Command>>,
+    /// Frozen for an `update`.
+    frozen: Option<Frozen>,
+}
+
+/// An app frozen for an `update`, until the exec or a thaw.
+struct Frozen {
+    /// Commands received meanwhile, run at the thaw.
+    commands: Vec<Command>,
+    /// Events queued before the freeze, other than notices, handled at the
+    /// thaw before the ones queued after.
+    events: Vec<Event>,
+    /// Holds the notice gate closed.
+    _notices: tokio::sync::OwnedRwLockWriteGuard<()>,
 }
 
 /// Copies of one process's notify socket and IPC channel.
@@ -227,8 +243,8 @@ pub fn spawn_actor(
     // Every slot exists from the start, stopped, so `list` shows an app
     // that is registered but not running (a resurrected stopped app).
     let instances: Vec<Instance> = (0..config.instances).map(Instance::new).collect();
-    let (app, actor, channels) = App::new(config, base_env, instances, listener, 1, with);
-    tokio::spawn(app.run(channels.0, channels.1));
+    let (app, actor, commands) = App::new(config, base_env, instances, listener, 1, with);
+    tokio::spawn(app.run(commands));
     Ok(actor)
 }
 
@@ -254,10 +270,10 @@ pub fn resume_actor(
         let fds = sockets.into_iter().map(|fd| unsafe { handover::take(fd) });
         SlotSockets::adopt(port, fds.collect())
     });
-    let (mut app, actor, channels) =
+    let (mut app, actor, commands) =
         App::new(config, base_env, instances, listener, next_generation, with);
     app.adopt(processes, exits);
-    tokio::spawn(app.run(channels.0, channels.1));
+    tokio::spawn(app.run(commands));
     actor
 }
 
@@ -273,7 +289,7 @@ fn bind(config: &AppConfig) -> Result<Option<SlotSockets>, String> {
 }
 
 impl App {
-    /// An actor's state and channels, not running yet.
+    /// An actor's state, its handle and its command queue, not running yet.
     fn new(
         config: AppConfig,
         base_env: BTreeMap<String, String>,
@@ -281,14 +297,7 @@ impl App {
         listener: Option<SlotSockets>,
         next_generation: u64,
         with: Surroundings,
-    ) -> (
-        App,
-        Actor,
-        (
-            mpsc::UnboundedReceiver<Command>,
-            mpsc::UnboundedReceiver<Event>,
-        ),
-    ) {
+    ) -> (App, Actor, mpsc::UnboundedReceiver<Command>) {
         let config = Arc::new(config);
         let base_env = Arc::new(base_env);
         let (view_tx, view_rx) = watch::channel(AppView {
@@ -312,6 +321,8 @@ impl App {
             reaper,
             log,
             events: ev_tx,
+            inbox: ev_rx,
+            notices: readiness::Gate::default(),
             view: view_tx,
             trouble,
             state,
@@ -322,28 +333,27 @@ impl App {
             channels: HashMap::new(),
             frozen: None,
         };
-        (app, (cmd_tx, view_rx), (cmd_rx, ev_rx))
+        (app, (cmd_tx, view_rx), cmd_rx)
     }
 
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        mut events: mpsc::UnboundedReceiver<Event>,
-    ) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while !self.deleted {
             tokio::select! {
                 Some(cmd) = commands.recv() => match (&mut self.frozen, cmd) {
                     (Some(_), Command::Thaw(reply)) => {
                         self.log.thaw();
-                        for cmd in self.frozen.take().unwrap_or_default() {
-                            self.on_command(cmd).await;
+                        if let Some(frozen) = self.frozen.take() {
+                            frozen.events.into_iter().for_each(|ev| self.on_event(ev));
+                            for cmd in frozen.commands {
+                                self.on_command(cmd).await;
+                            }
                         }
                         let _ = reply.send(());
                     }
-                    (Some(waiting), cmd) => waiting.push(cmd),
+                    (Some(frozen), cmd) => frozen.commands.push(cmd),
                     (None, cmd) => self.on_command(cmd).await,
                 },
-                Some(ev) = events.recv(), if self.frozen.is_none() => self.on_event(ev),
+                Some(ev) = self.inbox.recv(), if self.frozen.is_none() => self.on_event(ev),
                 else => break,
             }
             self.settle();
@@ -478,7 +488,21 @@ impl App {
             }
             Command::Freeze(reply) => {
                 self.log.freeze().await;
-                self.frozen = Some(Vec::new());
+                // No notice is read from here on; the ones read before are
+                // handled now, so the handover has them. Other events wait.
+                let closed = self.notices.clone().write_owned().await;
+                let mut events = Vec::new();
+                while let Ok(event) = self.inbox.try_recv() {
+                    match event {
+                        Event::Notice { .. } => self.on_event(event),
+                        other => events.push(other),
+                    }
+                }
+                self.frozen = Some(Frozen {
+                    commands: Vec::new(),
+                    events,
+                    _notices: closed,
+                });
                 let _ = reply.send(self.describe());
             }
             Command::Thaw(reply) | Command::Published(reply) => {
@@ -583,6 +607,7 @@ impl App {
             (notify, ipc)
         });
         let events = self.events.clone();
+        let gate = self.notices.clone();
         tokio::spawn(async move {
             let notices = events.clone();
             let on_notice = move |notice| {
@@ -590,7 +615,7 @@ impl App {
             };
             let listening = async {
                 match listen {
-                    Some((notify, ipc)) => readiness::listen(notify, ipc, on_notice).await,
+                    Some((notify, ipc)) => readiness::listen(notify, ipc, gate, on_notice).await,
                     None => std::future::pending().await,
                 }
             };

@@ -10,10 +10,11 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::linux::net::SocketAddrExt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{UnixDatagram, UnixStream};
+use tokio::sync::RwLock;
 
 /// Something an instance told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,25 +105,59 @@ pub fn parse_notify(datagram: &[u8]) -> Vec<Notice> {
         .collect()
 }
 
+/// Closed (write-locked) while an `update` hands the app over. Notices are
+/// read only while it is open, so those sent meanwhile wait in their
+/// sockets, which the next image takes over and reads, instead of being
+/// read by this image and lost with it.
+pub type Gate = Arc<RwLock<()>>;
+
 /// Reads one process's notify socket and IPC channel, calling `on_notice`
-/// for each notice, until the returned future is dropped.
-pub async fn listen(notify: UnixDatagram, ipc: Option<UnixStream>, on_notice: impl Fn(Notice)) {
+/// for each notice, until the returned future is dropped. Everything
+/// waiting is read at once under `gate`, without an await, so once a
+/// freeze holds the gate no notice is being read.
+pub async fn listen(
+    notify: UnixDatagram,
+    mut ipc: Option<UnixStream>,
+    gate: Gate,
+    on_notice: impl Fn(Notice),
+) {
     let mut buf = vec![0u8; 4096];
-    let mut lines = ipc.map(|s| BufReader::new(s).lines());
+    // IPC bytes after the last newline: the start of a message.
+    let mut partial = Vec::new();
     loop {
-        tokio::select! {
-            got = notify.recv(&mut buf) => {
-                if let Ok(n) = got {
-                    parse_notify(&buf[..n]).into_iter().for_each(&on_notice);
-                }
+        let ready = tokio::select! {
+            ready = notify.readable() => ready,
+            ready = async { ipc.as_ref()?.readable().await.ok() }, if ipc.is_some() => {
+                ready.ok_or_else(|| io::Error::other("the IPC channel failed"))
             }
-            line = async { lines.as_mut()?.next_line().await.ok().flatten() }, if lines.is_some() => {
-                match line {
+        };
+        if ready.is_err() {
+            return;
+        }
+        let _open = gate.read().await;
+        loop {
+            match notify.try_recv(&mut buf) {
+                Ok(n) => parse_notify(&buf[..n]).into_iter().for_each(&on_notice),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
+        }
+        while let Some(stream) = &ipc {
+            match stream.try_read(&mut buf) {
+                Ok(0) => ipc = None,
+                Ok(n) => {
+                    partial.extend_from_slice(&buf[..n]);
+                    let whole = memchr::memrchr(b'\n', &partial).map_or(0, |i| i + 1);
                     // PM2's wait_ready: process.send('ready') in JSON lines.
-                    Some(l) if l.trim() == "\"ready\"" => on_notice(Notice::Ready),
-                    Some(_) => {}
-                    None => lines = None,
+                    let ready = partial[..whole]
+                        .split(|&b| b == b'\n')
+                        .filter(|line| line.trim_ascii() == b"\"ready\"")
+                        .count();
+                    partial.drain(..whole);
+                    (0..ready).for_each(|_| on_notice(Notice::Ready));
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => ipc = None,
             }
         }
     }
