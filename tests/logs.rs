@@ -454,6 +454,25 @@ fn a_slow_disk_slows_the_app_and_loses_nothing_while_others_go_on() {
 }
 
 #[test]
+fn a_log_file_that_is_a_fifo_nobody_reads_is_refused_without_stopping_the_daemon() {
+    let supd = Supd::new();
+    supd.ok(&["ping"]);
+    let logs = supd.home().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let fifo = logs.join("stuck-out.log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err = supd.fails(&["start", "sleep", "--name", "stuck", "--", "300"]);
+    assert!(
+        err.contains("app \"stuck\"") && err.contains(fifo.to_str().unwrap()),
+        "{err}"
+    );
+    // The daemon did not wait for a reader: it answers and starts others.
+    supd.ok(&["start", "sleep", "--name", "fine", "--", "300"]);
+    assert_eq!(supd.instance("fine", 0)["status"], "online");
+    supd.ok(&["kill"]);
+}
+
+#[test]
 fn a_full_disk_never_stops_the_app_and_writing_resumes() {
     let supd = Supd::new();
     supd.ok(&["ping"]);

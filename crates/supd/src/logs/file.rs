@@ -44,7 +44,8 @@ impl LogFile {
         problem: Arc<Mutex<Option<String>>>,
     ) -> io::Result<LogFile> {
         let index = merged.then(|| IndexFile::of(&path));
-        let file = open_append(&path)?;
+        let file = open_append(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let size = file.metadata()?.len();
         Ok(LogFile {
             index,
@@ -169,9 +170,20 @@ impl LogFile {
     }
 }
 
-/// Opens `path` for appending, creating it.
+/// Opens `path` for appending, creating it. Opening never blocks: a FIFO
+/// nobody reads is refused (ENXIO) instead of stopping the daemon, and a
+/// FIFO somebody reads is then written in blocking mode like a file.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)?;
+    let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(blocking))?;
+    Ok(file)
 }
 
 fn gz(path: &Path) -> PathBuf {
