@@ -1,4 +1,4 @@
-//! Operations: save and resurrect.
+//! Operations: save and resurrect, the daemon's own log.
 
 use std::time::Duration;
 
@@ -178,4 +178,64 @@ fn the_daemon_tells_systemd_ready_and_stopping() {
     .unwrap();
     let n = notify.recv(&mut buf).expect("STOPPING=1");
     assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+#[test]
+fn supd_log_is_rotated_at_its_size_keeping_one_old_file() {
+    use std::os::unix::fs::MetadataExt;
+    let supd = Supd::new();
+    supd.start_with(|cmd| {
+        cmd.env("SUPD_LOG_MAX_SIZE", "16K");
+    });
+    // A crash loop: each crash writes lines to the daemon's log.
+    let eco = supd.write(
+        "loop.toml",
+        "[[apps]]\nname = \"loop\"\nscript = \"sh\"\nargs = [\"-c\", \"exit 1\"]\nmax_restarts = 100000\nrestart_delay = 0\n",
+    );
+    supd.ok(&["start", eco.to_str().unwrap()]);
+    let (log, old) = (supd.home().join("supd.log"), supd.home().join("supd.log.1"));
+    let limit = 16 * 1024;
+    let first = wait_for(Duration::from_secs(30), "a first rotation", || {
+        std::fs::metadata(&old).ok()
+    });
+    // Rotated once past the size, after a whole line.
+    assert!(
+        first.len() >= limit && first.len() < limit + 1024,
+        "{}",
+        first.len()
+    );
+    let text = std::fs::read_to_string(&old).unwrap();
+    assert!(text.ends_with('\n') && text.contains("exited"), "{text}");
+    // Then again: the old file is replaced, never a third one kept.
+    let second = wait_for(Duration::from_secs(30), "a second rotation", || {
+        std::fs::metadata(&old)
+            .ok()
+            .filter(|m| m.ino() != first.ino())
+    });
+    assert!(second.len() >= limit && second.len() < limit + 1024);
+    assert!(std::fs::metadata(&log).unwrap().len() < limit + 1024);
+    let logs: Vec<_> = std::fs::read_dir(supd.home())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("supd.log"))
+        .collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    // The daemon goes on writing to the new file.
+    wait_for(Duration::from_secs(10), "lines in the new supd.log", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("exited"))
+    });
+    supd.ok(&["kill"]);
+}
+
+#[test]
+fn a_bad_supd_log_max_size_is_refused_at_start() {
+    let supd = Supd::new();
+    let mut ping = supd.cmd(&["ping"]);
+    ping.env("SUPD_LOG_MAX_SIZE", "huge");
+    let out = supd.output(ping, &["ping"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SUPD_LOG_MAX_SIZE=\"huge\""), "{err}");
 }

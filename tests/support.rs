@@ -136,7 +136,7 @@ impl Supd {
     }
 
     /// Runs a supctl command to completion, bounded like [`Supd::run`].
-    fn output(&self, mut cmd: std::process::Command, args: &[&str]) -> std::process::Output {
+    pub fn output(&self, mut cmd: std::process::Command, args: &[&str]) -> std::process::Output {
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn supctl");
@@ -182,14 +182,22 @@ impl Supd {
         use nix::sys::resource::{Resource, getrlimit, setrlimit};
         use std::os::unix::process::CommandExt;
         let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        self.start_with(|cmd| {
+            // SAFETY: setrlimit is a plain system call, fine between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        });
+    }
+
+    /// Starts the daemon (`supctl ping`) from a `supctl` command `setup`
+    /// prepared: the daemon inherits its environment and limits.
+    pub fn start_with(&self, setup: impl FnOnce(&mut std::process::Command)) {
         let mut cmd = self.cmd(&["ping"]);
-        // SAFETY: setrlimit is a plain system call, fine between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)
-                    .map_err(std::io::Error::from)
-            });
-        }
+        setup(&mut cmd);
         succeeded(self.output(cmd, &["ping"]), &["ping"]);
     }
 

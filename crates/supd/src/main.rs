@@ -7,6 +7,7 @@
 mod app;
 mod control;
 mod cron;
+mod daemon_log;
 mod dump;
 mod handover;
 mod health;
@@ -77,8 +78,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    let log = match daemon_log::DaemonLog::new(&Home::from_env()) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("supd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(move || log.clone())
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG")
