@@ -300,3 +300,48 @@ fn an_unmodified_pm2_style_node_app_runs_in_cluster_mode_and_reloads_under_load(
         "three reloads of two instances are counted once each"
     );
 }
+
+#[test]
+fn a_reload_counts_from_the_newest_process_while_older_ones_are_still_stopping() {
+    let supd = Supd::new();
+    // Each replaced process takes until the test says so to exit; said at
+    // the latest when the test ends, passed or not (before `supd` drops).
+    struct Release(std::path::PathBuf);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, "");
+        }
+    }
+    let release = Release(supd.work().join("release"));
+    let slow = supd.script(
+        "slow.sh",
+        &format!(
+            "trap 'while [ ! -f {} ]; do sleep 0.05; done; exit 0' INT TERM\nwhile :; do sleep 0.1; done",
+            release.0.display()
+        ),
+    );
+    let file = supd.write(
+        "slow.toml",
+        &format!(
+            "[[apps]]\nname = \"slow\"\nscript = \"{}\"\nkill_timeout = \"60s\"\n",
+            slow.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    for reloads in 1..=3 {
+        supd.ok(&["reload", "slow"]);
+        let rows = supd.list();
+        let online: Vec<_> = rows.iter().filter(|r| r["status"] == "online").collect();
+        assert_eq!(online.len(), 1, "{rows:?}");
+        assert_eq!(online[0]["restarts"], reloads, "{rows:?}");
+    }
+    // The three replaced processes were all still stopping meanwhile.
+    let stopping = supd
+        .list()
+        .iter()
+        .filter(|r| r["status"] == "stopping")
+        .count();
+    assert_eq!(stopping, 3);
+    drop(release);
+    supd.ok(&["kill"]);
+}

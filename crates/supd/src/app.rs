@@ -667,7 +667,14 @@ impl App {
             Some(i) => i,
             None => {
                 let mut record = Instance::new(slot);
-                if let Some(old) = self.instances.iter().find(|i| i.slot == slot) {
+                // The slot's newest record carries its count: processes
+                // replaced by earlier reloads may still be stopping.
+                if let Some(old) = self
+                    .instances
+                    .iter()
+                    .filter(|i| i.slot == slot)
+                    .max_by_key(|i| i.generation)
+                {
                     record.restarts = old.restarts;
                     record.restart_reason = old.restart_reason.clone();
                 }
