@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{KillOnDrop, Supd, wait_for};
+use crate::support::{KillOnDrop, Supd, fifo_reader, wait_for};
 
 /// Writes `lines` numbered lines as fast as Python can, then waits.
 fn flooder(supd: &Supd, name: &str, lines: usize) -> std::path::PathBuf {
@@ -364,20 +364,12 @@ fn log_rotate_interval_rotates_on_schedule_and_keeps_every_line() {
 #[test]
 fn a_slow_disk_slows_the_app_and_loses_nothing_while_others_go_on() {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let supd = Supd::new();
     supd.ok(&["ping"]);
     // The app's log "file" is a FIFO this test reads from: a disk exactly
     // as slow as the test wants, here stopped until it starts reading.
     let logs = supd.home().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let disk = logs.join("slow-out.log");
-    nix::unistd::mkfifo(&disk, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let mut reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&disk)
-        .unwrap();
+    let mut reader = fifo_reader(&supd.log_fifo("slow"));
     let lines = 200_000;
     let done = supd.work().join("slow-done");
     let flood = supd.write(
@@ -457,10 +449,7 @@ fn a_slow_disk_slows_the_app_and_loses_nothing_while_others_go_on() {
 fn a_log_file_that_is_a_fifo_nobody_reads_is_refused_without_stopping_the_daemon() {
     let supd = Supd::new();
     supd.ok(&["ping"]);
-    let logs = supd.home().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let fifo = logs.join("stuck-out.log");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo = supd.log_fifo("stuck");
     let err = supd.fails(&["start", "sleep", "--name", "stuck", "--", "300"]);
     assert!(
         err.contains("app \"stuck\"") && err.contains(fifo.to_str().unwrap()),

@@ -2,7 +2,7 @@
 //! and processes that are always cleaned up.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,16 @@ impl Supd {
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.work().join(name);
         std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Makes app `app`'s stdout log file a FIFO: a "disk" the test controls
+    /// (see [`fifo_reader`]). Returns its path.
+    pub fn log_fifo(&self, app: &str) -> PathBuf {
+        let logs = self.home().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let path = logs.join(format!("{app}-out.log"));
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         path
     }
 
@@ -465,4 +475,14 @@ pub fn open_files_limit(pid: u32) -> u64 {
         .nth(3)
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{line}"))
+}
+
+/// Opens a FIFO for reading, non-blocking, without waiting for a writer.
+pub fn fifo_reader(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .unwrap()
 }

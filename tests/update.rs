@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{KillOnDrop, Load, Supd, bin, free_port, open_files_limit, wait_for};
+use crate::support::{
+    KillOnDrop, Load, Supd, bin, fifo_reader, free_port, open_files_limit, wait_for,
+};
 
 /// Installs a copy of this build's supd at `path` the way package managers
 /// do: written beside it, then renamed over it (a new file; the running
@@ -212,7 +214,6 @@ fn log_thread_blocked(daemon: u32, app: &str) -> Option<()> {
 fn a_readiness_notice_sent_during_the_handover_reaches_the_next_image() {
     use std::io::{BufRead, Read};
     use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::fs::OpenOptionsExt;
     let supd = Supd::new();
     let (binary, _daemon) = daemon_from_a_copy(&supd);
     // "late": its first process says READY=1 at once and exits when told;
@@ -232,15 +233,7 @@ fn a_readiness_notice_sent_during_the_handover_reaches_the_next_image() {
     // "disk": its log "file" is a FIFO nobody reads yet, so its log thread
     // blocks writing, and so does its freeze: the update stands still with
     // "late" (registered first) already frozen.
-    let logs = supd.home().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let disk = logs.join("disk-out.log");
-    nix::unistd::mkfifo(&disk, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let mut reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&disk)
-        .unwrap();
+    let mut reader = fifo_reader(&supd.log_fifo("disk"));
     let flood = supd.write(
         "flood.py",
         "import sys, time\nsys.stdout.write(('y' * 99 + '\\n') * 30_001)\nsys.stdout.flush()\ntime.sleep(600)\n",
