@@ -304,22 +304,8 @@ fn an_unmodified_pm2_style_node_app_runs_in_cluster_mode_and_reloads_under_load(
 #[test]
 fn a_reload_counts_from_the_newest_process_while_older_ones_are_still_stopping() {
     let supd = Supd::new();
-    // Each replaced process takes until the test says so to exit; said at
-    // the latest when the test ends, passed or not (before `supd` drops).
-    struct Release(std::path::PathBuf);
-    impl Drop for Release {
-        fn drop(&mut self) {
-            let _ = std::fs::write(&self.0, "");
-        }
-    }
-    let release = Release(supd.work().join("release"));
-    let slow = supd.script(
-        "slow.sh",
-        &format!(
-            "trap 'while [ ! -f {} ]; do sleep 0.05; done; exit 0' INT TERM\nwhile :; do sleep 0.1; done",
-            release.0.display()
-        ),
-    );
+    // Each replaced process stays stopping until `release` is dropped.
+    let (slow, release) = supd.lingering("slow.sh");
     let file = supd.write(
         "slow.toml",
         &format!(

@@ -113,6 +113,21 @@ impl Supd {
         path
     }
 
+    /// A script `name` that runs until signalled, then waits for the
+    /// returned [`Release`] before it exits: a process that stays
+    /// "stopping" as long as the test wants.
+    pub fn lingering(&self, name: &str) -> (PathBuf, Release) {
+        let release = Release(self.work().join(format!("{name}.release")));
+        let script = self.script(
+            name,
+            &format!(
+                "trap 'while [ ! -f {} ]; do sleep 0.05; done; exit 0' INT TERM\nwhile :; do sleep 0.1; done",
+                release.0.display()
+            ),
+        );
+        (script, release)
+    }
+
     /// Makes app `app`'s stdout log file a FIFO: a "disk" the test controls
     /// (see [`fifo_reader`]). Returns its path.
     pub fn log_fifo(&self, app: &str) -> PathBuf {
@@ -146,10 +161,21 @@ impl Supd {
     }
 
     /// Runs a supctl command to completion, bounded like [`Supd::run`].
-    pub fn output(&self, mut cmd: std::process::Command, args: &[&str]) -> std::process::Output {
+    pub fn output(&self, cmd: std::process::Command, args: &[&str]) -> std::process::Output {
+        self.output_within(cmd, CMD_LIMIT)
+            .unwrap_or_else(|| panic!("supctl {args:?} did not finish within {CMD_LIMIT:?}"))
+    }
+
+    /// Runs a supctl command to completion; `None`, the command killed, if
+    /// it takes longer than `limit`. Never panics, so `Drop` can use it.
+    fn output_within(
+        &self,
+        mut cmd: std::process::Command,
+        limit: Duration,
+    ) -> Option<std::process::Output> {
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn supctl");
+        let mut child = cmd.spawn().ok()?;
         let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
@@ -161,23 +187,23 @@ impl Supd {
         };
         let stdout = drain(child.stdout.take().map(|s| Box::new(s) as _));
         let stderr = drain(child.stderr.take().map(|s| Box::new(s) as _));
-        let deadline = Instant::now() + CMD_LIMIT;
+        let deadline = Instant::now() + limit;
         let status = loop {
-            if let Some(status) = child.try_wait().expect("wait supctl") {
+            if let Some(status) = child.try_wait().ok()? {
                 break status;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("supctl {args:?} did not finish within {CMD_LIMIT:?}");
+                return None;
             }
             std::thread::sleep(Duration::from_millis(2));
         };
-        std::process::Output {
+        Some(std::process::Output {
             status,
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-        }
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
     }
 
     /// Runs supctl, asserts success, returns stdout.
@@ -299,18 +325,23 @@ impl Supd {
 
 impl Drop for Supd {
     fn drop(&mut self) {
+        // Nothing here may panic: a panic while a failed test unwinds aborts
+        // the test binary and leaves every process behind.
         let groups: Vec<u32> = if self.daemon_pid().is_some() {
-            serde_json::from_slice::<Vec<serde_json::Value>>(&self.run(&["list", "--json"]).stdout)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
-                .collect()
+            let listed = self.output_within(self.cmd(&["list", "--json"]), CMD_LIMIT);
+            serde_json::from_slice::<Vec<serde_json::Value>>(
+                &listed.map(|o| o.stdout).unwrap_or_default(),
+            )
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
+            .collect()
         } else {
             Vec::new()
         };
         // The daemon that answered (one started after a crash, maybe).
         let daemon = self.daemon_pid();
-        let _ = self.run(&["kill"]);
+        let _ = self.output_within(self.cmd(&["kill"]), CMD_LIMIT);
         let strays = std::mem::take(self.strays.get_mut().unwrap_or_else(|p| p.into_inner()));
         for &pgid in groups.iter().chain(&strays) {
             let _ = nix::sys::signal::killpg(
@@ -485,4 +516,14 @@ pub fn fifo_reader(path: &Path) -> std::fs::File {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .unwrap()
+}
+
+/// Lets the processes of a [`Supd::lingering`] script exit: when dropped,
+/// at the latest, so a failed test never leaves them waiting.
+pub struct Release(PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
 }
