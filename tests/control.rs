@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use crate::support::{Supd, alive, bin};
+use crate::support::{Supd, alive, bin, wait_for};
 
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = (payload.len() as u32).to_be_bytes().to_vec();
@@ -131,4 +131,30 @@ fn idle_connections_do_not_delay_a_ping() {
     // clients would take the idle time (forever) to answer.
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(idle);
+}
+
+#[test]
+fn a_kill_whose_client_went_away_still_ends_the_daemon() {
+    let supd = Supd::new();
+    let (slow, release) = supd.lingering("slow.sh");
+    let file = supd.write(
+        "slow.toml",
+        &format!(
+            "[[apps]]\nname = \"slow\"\nscript = \"{}\"\nkill_timeout = \"60s\"\n",
+            slow.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let daemon = supd.daemon_pid().unwrap();
+    let mut kill = supd.cmd(&["kill"]).spawn().unwrap();
+    wait_for(Duration::from_secs(10), "the app stopping", || {
+        (supd.instance("slow", 0)["status"] == "stopping").then_some(())
+    });
+    // Ctrl-C on `supctl kill` while the daemon waits for the app.
+    kill.kill().unwrap();
+    kill.wait().unwrap();
+    drop(release);
+    wait_for(Duration::from_secs(20), "the daemon exited", || {
+        (!alive(daemon)).then_some(())
+    });
 }

@@ -62,40 +62,41 @@ async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch:
                 return;
             }
         };
-        let (response, kill) = match serde_json::from_slice::<Request>(&bytes) {
+        let (response, kill, client_gone) = match serde_json::from_slice::<Request>(&bytes) {
             Ok(request) => {
                 let kill = matches!(request, Request::Kill);
-                match answer(&mut stream, &registry, request).await {
-                    Some(response) => (response, kill),
-                    None => return,
-                }
+                let (response, client_gone) = answer(&mut stream, &registry, request).await;
+                (response, kill, client_gone)
             }
             Err(e) => (
                 Response::Error {
                     message: format!("malformed request: {e}"),
                 },
                 false,
+                false,
             ),
         };
-        let ok = !matches!(response, Response::Error { .. });
-        if write_frame_async(&mut stream, &response).await.is_err() {
+        let written = !client_gone && write_frame_async(&mut stream, &response).await.is_ok();
+        // A kill that went through ends the daemon, whether or not its
+        // client stayed to hear the answer.
+        if kill && !matches!(response, Response::Error { .. }) {
+            shutdown.send_replace(true);
             return;
         }
-        if kill && ok {
-            shutdown.send_replace(true);
+        if !written {
             return;
         }
     }
 }
 
 /// Runs one request in its own task (so it completes even if the client
-/// goes away), writing its progress lines as they come. `None` if the client
-/// is gone.
+/// goes away), writing its progress lines as they come. The response, and
+/// whether the client is gone.
 async fn answer(
     stream: &mut UnixStream,
     registry: &Registry,
     request: Request,
-) -> Option<Response> {
+) -> (Response, bool) {
     let (progress, mut steps) = mpsc::unbounded_channel();
     let registry = registry.clone();
     let mut task = tokio::spawn(async move { registry.handle(request, &progress).await });
@@ -117,5 +118,5 @@ async fn answer(
                 .is_err();
         }
     }
-    (!client_gone).then_some(response)
+    (response, client_gone)
 }
