@@ -305,15 +305,7 @@ fn an_unmodified_pm2_style_node_app_runs_in_cluster_mode_and_reloads_under_load(
 fn a_reload_counts_from_the_newest_process_while_older_ones_are_still_stopping() {
     let supd = Supd::new();
     // Each replaced process stays stopping until `release` is dropped.
-    let (slow, release) = supd.lingering("slow.sh");
-    let file = supd.write(
-        "slow.toml",
-        &format!(
-            "[[apps]]\nname = \"slow\"\nscript = \"{}\"\nkill_timeout = \"60s\"\n",
-            slow.display()
-        ),
-    );
-    supd.ok(&["start", file.to_str().unwrap()]);
+    let release = supd.start_lingering("slow");
     for reloads in 1..=3 {
         supd.ok(&["reload", "slow"]);
         let rows = supd.list();

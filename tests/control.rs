@@ -136,15 +136,7 @@ fn idle_connections_do_not_delay_a_ping() {
 #[test]
 fn a_kill_whose_client_went_away_still_ends_the_daemon() {
     let supd = Supd::new();
-    let (slow, release) = supd.lingering("slow.sh");
-    let file = supd.write(
-        "slow.toml",
-        &format!(
-            "[[apps]]\nname = \"slow\"\nscript = \"{}\"\nkill_timeout = \"60s\"\n",
-            slow.display()
-        ),
-    );
-    supd.ok(&["start", file.to_str().unwrap()]);
+    let release = supd.start_lingering("slow");
     let daemon = supd.daemon_pid().unwrap();
     let mut kill = supd.cmd(&["kill"]).spawn().unwrap();
     wait_for(Duration::from_secs(10), "the app stopping", || {

@@ -113,19 +113,27 @@ impl Supd {
         path
     }
 
-    /// A script `name` that runs until signalled, then waits for the
-    /// returned [`Release`] before it exits: a process that stays
-    /// "stopping" as long as the test wants.
-    pub fn lingering(&self, name: &str) -> (PathBuf, Release) {
-        let release = Release(self.work().join(format!("{name}.release")));
+    /// Starts app `app`: one process that runs until signalled, then waits
+    /// for the returned [`Release`] before it exits (`kill_timeout` 60 s),
+    /// so each of its processes stays "stopping" as long as the test wants.
+    pub fn start_lingering(&self, app: &str) -> Release {
+        let release = Release(self.work().join(format!("{app}.release")));
         let script = self.script(
-            name,
+            &format!("{app}.sh"),
             &format!(
                 "trap 'while [ ! -f {} ]; do sleep 0.05; done; exit 0' INT TERM\nwhile :; do sleep 0.1; done",
                 release.0.display()
             ),
         );
-        (script, release)
+        let file = self.write(
+            &format!("{app}.toml"),
+            &format!(
+                "[[apps]]\nname = \"{app}\"\nscript = \"{}\"\nkill_timeout = \"60s\"\n",
+                script.display()
+            ),
+        );
+        self.ok(&["start", file.to_str().unwrap()]);
+        release
     }
 
     /// Makes app `app`'s stdout log file a FIFO: a "disk" the test controls
@@ -518,7 +526,7 @@ pub fn fifo_reader(path: &Path) -> std::fs::File {
         .unwrap()
 }
 
-/// Lets the processes of a [`Supd::lingering`] script exit: when dropped,
+/// Lets the processes of a [`Supd::start_lingering`] app exit: when dropped,
 /// at the latest, so a failed test never leaves them waiting.
 pub struct Release(PathBuf);
 
