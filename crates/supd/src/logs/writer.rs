@@ -349,8 +349,9 @@ fn wait(wake: &EventFd, sources: &[Source], ready: &mut Vec<usize>) -> nix::Resu
 }
 
 /// Reads what the pipe holds (up to [`MAX_READ`] and the buffer's room)
-/// and finds where its whole lines end. A read that fills the room doubles the buffer, up to
-/// [`MAX_LINE`]; a line that fills [`MAX_LINE`] is cut there.
+/// and finds where its whole lines end. A read that fills the room doubles
+/// the buffer, up to [`MAX_READ`], or up to [`MAX_LINE`] while no line has
+/// ended; a line that fills [`MAX_LINE`] is cut there.
 fn read_lines(source: &mut Source) -> io::Result<Got> {
     let room = source.buf.len() - 1;
     let start = source.filled;
@@ -370,22 +371,26 @@ fn read_lines(source: &mut Source) -> io::Result<Got> {
     };
     source.filled += read;
     source.last_read = read;
-    let full = source.filled == room;
-    if full && room < MAX_LINE {
-        source.buf.resize((room * 2).min(MAX_LINE) + 1, 0);
-    }
     // Only the new bytes: the pending ones hold no newline.
-    Ok(
-        match memchr::memrchr(b'\n', &source.buf[start..source.filled]) {
-            Some(pos) => Got::Lines(start + pos + 1),
-            None if full && room >= MAX_LINE => {
-                source.buf[source.filled] = b'\n';
-                source.filled += 1;
-                Got::Lines(source.filled)
-            }
-            None => Got::Nothing,
-        },
-    )
+    let newline = memchr::memrchr(b'\n', &source.buf[start..source.filled]);
+    let full = source.filled == room;
+    let limit = if newline.is_some() {
+        MAX_READ
+    } else {
+        MAX_LINE
+    };
+    if full && room < limit {
+        source.buf.resize((room * 2).min(limit) + 1, 0);
+    }
+    Ok(match newline {
+        Some(pos) => Got::Lines(start + pos + 1),
+        None if full && room >= MAX_LINE => {
+            source.buf[source.filled] = b'\n';
+            source.filled += 1;
+            Got::Lines(source.filled)
+        }
+        None => Got::Nothing,
+    })
 }
 
 /// Writes into `out` every line of `lines` (which ends with a newline)
@@ -480,8 +485,8 @@ mod tests {
                 source.filled -= cut;
             }
         }
-        // Short lines never grow the buffer past two reads' worth.
-        assert!(source.buf.len() <= 2 * MAX_READ + 1);
+        // Short lines never grow the buffer past one read's worth.
+        assert!(source.buf.len() <= MAX_READ + 1);
     }
 
     #[test]
