@@ -17,19 +17,6 @@ fn flooder(supd: &Supd, name: &str, lines: usize) -> std::path::PathBuf {
     )
 }
 
-/// Starts `script` as the app `name` from an ecosystem file, with `keys`
-/// (TOML lines, each ending in `\n`) added to the app.
-fn start_script(supd: &Supd, name: &str, script: &std::path::Path, keys: &str) {
-    let file = supd.write(
-        &format!("{name}.toml"),
-        &format!(
-            "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\n{keys}",
-            script.display()
-        ),
-    );
-    supd.ok(&["start", file.to_str().unwrap()]);
-}
-
 /// Bytes of `lines` lines as [`flooder`] writes them.
 fn flood_size(lines: usize) -> usize {
     lines * (5 + 1 + 40 + 1) + (0..lines).map(|i| i.to_string().len()).sum::<usize>()
@@ -128,7 +115,7 @@ fn lines_out_err_and_date_format() {
         "talk.sh",
         "i=0; while [ $i -lt 30 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done; exec sleep 300",
     );
-    start_script(&supd, "talk", &script, "");
+    supd.start_script("talk", &script, "");
     wait_for(Duration::from_secs(10), "30 err lines", || {
         let t = std::fs::read_to_string(supd.home().join("logs/talk-err.log")).ok()?;
         (t.lines().count() == 30).then_some(())
@@ -155,7 +142,7 @@ fn lines_out_err_and_date_format() {
 
     // log_date_format prefixes each line.
     let stamped = supd.script("stamp.sh", "echo hello; exec sleep 300");
-    start_script(&supd, "stamp", &stamped, "log_date_format = \"%Y-%m-%d\"\n");
+    supd.start_script("stamp", &stamped, "log_date_format = \"%Y-%m-%d\"\n");
     let line = wait_for(Duration::from_secs(10), "stamped line", || {
         let t = std::fs::read_to_string(supd.home().join("logs/stamp-out.log")).ok()?;
         t.lines().next().map(str::to_string)
@@ -345,8 +332,7 @@ fn log_rotate_interval_rotates_on_schedule_and_keeps_every_line() {
         "i=0; while :; do echo \"line $i\"; i=$((i+1)); sleep 0.05; done",
     );
     // Every second (pm2-logrotate's optional seconds field), compressed.
-    start_script(
-        &supd,
+    supd.start_script(
         "sched",
         &script,
         "log_rotate_interval = \"* * * * * *\"\nlog_compress = true\n",
@@ -566,7 +552,7 @@ fn json_grep_and_timestamp_output() {
 fn per_instance_files_carry_the_instance_number() {
     let supd = Supd::new();
     let script = supd.script("who.sh", "echo \"hi from $INSTANCE_ID\"; exec sleep 300");
-    start_script(&supd, "who", &script, "instances = 2\nmerge_logs = false\n");
+    supd.start_script("who", &script, "instances = 2\nmerge_logs = false\n");
     for i in 0..2 {
         let path = supd.home().join(format!("logs/who-out-{i}.log"));
         wait_for(Duration::from_secs(10), "the instance's own file", || {
@@ -635,8 +621,7 @@ fn merged_files_tag_every_line_with_its_instance_when_followed_and_across_rotati
             go = go.display()
         ),
     );
-    start_script(
-        &supd,
+    supd.start_script(
         "who",
         &script,
         "instances = 2\nlog_max_size = \"2K\"\nlog_retain = 100\nlog_compress = true\n",

@@ -125,15 +125,21 @@ impl Supd {
                 release.0.display()
             ),
         );
+        self.start_script(app, &script, "kill_timeout = \"60s\"\n");
+        release
+    }
+
+    /// Starts `script` as the app `name` from an ecosystem file, with `keys`
+    /// (TOML lines, each ending in `\n`) added to the app.
+    pub fn start_script(&self, name: &str, script: &Path, keys: &str) {
         let file = self.write(
-            &format!("{app}.toml"),
+            &format!("{name}.toml"),
             &format!(
-                "[[apps]]\nname = \"{app}\"\nscript = \"{}\"\nkill_timeout = \"60s\"\n",
+                "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\n{keys}",
                 script.display()
             ),
         );
         self.ok(&["start", file.to_str().unwrap()]);
-        release
     }
 
     /// Makes app `app`'s stdout log file a FIFO: a "disk" the test controls
