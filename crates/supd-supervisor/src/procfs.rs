@@ -1,5 +1,5 @@
 //! What `/proc` says about a process: its process group, whether it has
-//! already exited, and when it started.
+//! already exited, when it started, and what it uses.
 //!
 //! A pid alone names a process only until the kernel recycles it; a pid with
 //! its start time (field 22 of `/proc/PID/stat`, in clock ticks since boot)
@@ -17,6 +17,13 @@ pub struct Stat {
     /// It has exited and waits to be reaped (a zombie): it holds no
     /// descriptor, no port and no memory any more.
     pub exited: bool,
+    /// How many threads it has.
+    pub threads: u32,
+    /// CPU time used so far (user + system), in clock ticks ([`clock_ticks`]
+    /// a second).
+    pub cpu_ticks: u64,
+    /// Resident memory, in pages ([`page_size`] bytes each).
+    pub rss_pages: u64,
 }
 
 /// The stat of `pid`, or `None` if there is no such process.
@@ -31,11 +38,35 @@ fn parse_stat(line: &str) -> Option<Stat> {
     let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
     // `fields[0]` is field 3 of the line (the state).
     let field = |n: usize| fields.get(n - 3).copied();
+    let number = |n: usize| field(n)?.parse::<u64>().ok();
     Some(Stat {
         exited: matches!(field(3)?, "Z" | "X"),
         pgid: field(5)?.parse().ok()?,
-        start_time: field(22)?.parse().ok()?,
+        cpu_ticks: number(14)? + number(15)?,
+        threads: field(20)?.parse().ok()?,
+        start_time: number(22)?,
+        rss_pages: number(24)?,
     })
+}
+
+/// The clock ticks a second in [`Stat::cpu_ticks`] and
+/// [`Stat::start_time`] (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+pub fn clock_ticks() -> u64 {
+    sysconf_or(nix::unistd::SysconfVar::CLK_TCK, 100)
+}
+
+/// The bytes in a page of [`Stat::rss_pages`].
+pub fn page_size() -> u64 {
+    sysconf_or(nix::unistd::SysconfVar::PAGE_SIZE, 4096)
+}
+
+fn sysconf_or(var: nix::unistd::SysconfVar, default: u64) -> u64 {
+    nix::unistd::sysconf(var)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
 }
 
 /// Every pid in `/proc`, at one moment.
@@ -64,13 +95,16 @@ mod tests {
     #[test]
     fn parses_stat_with_a_strange_command_name() {
         let line =
-            "4242 (a) b (c) S 1 4240 4240 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 987654 1000 50";
+            "4242 (a) b (c) S 1 4240 4240 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 3 0 987654 1000 50";
         assert_eq!(
             parse_stat(line),
             Some(Stat {
                 pgid: 4240,
                 start_time: 987_654,
-                exited: false
+                exited: false,
+                threads: 3,
+                cpu_ticks: 5 + 6,
+                rss_pages: 50,
             })
         );
         assert!(parse_stat(&line.replace(") S ", ") Z ")).unwrap().exited);
@@ -81,10 +115,11 @@ mod tests {
     fn reads_this_process() {
         let me = stat(std::process::id()).unwrap();
         assert!(!me.exited && me.start_time > 0);
+        assert!(me.threads >= 1 && me.rss_pages * page_size() > 1 << 20);
         assert!(pids().contains(&std::process::id()));
         assert_eq!(
-            me,
-            stat(std::process::id()).unwrap(),
+            me.start_time,
+            stat(std::process::id()).unwrap().start_time,
             "start time is stable"
         );
     }

@@ -20,6 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as Metrics;
 use supd_proto::{ProcessInfo, Status};
+use supd_supervisor::procfs;
 use tokio::net::TcpListener;
 
 use crate::registry::Registry;
@@ -217,14 +218,7 @@ fn instance_labels(p: &ProcessInfo) -> InstanceLabels {
 
 /// The daemon's own resident bytes and CPU seconds (user + system).
 fn own_usage() -> (u64, f64) {
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64;
-    let rss = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * page);
+    let rss = procfs::stat(std::process::id()).map_or(0, |s| s.rss_pages * procfs::page_size());
     let cpu =
         nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
             let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;

@@ -2,11 +2,12 @@
 //! on an interval (default 1 s, PM2 uses 30 s), and acts on memory limits.
 //!
 //! An instance's tree is found by walking `/proc/PID/task/*/children` from
-//! its main process (a shell wrapper's children count too); sysinfo then
-//! refreshes only those processes, never the whole system. CPU is the
-//! percentage of one core since the previous sample. The monitor is the one
-//! owner of the figures; `list`, `show`, metrics and the memory check read
-//! its latest [`Samples`].
+//! its main process (a shell wrapper's children count too). One read of
+//! `/proc/PID/stat` per process gives its CPU ticks, resident pages and
+//! thread count; a process with one thread has one `children` file, so it
+//! costs no directory listing. CPU is the percentage of one core since the
+//! previous sample. The monitor is the one owner of the figures; `list`,
+//! `show`, metrics and the memory check read its latest [`Samples`].
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use supd_proto::Status;
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use supd_supervisor::procfs;
 use tokio::sync::watch;
 
 use crate::registry::{Registry, Trouble};
@@ -55,10 +56,7 @@ impl Samples {
 /// Samples every `interval` (which can change while running) until the
 /// process exits.
 pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Receiver<Duration>) {
-    let Ok(mut system) = System::new() else {
-        tracing::error!("cannot read process information: CPU and memory will show as 0");
-        return;
-    };
+    let mut meter = Meter::new();
     // Instances reported over their limit, and when: one breach causes one
     // restart, and a replacement that failed is asked for again later.
     let mut reported: HashMap<u64, Instant> = HashMap::new();
@@ -80,32 +78,7 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
             })
             .filter_map(|i| i.pid)
             .collect();
-        let trees: HashMap<u32, Vec<u32>> = roots.iter().map(|&root| (root, tree(root))).collect();
-        let pids: Vec<Pid> = trees
-            .values()
-            .flatten()
-            .map(|&p| Pid::from_u32(p))
-            .collect();
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&pids),
-            true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
-        );
-        let figures: HashMap<u32, Usage> = trees
-            .iter()
-            .map(|(&root, members)| {
-                let mut usage = Usage::default();
-                for p in members
-                    .iter()
-                    .filter_map(|&p| system.process(Pid::from_u32(p)))
-                {
-                    usage.cpu += f64::from(p.cpu_usage());
-                    usage.memory += p.memory();
-                }
-                usage.cpu = (usage.cpu * 10.0).round() / 10.0;
-                (root, usage)
-            })
-            .collect();
+        let figures = meter.sample(&roots);
         let mut live = HashSet::new();
         for view in &views {
             let Some(limit) = view.config.max_memory_restart else {
@@ -136,25 +109,87 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
     }
 }
 
-/// `root` and all its descendants, from `/proc/PID/task/TID/children`.
-fn tree(root: u32) -> Vec<u32> {
-    let mut members = vec![root];
-    let mut next = 0;
-    while next < members.len() {
-        let pid = members[next];
-        next += 1;
-        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+/// Reads process trees, and turns the CPU ticks each process used between
+/// two samples into a percentage.
+struct Meter {
+    /// Each process's start time and CPU ticks at the previous sample; the
+    /// start time tells a recycled pid from the process that had it.
+    previous: HashMap<u32, (u64, u64)>,
+    /// When the previous sample was taken.
+    at: Instant,
+    /// The unit of CPU ticks (`sysconf(_SC_CLK_TCK)`).
+    ticks_per_second: f64,
+    /// The unit of resident pages.
+    page_size: u64,
+}
+
+impl Meter {
+    fn new() -> Meter {
+        Meter {
+            previous: HashMap::new(),
+            at: Instant::now(),
+            ticks_per_second: procfs::clock_ticks() as f64,
+            page_size: procfs::page_size(),
+        }
+    }
+
+    /// The usage of each tree, by its root's pid. A process seen for the
+    /// first time counts its memory but no CPU yet.
+    fn sample(&mut self, roots: &[u32]) -> HashMap<u32, Usage> {
+        let seconds = self.at.elapsed().as_secs_f64().max(1e-3);
+        self.at = Instant::now();
+        let mut seen = HashMap::new();
+        let figures = roots
+            .iter()
+            .map(|&root| {
+                let mut ticks = 0;
+                let mut usage = Usage::default();
+                for (pid, stat) in tree(root) {
+                    if let Some(&(start, before)) = self.previous.get(&pid)
+                        && start == stat.start_time
+                    {
+                        ticks += stat.cpu_ticks.saturating_sub(before);
+                    }
+                    usage.memory += stat.rss_pages * self.page_size;
+                    seen.insert(pid, (stat.start_time, stat.cpu_ticks));
+                }
+                let percent = ticks as f64 / self.ticks_per_second / seconds * 100.0;
+                usage.cpu = (percent * 10.0).round() / 10.0;
+                (root, usage)
+            })
+            .collect();
+        self.previous = seen;
+        figures
+    }
+}
+
+/// `root` and all its descendants that still exist, with their stats. A
+/// process's children are listed in `/proc/PID/task/TID/children` for
+/// each of its threads.
+fn tree(root: u32) -> Vec<(u32, procfs::Stat)> {
+    let mut members = Vec::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        let Some(stat) = procfs::stat(pid) else {
             continue;
         };
-        for task in tasks.flatten() {
-            if let Ok(children) = fs::read_to_string(task.path().join("children")) {
-                members.extend(
+        let mut add = |path: std::path::PathBuf| {
+            if let Ok(children) = fs::read_to_string(path) {
+                queue.extend(
                     children
                         .split_whitespace()
                         .filter_map(|c| c.parse::<u32>().ok()),
                 );
             }
+        };
+        if stat.threads == 1 {
+            add(format!("/proc/{pid}/task/{pid}/children").into());
+        } else if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                add(task.path().join("children"));
+            }
         }
+        members.push((pid, stat));
     }
     members
 }
@@ -182,7 +217,7 @@ mod tests {
         let pid = child.id();
         let mut found = vec![];
         for _ in 0..200 {
-            found = tree(pid);
+            found = tree(pid).into_iter().map(|(p, _)| p).collect();
             if found.len() == 3 {
                 break;
             }
@@ -197,6 +232,27 @@ mod tests {
         let _ = child.wait();
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0], pid);
+    }
+
+    #[test]
+    fn a_busy_tree_shows_cpu_and_memory() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut meter = Meter::new();
+        let first = meter.sample(&[pid])[&pid];
+        let start = procfs::stat(pid).unwrap().cpu_ticks;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while procfs::stat(pid).unwrap().cpu_ticks < start + 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let second = meter.sample(&[pid])[&pid];
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(first.cpu, 0.0, "no CPU before a second reading");
+        assert!(second.cpu > 0.0 && second.memory > 0, "{second:?}");
     }
 
     #[test]
