@@ -54,13 +54,35 @@ const NOT_INHERITED: &[&str] = &[
     "NODE_CHANNEL_SERIALIZATION_MODE",
 ];
 
+/// The environment of the `supctl` command that started or reloaded an app
+/// (its caller's variables); every app that one command names shares it.
+pub type Env = Arc<BTreeMap<String, String>>;
+
+/// Lets apps brought back from a saved list or a handover share one [`Env`]
+/// when their environments are equal, as they did when one command started
+/// them.
+#[derive(Default)]
+pub struct SharedEnvs(Vec<Env>);
+
+impl SharedEnvs {
+    /// `env`, or an equal one already shared.
+    pub fn share(&mut self, env: BTreeMap<String, String>) -> Env {
+        if let Some(shared) = self.0.iter().find(|e| ***e == env) {
+            return shared.clone();
+        }
+        let env = Arc::new(env);
+        self.0.push(env.clone());
+        env
+    }
+}
+
 /// What the rest of the daemon sees of an app.
 #[derive(Debug, Clone)]
 pub struct AppView {
     /// The config new processes start with.
     pub config: Arc<AppConfig>,
     /// The environment of the `supctl start` that started the app.
-    pub base_env: Arc<BTreeMap<String, String>>,
+    pub base_env: Env,
     /// Every process record, by slot; during a reload a slot has two.
     pub instances: Vec<Instance>,
 }
@@ -105,7 +127,7 @@ pub enum Command {
         /// The new config.
         config: Box<AppConfig>,
         /// The new caller environment, if any.
-        base_env: Option<BTreeMap<String, String>>,
+        base_env: Option<Env>,
         /// Done, or why not (the new port could not be bound).
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -174,7 +196,7 @@ struct Waiting {
 /// The actor's state.
 struct App {
     config: Arc<AppConfig>,
-    base_env: Arc<BTreeMap<String, String>>,
+    base_env: Env,
     instances: Vec<Instance>,
     listener: Option<SlotSockets>,
     reaper: Reaper,
@@ -234,11 +256,7 @@ pub type Actor = (mpsc::UnboundedSender<Command>, watch::Receiver<AppView>);
 
 /// Creates the actor of a new app (nothing started yet) and returns its
 /// command channel and view. Binds the app's port first, if it has one.
-pub fn spawn_actor(
-    config: AppConfig,
-    base_env: BTreeMap<String, String>,
-    with: Surroundings,
-) -> Result<Actor, String> {
+pub fn spawn_actor(config: AppConfig, base_env: Env, with: Surroundings) -> Result<Actor, String> {
     let listener = bind(&config)?;
     // Every slot exists from the start, stopped, so `list` shows an app
     // that is registered but not running (a resurrected stopped app).
@@ -250,10 +268,12 @@ pub fn spawn_actor(
 
 /// Recreates the actor of an app handed over by the daemon's previous image:
 /// its records, sockets and running processes (whose exits arrive on
-/// `exits`, by pid), timers re-armed from now.
+/// `exits`, by pid), timers re-armed from now; its environment is shared
+/// through `envs`.
 pub fn resume_actor(
     frozen: FrozenApp,
     exits: &mut HashMap<u32, oneshot::Receiver<Exit>>,
+    envs: &mut SharedEnvs,
     with: Surroundings,
 ) -> Actor {
     let FrozenApp {
@@ -270,6 +290,7 @@ pub fn resume_actor(
         let fds = sockets.into_iter().map(|fd| unsafe { handover::take(fd) });
         SlotSockets::adopt(port, fds.collect())
     });
+    let base_env = envs.share(base_env);
     let (mut app, actor, commands) =
         App::new(config, base_env, instances, listener, next_generation, with);
     app.adopt(processes, exits);
@@ -292,14 +313,13 @@ impl App {
     /// An actor's state, its handle and its command queue, not running yet.
     fn new(
         config: AppConfig,
-        base_env: BTreeMap<String, String>,
+        base_env: Env,
         instances: Vec<Instance>,
         listener: Option<SlotSockets>,
         next_generation: u64,
         with: Surroundings,
     ) -> (App, Actor, mpsc::UnboundedReceiver<Command>) {
         let config = Arc::new(config);
-        let base_env = Arc::new(base_env);
         let (view_tx, view_rx) = watch::channel(AppView {
             config: config.clone(),
             base_env: base_env.clone(),
@@ -628,18 +648,14 @@ impl App {
         });
     }
 
-    fn configure(
-        &mut self,
-        config: AppConfig,
-        base_env: Option<BTreeMap<String, String>>,
-    ) -> Result<(), String> {
+    fn configure(&mut self, config: AppConfig, base_env: Option<Env>) -> Result<(), String> {
         if config.port != self.config.port {
             self.listener = bind(&config)?;
         }
         self.log.configure(&config);
         self.config = Arc::new(config);
         if let Some(env) = base_env {
-            self.base_env = Arc::new(env);
+            self.base_env = env;
         }
         Ok(())
     }
@@ -1171,5 +1187,22 @@ async fn drain_group(pgid: u32, deadline: Instant) {
             return;
         }
         tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_environments_are_shared_and_others_are_not() {
+        let env = |value: &str| BTreeMap::from([("HOME".to_string(), value.to_string())]);
+        let mut envs = SharedEnvs::default();
+        let first = envs.share(env("/root"));
+        let again = envs.share(env("/root"));
+        let other = envs.share(env("/home/app"));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other["HOME"], "/home/app");
     }
 }

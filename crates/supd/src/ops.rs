@@ -6,13 +6,13 @@
 //! reloads never interleave; the actor keeps handling crashes and `list`
 //! meanwhile.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use supd_config::{AppConfig, ExecMode};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
+use crate::app::Env;
 use crate::registry::AppHandle;
 
 /// The most instances one app may have (a typo like `scale api 99999` would
@@ -30,10 +30,7 @@ pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
 /// Starts what is down: with nothing running, every slot (with the new
 /// config, if one is given); with some instances running, only the down
 /// slots. An app whose every slot is live is already online.
-pub async fn start(
-    app: &AppHandle,
-    new: Option<(AppConfig, BTreeMap<String, String>)>,
-) -> Result<Outcome, String> {
+pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Outcome, String> {
     let _op = app.op.lock().await;
     let view = app.view();
     let active: Vec<u32> = view
@@ -92,7 +89,7 @@ pub async fn reload(app: &AppHandle, progress: &Progress) -> Result<(), String> 
 pub async fn reload_with(
     app: &AppHandle,
     config: AppConfig,
-    env: BTreeMap<String, String>,
+    env: Env,
     progress: &Progress,
 ) -> Result<(), String> {
     let _op = app.op.lock().await;

@@ -16,7 +16,9 @@ use supd_supervisor::group::parse_signal;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::app::{Actor, AppView, Command, Surroundings, resume_actor, spawn_actor};
+use crate::app::{
+    Actor, AppView, Command, Env, SharedEnvs, Surroundings, resume_actor, spawn_actor,
+};
 use crate::cron;
 use crate::dump::{self, SavedApp};
 use crate::handover::{self, FrozenApp};
@@ -154,11 +156,7 @@ impl AppHandle {
     }
 
     /// Replaces the config new processes get.
-    pub async fn configure(
-        &self,
-        config: AppConfig,
-        base_env: Option<BTreeMap<String, String>>,
-    ) -> Result<(), String> {
+    pub async fn configure(&self, config: AppConfig, base_env: Option<Env>) -> Result<(), String> {
         let config = Box::new(config);
         self.clone()
             .ask(|reply| Command::Configure {
@@ -379,11 +377,13 @@ impl Registry {
     }
 
     /// Registers an app handed over by the previous image, with its running
-    /// processes (their exits on `exits`, by pid) and log pipes.
+    /// processes (their exits on `exits`, by pid) and log pipes; equal
+    /// environments are shared through `envs`.
     pub fn resume_app(
         &self,
         mut frozen: FrozenApp,
         exits: &mut std::collections::HashMap<u32, oneshot::Receiver<supd_supervisor::Exit>>,
+        envs: &mut SharedEnvs,
     ) -> Result<(), String> {
         let name = frozen.config.name.clone();
         let mut log = AppLog::open(&self.home, &frozen.config)
@@ -395,7 +395,7 @@ impl Registry {
             log.resume(pipe, fd, frozen.config.log_date_format.clone());
         }
         let log_problem = log.problem();
-        let actor = resume_actor(frozen, exits, self.surroundings(log));
+        let actor = resume_actor(frozen, exits, envs, self.surroundings(log));
         let handle = AppHandle::new(name, actor, log_problem);
         handle.arm_timers(self);
         // Nobody waits on a resumed app's watcher.
@@ -620,6 +620,7 @@ impl Registry {
     }
 
     async fn start(&self, configs: Vec<AppConfig>, base_env: BTreeMap<String, String>) -> Response {
+        let base_env = Arc::new(base_env);
         let mut outcomes = Vec::new();
         for config in configs {
             let config = self.with_log_defaults(config);
@@ -662,15 +663,16 @@ impl Registry {
     /// left alone, saved-as-stopped apps are registered without starting.
     pub async fn restore(&self, apps: Vec<SavedApp>) -> Vec<StartOutcome> {
         let mut outcomes = Vec::new();
+        let mut envs = SharedEnvs::default();
         for saved in apps {
             let name = saved.config.name.clone();
             let result = if self.find(&name).is_some() {
                 Ok(Outcome::AlreadyOnline)
             } else if saved.stopped {
-                self.register(saved.config, saved.base_env)
+                self.register(saved.config, envs.share(saved.base_env))
                     .map(|_| Outcome::Stopped)
             } else {
-                self.add(saved.config, saved.base_env).await
+                self.add(saved.config, envs.share(saved.base_env)).await
             };
             outcomes.push(StartOutcome::of(name, result));
         }
@@ -678,11 +680,7 @@ impl Registry {
     }
 
     /// Registers a new app and starts it.
-    async fn add(
-        &self,
-        config: AppConfig,
-        base_env: BTreeMap<String, String>,
-    ) -> Result<Outcome, String> {
+    async fn add(&self, config: AppConfig, base_env: Env) -> Result<Outcome, String> {
         let handle = self.register(config, base_env)?;
         let outcome = ops::start(&handle, None).await;
         handle.arm(self).await;
@@ -690,11 +688,7 @@ impl Registry {
     }
 
     /// Creates the actor of a new app, without starting anything.
-    fn register(
-        &self,
-        config: AppConfig,
-        base_env: BTreeMap<String, String>,
-    ) -> Result<AppHandle, String> {
+    fn register(&self, config: AppConfig, base_env: Env) -> Result<AppHandle, String> {
         if self.updating.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(format!(
                 "app \"{}\": supd is updating itself; try again in a moment",
@@ -747,6 +741,7 @@ impl Registry {
         base_env: BTreeMap<String, String>,
         progress: &Progress,
     ) -> Result<Response, String> {
+        let base_env = Arc::new(base_env);
         let mut names = Vec::new();
         for config in configs {
             let config = self.with_log_defaults(config);

@@ -29,6 +29,7 @@ use supd_supervisor::{Exit, Reaper, SpawnSpec};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
+use crate::app::SharedEnvs;
 use crate::handover::{self, FrozenApp, Handover};
 use crate::ops::Progress;
 use crate::registry::Registry;
@@ -258,8 +259,9 @@ pub fn resume(
     let mut exits: HashMap<u32, oneshot::Receiver<Exit>> =
         adopted_pids(&handover).into_iter().zip(exits).collect();
     let (apps, processes) = (handover.apps.len(), exits.len());
+    let mut envs = SharedEnvs::default();
     for app in handover.apps {
-        registry.resume_app(app, &mut exits)?;
+        registry.resume_app(app, &mut exits, &mut envs)?;
     }
     tracing::info!(
         from = %handover.from_version,
