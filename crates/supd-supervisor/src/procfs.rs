@@ -117,10 +117,11 @@ mod tests {
         assert!(!me.exited && me.start_time > 0);
         assert!(me.threads >= 1 && me.rss_pages * page_size() > 1 << 20);
         assert!(pids().contains(&std::process::id()));
+        let again = stat(std::process::id()).unwrap();
         assert_eq!(
-            me.start_time,
-            stat(std::process::id()).unwrap().start_time,
-            "start time is stable"
+            (me.pgid, me.start_time, me.exited),
+            (again.pgid, again.start_time, again.exited),
+            "group and start time are stable"
         );
     }
 }
