@@ -262,6 +262,39 @@ mod tests {
         }
     }
 
+    /// The delays of a crash loop, one decision after another: x1.5 from
+    /// the initial back-off up to exactly `MAX_BACKOFF`, then flat there
+    /// (what the end-to-end test cannot wait minutes to see).
+    #[test]
+    fn backoff_grows_to_its_ceiling_and_stays_there() {
+        let p = Policy {
+            exp_backoff: Some(ms(100)),
+            max_restarts: 100,
+            ..policy()
+        };
+        let mut h = RunHistory::default();
+        let delays: Vec<Duration> = (0..20)
+            .map(|_| match p.on_exit(&mut h, Exit::Code(1), ms(1)) {
+                Decision::Restart { delay } => delay,
+                other => panic!("a restart, not {other:?}"),
+            })
+            .collect();
+        // 100 ms x 1.5^n passes 15 s at n = 13 (100 * 1.5^13 = 19.5 s).
+        let mut want = ms(100);
+        for (n, delay) in delays.iter().enumerate() {
+            assert_eq!(*delay, want, "restart {n}: {delays:?}");
+            want = want.mul_f64(1.5).min(MAX_BACKOFF);
+        }
+        assert!(
+            delays[12] > ms(12_900) && delays[12] < ms(13_000),
+            "the last step below the ceiling: {delays:?}"
+        );
+        assert!(
+            delays[13..].iter().all(|d| *d == Duration::from_secs(15)),
+            "capped at 15 s from the 14th restart on: {delays:?}"
+        );
+    }
+
     #[test]
     fn stable_run_resets_backoff_and_count() {
         let p = Policy {
