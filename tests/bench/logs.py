@@ -253,6 +253,12 @@ def wait_for_file(path: Path, n: int, daemon_pid: int | None, starter: subproces
     return {"status": status, "done_ns": last_growth, "bytes": size, "daemon_rss_max_mib": round(rss_max / 1024, 1)}
 
 
+def run_failed(r: dict) -> bool:
+    """Whether a throughput run failed or lost or altered a line: such a run is reported
+    as it is, and a noisy run is re-run only when it delivered every line intact."""
+    return "error" in r or r.get("status") != "complete" or not (r.get("check") or {}).get("ok")
+
+
 def measure(kind: str, date: bool, n: int, args, started: list, tools: dict) -> dict:
     """One throughput run of the writer: direct, through `cat`, or under supd / PM2 with or
     without a date prefix."""
@@ -716,12 +722,16 @@ def main() -> int:
                                 log(f"{key} failed: {e}")
                                 a = {"error": str(e)}
                             a["attempts"] = attempt + 1
-                            if r is None or "error" in r or ("error" not in a and a["others_pct"] < r["others_pct"]):
+                            if run_failed(a):
+                                # A failed run or a lost line is the result: never retried away.
                                 r = a
-                            if "error" in a or a["others_pct"] <= args.max_noise:
+                                break
+                            if r is None or a["others_pct"] < r["others_pct"]:
+                                r = a
+                            if a["others_pct"] <= args.max_noise:
                                 break
                             log(f"{key}: other processes took {a['others_pct']}% of the CPUs (> {args.max_noise:g}%)")
-                        if "error" in r or r.get("status") != "complete" or not (r.get("check") or {}).get("ok"):
+                        if run_failed(r):
                             failed = failed or kind in ("direct", "supd")
                         thr.setdefault(key, []).append(r)
             if "list" not in args.skip:
