@@ -239,6 +239,22 @@ def cost(kind: str, tools: dict, n: int, args, started: list, interval: str = "1
             sup.kill()
 
 
+def missed_cycles(h: dict, args: dict) -> str | None:
+    """What a side's memory-limit measurement missed, if anything: a run not restarted
+    within --hog-timeout of crossing the limit, or fewer cycles than --hog-cycles. None when
+    every cycle was restarted, or when the side has no cycles (its error says why)."""
+    if "cycles" not in h:
+        return None
+    cycles, want = h["cycles"], args.get("hog_cycles", 0)
+    timed_out = sum(1 for c in cycles if c.get("timed_out"))
+    if timed_out:
+        return (f"{timed_out} of {len(cycles)} cycle(s) not restarted within "
+                f"{args.get('hog_timeout', 90):g} s of crossing 150M")
+    if len(cycles) < want:
+        return f"{len(cycles)} of {want} cycles measured"
+    return None
+
+
 def hog(kind: str, tools: dict, hog_js: Path, args, started: list) -> dict:
     """Memory-limit reaction: --hog-cycles restart cycles of the hog under `kind`."""
     with tempfile.TemporaryDirectory(prefix=f"{kind}-monitor-hog-", dir=bl.ROOT) as tmp:
@@ -429,7 +445,9 @@ def main() -> int:
 
     report = bl.make_report(args, bl.machine(pm2_version), t_start, quiet, left, cost=costs, hog=hogs)
     bl.emit(report, args, markdown)
-    failed = any("error" in v for v in costs.values()) or any("error" in v for v in hogs.values()) or left
+    # supd not restarting the hog in time is a failure; PM2 not doing so is its result.
+    failed = (any("error" in v for v in costs.values()) or any("error" in v for v in hogs.values())
+              or missed_cycles(hogs.get("supd", {}), vars(args)) or left)
     return 1 if failed else 0
 
 

@@ -30,7 +30,7 @@ Prints one Markdown table — scenario | supd median (min-max) | PM2 median (min
 supd/PM2 — with the machine description and the exact command; --json-out writes all the
 JSON it collected. Exit status: non-zero only when the harness failed — a scenario that
 crashed or overran its time bound, a supd run that failed or lost a log line or a
-request, or a process left behind. PM2's own losses and failures are reported, not
+request or left a memory-limit cycle unrestarted, or a process left behind. PM2's own losses and failures are reported, not
 failures.
 
 Python 3.11 standard library only.
@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402 - the shared helpers, next to this script
 from benchlib import HERE, log  # noqa: E402
 from cluster import wrk_version  # noqa: E402
+from monitor import missed_cycles  # noqa: E402
 
 
 @dataclass
@@ -217,7 +218,8 @@ def sum_cluster(rep: dict) -> tuple[list[Row], list]:
 
 
 def sum_memlimit(rep: dict) -> tuple[list[Row], list]:
-    """Rows of monitor.py's hog: reaction time (a cycle not restarted in time is shown as such)."""
+    """Rows of monitor.py's hog: reaction time. A cycle not restarted in time is shown as
+    such and is a problem of its side (for supd, a failure of the run)."""
     hog, problems = rep.get("hog", {}), []
     bound = rep.get("args", {}).get("hog_timeout", 90)
     vals, texts = {}, {}
@@ -227,6 +229,9 @@ def sum_memlimit(rep: dict) -> tuple[list[Row], list]:
             problems.append((side, f"memlimit: {h['error'].splitlines()[0][:200]}"))
         cycles = h.get("cycles", [])
         vals[side] = [c["reaction_ms"] / 1000 for c in cycles if "reaction_ms" in c]
+        missed = missed_cycles(h, rep.get("args", {}))
+        if missed:
+            problems.append((side, f"memlimit: {missed}"))
         if any(c.get("timed_out") for c in cycles):
             texts[side] = f"> {bound:g} s (not restarted)" + (f"; others {bl.fmt(bl.median(vals[side]))} s" if vals[side] else "")
     return [Row("memory-limit reaction: crossing 150M → the next run's first line", "s", vals.get("supd", []),
