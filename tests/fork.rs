@@ -138,9 +138,14 @@ fn signal_reaches_every_instance() {
 fn crash_loop_ends_errored_and_stays_until_a_user_acts() {
     let supd = Supd::new();
     let marker = supd.write("crash", "");
+    let runs = supd.work().join("crashy-runs");
     let script = supd.script(
         "crashy.sh",
-        &format!("[ -e {} ] && exit 3\nexec sleep 300", marker.display()),
+        &format!(
+            "echo run >> {}\n[ -e {} ] && exit 3\nexec sleep 300",
+            runs.display(),
+            marker.display()
+        ),
     );
     let file = one_app(
         &supd,
@@ -161,10 +166,37 @@ fn crash_loop_ends_errored_and_stays_until_a_user_acts() {
         inst["last_error"].as_str().unwrap().contains("unstable"),
         "{inst}"
     );
-    // It stays errored: nothing restarts it behind our back.
-    let pids_seen = supd.list();
-    assert_eq!(pids_seen[0]["status"], "errored");
-    assert_eq!(pids_seen[0]["restarts"], 3);
+    // It stays errored: nothing restarts it behind our back. The clock is a
+    // witness app the daemon restarts every 200 ms: fifteen of its runs
+    // (three seconds of the daemon's own timers) without a run of crashy.
+    let ticks = supd.work().join("witness-runs");
+    let witness = supd.script(
+        "witness.sh",
+        &format!("echo tick >> {}\nexit 1", ticks.display()),
+    );
+    let file = one_app(
+        &supd,
+        "witness",
+        &witness,
+        "restart_delay = 200\nmin_uptime = 0\nmax_restarts = 1000",
+    );
+    supd.ok(&["start", &file]);
+    wait_for(
+        Duration::from_secs(20),
+        "fifteen runs of the witness",
+        || {
+            let ticks = std::fs::read_to_string(&ticks).ok()?;
+            (ticks.lines().count() >= 15).then_some(())
+        },
+    );
+    let crashy = supd.instance("crashy", 0);
+    assert_eq!(crashy["status"], "errored", "{crashy}");
+    assert_eq!(crashy["restarts"], 3, "{crashy}");
+    let ran = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(
+        ran, 4,
+        "the first run and three restarts, none after errored"
+    );
     // A user acts: it comes back.
     std::fs::remove_file(&marker).unwrap();
     supd.ok(&["restart", "crashy"]);
@@ -173,10 +205,37 @@ fn crash_loop_ends_errored_and_stays_until_a_user_acts() {
     });
 }
 
+/// The start times (ns since the epoch) each run of an app wrote, once
+/// there are `count` of them. A script records one with [`stamp_line`].
+fn run_stamps(path: &std::path::Path, count: usize) -> Vec<u64> {
+    wait_for(Duration::from_secs(20), &format!("{count} runs"), || {
+        let text = std::fs::read_to_string(path).ok()?;
+        let v: Vec<u64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+        (v.len() >= count).then_some(v)
+    })
+}
+
+/// The shell line that appends a run's start time to `path`.
+fn stamp_line(path: &std::path::Path) -> String {
+    format!("date +%s%N >> {}", path.display())
+}
+
+/// The gaps between consecutive stamps, in milliseconds.
+fn gaps_ms(stamps: &[u64]) -> Vec<u64> {
+    stamps
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect()
+}
+
 #[test]
 fn restart_delay_waits_and_counts() {
     let supd = Supd::new();
-    let script = supd.script("blip.sh", "sleep 0.2; exit 1");
+    let stamps = supd.work().join("stamps");
+    let script = supd.script(
+        "blip.sh",
+        &format!("{}\nsleep 0.2; exit 1", stamp_line(&stamps)),
+    );
     let file = one_app(
         &supd,
         "blip",
@@ -187,9 +246,16 @@ fn restart_delay_waits_and_counts() {
     supd.wait_instance("blip", 0, "waiting-restart", |p| {
         p["status"] == "waiting-restart"
     });
-    supd.wait_instance("blip", 0, "restarted after the delay", |p| {
-        p["restarts"].as_u64() >= Some(1)
-    });
+    let times = run_stamps(&stamps, 3);
+    supd.ok(&["stop", "blip"]);
+    // Each run lasts 0.2 s, then waits restart_delay (1 s): a gap of 1.2 s
+    // and a little; the 4 s default, or no delay, is far outside.
+    let gaps = gaps_ms(&times);
+    assert!(
+        gaps.iter().all(|g| (1200..2200).contains(g)),
+        "gaps between runs {gaps:?} ms, want 1200..2200"
+    );
+    assert!(supd.instance("blip", 0)["restarts"].as_u64() >= Some(2));
 }
 
 #[test]
@@ -213,33 +279,31 @@ fn stop_exit_codes_and_autorestart_false_stay_stopped() {
 fn exponential_backoff_grows_between_restarts() {
     let supd = Supd::new();
     let stamps = supd.work().join("stamps");
-    let script = supd.script(
-        "bo.sh",
-        &format!("date +%s%N >> {}\nexit 1", stamps.display()),
-    );
+    let script = supd.script("bo.sh", &format!("{}\nexit 1", stamp_line(&stamps)));
     let file = one_app(
         &supd,
         "bo",
         &script,
-        "exp_backoff_restart_delay = 200\nmax_restarts = 50",
+        "exp_backoff_restart_delay = 300\nmax_restarts = 50",
     );
     supd.ok(&["start", &file]);
-    // Runs at t0, +200, +300, +450 ms: four stamps.
-    let times: Vec<u64> = wait_for(Duration::from_secs(20), "four runs", || {
-        let text = std::fs::read_to_string(&stamps).ok()?;
-        let v: Vec<u64> = text.lines().filter_map(|l| l.parse().ok()).collect();
-        (v.len() >= 4).then_some(v)
-    });
+    // Runs at t0, +300, +450, +675, +1012 ms: five stamps. (The 15 s
+    // ceiling is the policy's table test: a crash loop takes minutes to
+    // reach it.)
+    let times = run_stamps(&stamps, 5);
     supd.ok(&["stop", "bo"]);
-    let gaps: Vec<u64> = times
-        .windows(2)
-        .map(|w| (w[1] - w[0]) / 1_000_000)
-        .collect();
-    // Each gap is at least the back-off for that restart; and they grow.
-    assert!(
-        gaps[0] >= 200 && gaps[1] >= 300 && gaps[2] >= 450,
-        "gaps {gaps:?}"
-    );
+    let gaps = gaps_ms(&times);
+    // Each gap is the back-off for that restart, plus at most 300 ms of
+    // spawning: the delay grows x1.5 each time (x1.8 would overshoot the
+    // last by 700 ms; no growth undershoots it by 700).
+    let backoff = [300, 450, 675, 1012];
+    for (n, gap) in gaps.iter().enumerate() {
+        assert!(
+            (backoff[n]..backoff[n] + 300).contains(gap),
+            "gap {n} of {gaps:?} ms, want {} ms and up to 300 ms more",
+            backoff[n]
+        );
+    }
 }
 
 #[test]
