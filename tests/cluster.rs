@@ -16,9 +16,22 @@ pub(crate) fn cluster_file(
     instances: u32,
     extra: &str,
 ) -> String {
+    cluster_file_of(supd, name, &bin("user-service"), port, instances, extra)
+}
+
+/// An ecosystem file like [`cluster_file`] running `script` (which must
+/// end up in user-service, or another program that says READY=1).
+fn cluster_file_of(
+    supd: &Supd,
+    name: &str,
+    script: &std::path::Path,
+    port: u16,
+    instances: u32,
+    extra: &str,
+) -> String {
     let body = format!(
         "[[apps]]\nname = \"{name}\"\nscript = \"{}\"\nexec_mode = \"cluster\"\ninstances = {instances}\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\nkill_timeout = \"5s\"\n{extra}\n",
-        bin("user-service").display()
+        script.display()
     );
     supd.write(&format!("{name}.toml"), &body)
         .display()
@@ -47,8 +60,9 @@ fn wait_online(supd: &Supd, name: &str, n: usize) -> Vec<u64> {
     )
 }
 
-/// Which instance answered, for `count` fresh connections.
-fn spread(port: u16, count: usize) -> HashMap<String, usize> {
+/// Which instance answered, for `count` fresh connections (each must be
+/// answered 200).
+pub(crate) fn spread(port: u16, count: usize) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for _ in 0..count {
         let (status, body) = get_fresh(port, "/health").expect("request");
@@ -132,13 +146,22 @@ fn zero_loss_through_reloads_scaling_and_a_killed_worker() {
             (pids.len() == 2 && !pids.contains(&victim)).then_some(())
         },
     );
-    load.finish_without_failures(0);
-    let restarts: u64 = supd
+    // Twenty answers of our own while the load runs beside them: the load
+    // had time to send many too, and must have been served.
+    spread(port, 20);
+    load.finish_without_failures(20);
+    let restarts: Vec<u64> = supd
         .list()
         .iter()
         .map(|p| p["restarts"].as_u64().unwrap())
-        .sum();
-    assert!(restarts >= 3, "reloads and the crash are counted");
+        .collect();
+    // Instances 0 and 1 (the survivors of the scale-down) were reloaded
+    // twice each, and one of them crashed once.
+    assert_eq!(
+        restarts.iter().sum::<u64>(),
+        5,
+        "two reloads of two instances and the crash, once each: {restarts:?}"
+    );
 }
 
 #[test]
@@ -176,11 +199,10 @@ fn max_instances_guards_scale_start_and_reload_and_capped_apps_reload_stop_then_
     let supd = Supd::new();
     let port = free_port();
     let reason = "ports are allocated from an in-memory set";
-    let file = cluster_file(
+    let file = locked_cluster_file(
         &supd,
         "solo",
         port,
-        1,
         &format!("max_instances = 1\nmax_instances_reason = \"{reason}\""),
     );
     supd.ok(&["start", &file]);
@@ -203,19 +225,42 @@ fn max_instances_guards_scale_start_and_reload_and_capped_apps_reload_stop_then_
 
     // Reload stop-then-start: the old process is gone before the new one
     // exists, and clients queued on the held socket are served after.
+    // Each process holds a lock on one file for its whole life and takes it
+    // without waiting: a process started while another still ran records
+    // the overlap.
     let load = Load::start(port, "/health", 3);
     supd.ok(&["reload", "solo"]);
     let second = wait_online(&supd, "solo", 1)[0];
     assert_ne!(first, second);
     assert!(!alive(first as u32));
-    let log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
-    let exited = log
-        .find(&format!("pid={first}"))
-        .and_then(|_| log.find("exited with"))
-        .unwrap();
-    let started = log.rfind(&format!("pid={second}")).unwrap();
-    assert!(exited < started, "stopped before the new one started");
-    load.finish_without_failures(1);
+    supd.ok(&["reload", "solo"]);
+    wait_online(&supd, "solo", 1);
+    spread(port, 20);
+    load.finish_without_failures(20);
+    let runs = std::fs::read_to_string(supd.work().join("solo-runs")).unwrap();
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        ["alone"; 3],
+        "the first process and two reloads, each started alone"
+    );
+}
+
+/// An ecosystem file like [`cluster_file`] whose processes each hold a
+/// lock on `NAME.lock` for their life (taken before the service starts,
+/// kept by it through exec), and append to `NAME-runs` whether they got it
+/// at once (`alone`) or found it held (`overlap`).
+fn locked_cluster_file(supd: &Supd, name: &str, port: u16, extra: &str) -> String {
+    let work = supd.work();
+    let script = supd.script(
+        &format!("{name}-locked.sh"),
+        &format!(
+            "exec 9> {lock}\nif flock -n 9; then echo alone; else echo overlap; fi >> {runs}\nexec {service}",
+            lock = work.join(format!("{name}.lock")).display(),
+            runs = work.join(format!("{name}-runs")).display(),
+            service = bin("user-service").display()
+        ),
+    );
+    cluster_file_of(supd, name, &script, port, 1, extra)
 }
 
 #[test]
@@ -230,7 +275,8 @@ fn reload_from_a_file_rolls_new_env_and_instance_count() {
     let out = supd.ok(&["reload", &bigger]);
     assert!(out.contains("users[2]"), "{out}");
     wait_online(&supd, "users", 3);
-    load.finish_without_failures(0);
+    spread(port, 20);
+    load.finish_without_failures(20);
     assert_eq!(supd.show("users")["config"]["env"]["FLAVOUR"], "new");
 }
 
