@@ -77,6 +77,7 @@ fn a_log_file_or_folder_planted_as_a_symlink_is_never_followed() {
     supd.ok(&["ping"]);
     let outside = precious(&supd);
     let logs = supd.home().join("logs");
+    fs::create_dir_all(&logs).unwrap();
     let talk = supd.script("talk.sh", "echo 'to the log'; exec sleep 300");
     let talk = talk.to_str().unwrap();
 
