@@ -20,9 +20,12 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().mode() & 0o7777
 }
 
+/// How a test spoils a home: what it does, how, and the fix the refusal names.
+type Spoil = (&'static str, fn(&Path), &'static str);
+
 #[test]
 fn a_home_another_user_owns_or_anyone_can_write_is_refused() {
-    let refusals: [(&str, fn(&Path), &str); 2] = [
+    let refusals: [Spoil; 2] = [
         (
             "owned by uid 65534",
             |home| std::os::unix::fs::chown(home, Some(65534), Some(65534)).unwrap(),

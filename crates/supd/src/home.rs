@@ -104,19 +104,23 @@ fn uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// `done`, where an error of kind `fine` (things already as wanted) is a
+/// success; another error says what could not be done to `path`.
+fn already(done: io::Result<()>, fine: io::ErrorKind, what: &str, path: &Path) -> io::Result<()> {
+    match done {
+        Err(e) if e.kind() != fine => Err(io::Error::new(
+            e.kind(),
+            format!("cannot {what} {}: {e}", path.display()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Makes `path` (0700) if it is missing and checks that it is a folder of
 /// ours that nobody else can write to, without following a symbolic link.
 pub fn ensure_folder(path: &Path) -> io::Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot create {}: {e}", path.display()),
-            ));
-        }
-    }
+    let made = fs::DirBuilder::new().mode(0o700).create(path);
+    already(made, io::ErrorKind::AlreadyExists, "create", path)?;
     let seen = Seen::of(&fs::symlink_metadata(path)?);
     judge(seen, uid())
         .map_err(|u| io::Error::new(io::ErrorKind::PermissionDenied, u.explain(path, uid())))
@@ -239,16 +243,12 @@ pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// is exclusive and follows no link, so the file written is always one this
 /// call made.
 pub fn create_fresh(path: &Path) -> io::Result<File> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot remove {}: {e}", path.display()),
-            ));
-        }
-    }
+    already(
+        fs::remove_file(path),
+        io::ErrorKind::NotFound,
+        "remove",
+        path,
+    )?;
     open_no_symlink(
         path,
         OpenOptions::new().write(true).create_new(true).mode(0o600),

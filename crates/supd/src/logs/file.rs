@@ -350,7 +350,7 @@ mod tests {
         let runs = InstanceRuns::of(old);
         assert_eq!((runs.at(3), runs.at(6)), (Some(0), Some(1)));
         assert_eq!(fs::read_to_string(index_path(&path)).unwrap(), "0 1\n");
-        file.truncate().unwrap();
+        file.truncate("m").unwrap();
         file.write(b"f0\n", 0, &rotation, "m");
         assert_eq!(fs::read_to_string(index_path(&path)).unwrap(), "0 0\n");
     }
