@@ -375,7 +375,8 @@ mod tests {
         // A file-size limit makes the kernel stop the write partway (EFBIG)
         // as a full disk does (ENOSPC); it is set in a child (this test
         // binary again), so no other test is limited.
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
+        // Its output goes to pipes: the limit would cut a file it went to.
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
                 "logs::file::tests::partial_write_child",
@@ -383,9 +384,14 @@ mod tests {
                 "--nocapture",
             ])
             .env("SUPD_PARTIAL_WRITE_FILE", &path)
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success());
+        assert!(
+            child.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
         assert_eq!(fs::read_to_string(&path).unwrap(), "whole\n");
     }
 
