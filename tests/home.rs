@@ -159,6 +159,15 @@ const FLOOD: &str = "i=0; pad=$(printf '%087d' 0 | tr 0 x); \
      while [ $i -lt 3000 ]; do printf 'line %06d %s\\n' $i \"$pad\"; i=$((i+1)); done; \
      exec sleep 300";
 
+/// The number that ends right before `marker` in `text`.
+fn number_before(text: &str, marker: &str) -> Option<u64> {
+    let head = &text[..text.find(marker)?];
+    let start = head
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    head[start..].parse().ok()
+}
+
 /// Every line of `text` is one the flood wrote, whole.
 fn whole_lines(text: &str) -> bool {
     text.ends_with('\n')
@@ -178,14 +187,29 @@ fn a_full_disk_leaves_whole_lines_and_flush_says_what_it_could_not_do() {
     let disk = Tmpfs::mount(&logs, "64k");
     let flood = supd.script("flood.sh", FLOOD);
     supd.ok(&["start", flood.to_str().unwrap(), "--name", "full"]);
-    let problem = wait_for(Duration::from_secs(20), "the disk full", || {
-        supd.show("full")["log_problem"]
-            .as_str()
-            .filter(|p| p.contains("No space left on device"))
-            .map(str::to_string)
-    });
-    assert!(problem.contains("lines dropped"), "{problem}");
     let current = logs.join("full-out.log");
+    // Every line is either in the file or counted as dropped (in `show`
+    // while the disk is full, in supd.log each time a line fits again):
+    // once they add up, the log thread has read the whole flood.
+    let problem = wait_for(
+        Duration::from_secs(30),
+        "every line written or dropped",
+        || {
+            let problem = supd.show("full")["log_problem"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let now: u64 = number_before(&problem, " lines dropped)").unwrap_or(0);
+            let daemon_log = fs::read_to_string(supd.home().join("supd.log")).ok()?;
+            let before: u64 = daemon_log
+                .lines()
+                .filter_map(|l| number_before(l, " lines were dropped"))
+                .sum();
+            let kept = fs::metadata(&current).ok()?.len() / 100;
+            (now > 0 && now + before + kept == 3000).then_some(problem)
+        },
+    );
+    assert!(problem.contains("No space left on device"), "{problem}");
     let text = fs::read_to_string(&current).unwrap();
     assert!(
         text.len() > 30_000 && whole_lines(&text),
