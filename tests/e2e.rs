@@ -12,6 +12,7 @@ mod control;
 mod crash;
 mod docs;
 mod fork;
+mod home;
 mod import;
 mod logs;
 mod monit;

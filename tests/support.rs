@@ -541,3 +541,49 @@ impl Drop for Release {
         let _ = std::fs::write(&self.0, "");
     }
 }
+
+/// A small tmpfs mounted over a folder: a disk that fills up (the tests run
+/// as root). Unmounted when dropped (lazily, as the daemon may still hold
+/// files in it), so declare it after the [`Supd`] whose home it is in.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` bytes (`64k`, `1m`), mode 0700, at `at`.
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        mount(
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ],
+            at,
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Gives it another size: space returns.
+    pub fn resize(&self, size: &str) {
+        mount(&["-o", &format!("remount,size={size}")], &self.0);
+    }
+}
+
+fn mount(args: &[&str], at: &Path) {
+    let status = std::process::Command::new("mount")
+        .args(args)
+        .arg(at)
+        .status()
+        .expect("mount");
+    assert!(status.success(), "mount {args:?} {}", at.display());
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}

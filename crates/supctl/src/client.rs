@@ -101,11 +101,14 @@ fn start_daemon(home: &Home) -> anyhow::Result<Client> {
         .create(home.dir())
         .with_context(|| format!("cannot create {}", home.dir().display()))?;
     let log_path = home.daemon_log();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    // Never through a link planted at its name (the daemon then refuses
+    // a home that is not its own, and says so in this file).
+    let log = supd_proto::home::open_no_symlink(
+        &log_path,
+        OpenOptions::new().create(true).append(true),
+        0,
+    )
+    .with_context(|| format!("cannot open {}", log_path.display()))?;
     let binary = daemon_binary();
     let mut cmd = Command::new(&binary);
     cmd.env("SUPD_HOME", home.dir())

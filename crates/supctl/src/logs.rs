@@ -10,6 +10,10 @@
 //! with `--timestamp`, as JSON with `--json`, filtered by `--grep`. The
 //! instance of a line in a merged file comes from the file's instance index
 //! ([`supd_proto::log_index`]), read after the lines it describes.
+//!
+//! Files are opened as the daemon opens them, never through a symbolic
+//! link ([`open_to_read`]): a link planted in the home is an error naming
+//! it, not a file printed from elsewhere.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -18,6 +22,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use supd_proto::home::open_to_read;
 use supd_proto::log_index::{InstanceRuns, index_path};
 use supd_proto::{AppLogs, Home, Request, Response};
 
@@ -171,7 +176,7 @@ impl IndexTail {
     fn of(log: &Path) -> IndexTail {
         let path = index_path(log);
         IndexTail {
-            file: File::open(&path).ok(),
+            file: open_to_read(&path).ok(),
             path,
             read: 0,
             pending: Vec::new(),
@@ -184,7 +189,7 @@ impl IndexTail {
     /// so far is covered. An index that shrank was flushed with its log.
     fn refresh(&mut self) -> io::Result<()> {
         if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
+            self.file = open_to_read(&self.path).ok();
         }
         let Some(file) = self.file.as_mut() else {
             return Ok(());
@@ -209,7 +214,7 @@ impl IndexTail {
 impl Tail {
     /// Follows `path` from byte `offset` (a missing file from its start).
     fn new(path: &Path, source: Source, offset: u64) -> Tail {
-        let file = File::open(path).ok();
+        let file = open_to_read(path).ok();
         let offset = if file.is_some() { offset } else { 0 };
         Tail {
             source,
@@ -319,7 +324,7 @@ pub struct Ending {
 
 /// The last `n` lines of a file. A missing file has no lines.
 pub fn last_lines(path: &Path, n: usize) -> io::Result<Ending> {
-    let mut file = match File::open(path) {
+    let mut file = match open_to_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ending::default()),
         Err(e) => return Err(e),
@@ -400,7 +405,7 @@ pub fn last_lines_across_rotations(path: &Path, n: usize) -> io::Result<(Vec<Tag
 /// The whole text of a rotated file (decompressed), or `None` if it was
 /// removed meanwhile (retention, or its compression finishing).
 fn read_rotated(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
+    let file = match open_to_read(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -435,7 +440,7 @@ fn plain_name(path: &Path) -> PathBuf {
 /// shorter) starts over.
 fn follow(path: &Path, tail: &mut Tail, printer: &Printer, out: &mut impl Write) -> io::Result<()> {
     if tail.file.is_none() {
-        tail.file = File::open(path).ok();
+        tail.file = open_to_read(path).ok();
         tail.offset = 0;
     }
     if tail.file.is_none() {
@@ -447,7 +452,7 @@ fn follow(path: &Path, tail: &mut Tail, printer: &Printer, out: &mut impl Write)
         .as_ref()
         .map(|f| f.metadata().map(|m| m.ino()))
         .transpose()?;
-    if fs::metadata(path).is_ok_and(|m| Some(m.ino()) != ours) {
+    if fs::symlink_metadata(path).is_ok_and(|m| Some(m.ino()) != ours) {
         // Rotated: whatever reached the old file before the switch is read,
         // then the files rotated after it (several rotations may fall
         // between two polls), then the new file from its start.

@@ -1,8 +1,14 @@
 //! Where a daemon keeps its state: `SUPD_HOME` (default `$HOME/.supd`).
 //!
 //! Both sides use these paths: the daemon creates them, the CLI finds the
-//! socket and the log files through them.
+//! socket and the log files through them. Both sides also open files there
+//! only through [`open_no_symlink`]: a symbolic link planted in the home must
+//! never make the daemon write, truncate or read a file elsewhere, nor
+//! `supctl logs` print one.
 
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The paths under one `SUPD_HOME`.
@@ -58,6 +64,38 @@ impl Home {
     }
 }
 
+/// Opens `path` with `options` and the extra open(2) `flags`, refusing a
+/// symbolic link in its place (`O_NOFOLLOW`): the error then names the path
+/// and says why, instead of the kernel's "Too many levels of symbolic links".
+pub fn open_no_symlink(path: &Path, options: &mut OpenOptions, flags: i32) -> io::Result<File> {
+    options
+        .custom_flags(flags | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is a symbolic link, which supd never follows in its home (remove it)",
+                    path.display()
+                ),
+            ),
+            _ => e,
+        })
+}
+
+/// Opens a file of the home for reading, without following a symbolic link
+/// and without waiting for a writer if a FIFO was planted there.
+pub fn open_to_read(path: &Path) -> io::Result<File> {
+    open_no_symlink(path, OpenOptions::new().read(true), libc::O_NONBLOCK)
+}
+
+/// The whole of a file of the home, read as [`open_to_read`] opens it.
+pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut open_to_read(path)?, &mut bytes)?;
+    Ok(bytes)
+}
+
 /// The rotated files of the log file `current` (`NAME-out.log.<time>`,
 /// optionally `.gz`), oldest first. Files being compressed (`.tmp`) are
 /// left out.
@@ -103,4 +141,27 @@ pub fn rotated_name(current: &Path, stamp: &str) -> PathBuf {
     name.push(".");
     name.push(stamp);
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symbolic_link_is_refused_with_its_path() {
+        let dir = std::env::temp_dir().join(format!("supd-proto-home-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (target, link) = (dir.join("target"), dir.join("link"));
+        std::fs::write(&target, "secret\n").unwrap();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = read_file(&link).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("{} is a symbolic link", link.display())),
+            "{err}"
+        );
+        assert_eq!(read_file(&target).unwrap(), b"secret\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -153,7 +153,7 @@ pub enum Command {
     /// Send a signal to every running instance.
     Signal(Signal, oneshot::Sender<()>),
     /// Empty the log files.
-    Flush(oneshot::Sender<std::io::Result<()>>),
+    Flush(oneshot::Sender<Result<(), String>>),
     /// Stop acting and describe everything for the daemon's next image
     /// (`update`); commands wait and child events stay queued until `Thaw`,
     /// and notices stay unread in their sockets.

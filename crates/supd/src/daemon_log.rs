@@ -42,7 +42,8 @@ impl DaemonLog {
         };
         let path = home.daemon_log();
         let stderr = nix::sys::stat::fstat(io::stderr()).ok();
-        let file = fs::metadata(&path).ok();
+        // Not through a link: a `supd.log` that is one is never ours.
+        let file = fs::symlink_metadata(&path).ok();
         let rotating = match (stderr, file) {
             (Some(fd), Some(file)) if fd.st_dev == file.dev() && fd.st_ino == file.ino() => {
                 Some(Rotating {
@@ -97,10 +98,11 @@ impl Rotating {
         let mut old = self.path.clone().into_os_string();
         old.push(".1");
         fs::rename(&self.path, old)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let file = supd_proto::home::open_no_symlink(
+            &self.path,
+            OpenOptions::new().create(true).append(true),
+            0,
+        )?;
         if stdout_too {
             nix::unistd::dup2_stdout(&file)?;
         }

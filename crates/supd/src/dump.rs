@@ -7,15 +7,16 @@
 //! a corrupt or truncated dump is refused, never half-applied.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use supd_config::AppConfig;
 use supd_proto::Home;
+use supd_proto::home::read_file;
 
 use crate::app::AppView;
+use crate::home::{sibling, write_atomically};
 
 /// The dump format's version; a newer one is refused.
 const VERSION: u32 = 1;
@@ -59,12 +60,6 @@ pub fn path(home: &Home) -> PathBuf {
     home.dir().join("dump.json")
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// Writes `apps` as the new dump; the previous one becomes `dump.json.bak`.
 pub fn save(home: &Home, apps: Vec<SavedApp>) -> Result<PathBuf, String> {
     let target = path(home);
@@ -76,46 +71,21 @@ pub fn save(home: &Home, apps: Vec<SavedApp>) -> Result<PathBuf, String> {
     };
     let bytes = serde_json::to_vec_pretty(&dump)
         .map_err(|e| format!("cannot encode the process list: {e}"))?;
-    if target.exists() {
-        let bak = sibling(&target, ".bak");
-        let bak_tmp = sibling(&target, ".bak.tmp");
-        fs::copy(&target, &bak_tmp)
-            .and_then(|_| fs::rename(&bak_tmp, &bak))
-            .map_err(|e| fail(io::Error::new(e.kind(), format!("backup: {e}"))))?;
+    match read_file(&target) {
+        Ok(previous) => write_atomically(&sibling(&target, ".bak"), &previous, true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
+    .map_err(|e| fail(io::Error::new(e.kind(), format!("backup: {e}"))))?;
     write_atomically(&target, &bytes, true).map_err(fail)?;
     Ok(target)
-}
-
-/// Replaces `target` by `bytes` atomically: they are written to
-/// `<target>.tmp`, which is then renamed over `target`, so a reader (or a
-/// process killed meanwhile) finds the old file or the new one, never a
-/// part. With `durable`, the data and the rename are fsync'd too, so they
-/// also survive a power loss.
-pub fn write_atomically(target: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let context = |what: &str, path: &Path, e: io::Error| {
-        io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
-    };
-    let tmp = sibling(target, ".tmp");
-    let mut file = File::create(&tmp).map_err(|e| context("cannot create", &tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
-        .map_err(|e| context("cannot write", &tmp, e))?;
-    fs::rename(&tmp, target).map_err(|e| context("cannot rename", &tmp, e))?;
-    if durable
-        && let Some(dir) = target.parent()
-        && let Ok(dir) = File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 /// Reads and checks the dump; any problem is one message naming the file.
 pub fn load(home: &Home) -> Result<Dump, String> {
     let target = path(home);
     let shown = target.display();
-    let bytes = fs::read(&target).map_err(|e| match e.kind() {
+    let bytes = read_file(&target).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             format!("no saved process list at {shown} (run supctl save first)")
         }
@@ -158,10 +128,10 @@ mod tests {
         save(&home, vec![app("a")]).unwrap();
         save(&home, vec![app("a"), app("b")]).unwrap();
         assert_eq!(load(&home).unwrap().apps.len(), 2);
-        let bak = fs::read_to_string(dir.path().join("dump.json.bak")).unwrap();
+        let bak = std::fs::read_to_string(dir.path().join("dump.json.bak")).unwrap();
         assert!(bak.contains("\"a\"") && !bak.contains("\"b\""));
-        let full = fs::read(path(&home)).unwrap();
-        fs::write(path(&home), &full[..full.len() / 2]).unwrap();
+        let full = std::fs::read(path(&home)).unwrap();
+        std::fs::write(path(&home), &full[..full.len() / 2]).unwrap();
         let err = load(&home).unwrap_err();
         assert!(
             err.contains("corrupt or truncated") && err.contains("nothing was started"),

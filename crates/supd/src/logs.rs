@@ -174,8 +174,9 @@ impl AppLog {
     /// has reached its end.
     pub fn open(home: &Home, config: &AppConfig) -> io::Result<AppLog> {
         let name = &config.name;
-        fs::create_dir_all(home.log_dir())?;
-        fs::create_dir_all(run_dir(home))?;
+        // Made and checked at start; made again, and checked, if removed since.
+        crate::home::ensure_folder(&home.log_dir())?;
+        crate::home::ensure_folder(&run_dir(home))?;
         let problem = Arc::new(Mutex::new(None));
         let writer = Writer::new(home, config, problem.clone())?;
         let wake = Arc::new(EventFd::from_flags(
@@ -339,12 +340,12 @@ impl AppLog {
         }));
     }
 
-    /// Empties both files.
-    pub async fn truncate(&self) -> io::Result<()> {
+    /// Empties the app's files; an error names each one that could not be.
+    pub async fn truncate(&self) -> Result<(), String> {
         let (reply, done) = oneshot::channel();
         self.send(Command::Truncate(reply));
         done.await
-            .map_err(|_| io::Error::other("log thread stopped"))?
+            .map_err(|_| "its log thread stopped".to_string())?
     }
 }
 

@@ -15,10 +15,11 @@ const SOURCE: &str = include_str!("../node/preload.js");
 /// Where it was written, once written.
 static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
 
-/// Writes the preload under `home` (once per daemon).
+/// Writes the preload under `home` (once per daemon), replacing whatever
+/// was there (a link planted there is replaced, never followed).
 pub fn install(home: &Home) -> std::io::Result<()> {
     let path = home.dir().join("node-preload.js");
-    std::fs::write(&path, SOURCE)?;
+    crate::home::write_atomically(&path, SOURCE.as_bytes(), false)?;
     let _ = INSTALLED.set(path);
     Ok(())
 }

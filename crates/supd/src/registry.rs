@@ -256,7 +256,8 @@ impl Registry {
     /// been dealt with).
     pub async fn keep_state(&self) {
         self.state.begin().await;
-        self.persist().await;
+        // A failure is logged, and retried at the next change.
+        let _ = self.persist().await;
     }
 
     /// A clean stop: the state file goes (it stays if an app is left).
@@ -265,12 +266,12 @@ impl Registry {
     }
 
     /// Writes the state file once every app has published what it did so far.
-    async fn persist(&self) {
+    async fn persist(&self) -> Result<(), String> {
         let apps = self.apps().clone();
         for app in apps {
             let _ = app.ask(Command::Published).await;
         }
-        self.state.write(self.views()).await;
+        self.state.write(self.views()).await
     }
 
     /// The daemon's spawner and reaper.
@@ -592,9 +593,15 @@ impl Registry {
             // start a process the exiting daemon would leave behind.
             Request::Kill => self.delete("all").await,
         };
-        if changes_apps {
-            self.persist().await;
-        }
+        // A change the state file does not show would be lost with the
+        // daemon: the command must not claim success (a failed command
+        // reports its own error first).
+        let recorded = if changes_apps {
+            self.persist().await
+        } else {
+            Ok(())
+        };
+        let result = result.and_then(|response| recorded.map(|()| response).map_err(unrecorded));
         result.unwrap_or_else(|message| Response::Error { message })
     }
 
@@ -831,6 +838,13 @@ impl Registry {
 
 fn unknown(name: &str) -> String {
     format!("unknown app \"{name}\" (see supctl list)")
+}
+
+/// The error of a command whose change could not be recorded.
+fn unrecorded(e: String) -> String {
+    format!(
+        "done, but not recorded ({e}): if the daemon died now, this change would be lost; fix the cause and run the command again"
+    )
 }
 
 /// Replaces each reported process, one task per report (each waits for its

@@ -25,7 +25,7 @@ use supd_supervisor::procfs;
 use tokio::sync::{Mutex, Notify};
 
 use crate::app::AppView;
-use crate::dump::{self, SavedApp};
+use crate::dump::SavedApp;
 
 /// The format's version; another one is not acted on.
 const VERSION: u32 = 1;
@@ -79,7 +79,7 @@ pub fn left_behind(home: &Home) -> Option<Left> {
     let path = path(home);
     let shown = path.display();
     let mut left = Left::default();
-    let bytes = match std::fs::read(&path) {
+    let bytes = match supd_proto::home::read_file(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
@@ -196,10 +196,12 @@ impl StateFile {
         writer.written.clear();
     }
 
-    /// Writes the file now, from `views`.
-    pub async fn write(&self, views: Vec<AppView>) {
+    /// Writes the file now, from `views`. An error is what a command that
+    /// changed the apps must report: until a write succeeds, a daemon crash
+    /// would lose that change.
+    pub async fn write(&self, views: Vec<AppView>) -> Result<(), String> {
         let mut writer = self.inner.writer.lock().await;
-        self.write_with(&mut writer, views).await;
+        self.write_with(&mut writer, views).await
     }
 
     /// A clean stop: the file is removed, unless apps are left (an app that
@@ -213,7 +215,8 @@ impl StateFile {
                 tracing::error!("cannot remove {}: {e}", self.inner.path.display());
             }
         } else {
-            self.write_with(&mut writer, views).await;
+            // Logged by the write; nobody is left to tell.
+            let _ = self.write_with(&mut writer, views).await;
         }
         writer.live = false;
     }
@@ -224,13 +227,14 @@ impl StateFile {
         loop {
             self.inner.touched.notified().await;
             tokio::time::sleep(COALESCE).await;
-            self.write(views()).await;
+            // Logged by the write, and retried at the next change.
+            let _ = self.write(views()).await;
         }
     }
 
-    async fn write_with(&self, writer: &mut Writer, views: Vec<AppView>) {
+    async fn write_with(&self, writer: &mut Writer, views: Vec<AppView>) -> Result<(), String> {
         if !writer.live {
-            return;
+            return Ok(());
         }
         let path = self.inner.path.clone();
         let boot_id = self.inner.boot_id.clone();
@@ -239,7 +243,7 @@ impl StateFile {
         let done = tokio::task::spawn_blocking(move || {
             let bytes = encode(&views, boot_id)?;
             if bytes != written {
-                dump::write_atomically(&path, &bytes, false).map_err(|e| e.to_string())?;
+                crate::home::write_atomically(&path, &bytes, false).map_err(|e| e.to_string())?;
             }
             Ok(bytes)
         })
@@ -248,13 +252,17 @@ impl StateFile {
         match done {
             Ok(bytes) => {
                 writer.written = bytes;
-                writer.failed = None;
+                if writer.failed.take().is_some() {
+                    tracing::info!("the state file is written again");
+                }
+                Ok(())
             }
             Err(e) => {
                 if writer.failed.as_ref() != Some(&e) {
                     tracing::error!("cannot write the state file: {e}");
                 }
-                writer.failed = Some(e);
+                writer.failed = Some(e.clone());
+                Err(e)
             }
         }
     }

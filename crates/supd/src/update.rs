@@ -124,20 +124,12 @@ fn handover_of(
     }
 }
 
-/// Writes the handover, readable by our user only.
+/// Writes the handover, readable by our user only (never through a link
+/// planted at its name).
 fn write(path: &Path, handover: &Handover) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let bytes =
         serde_json::to_vec(handover).map_err(|e| format!("cannot encode the handover: {e}"))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(&bytes))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::home::write_atomically(path, &bytes, false).map_err(|e| e.to_string())
 }
 
 /// Replaces this image with `binary`, which takes over from `handover`;

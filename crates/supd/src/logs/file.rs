@@ -7,9 +7,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use supd_proto::home::{rotated, rotated_name};
+use supd_proto::home::{open_no_symlink, open_to_read, rotated, rotated_name};
 
 use super::index::{self, IndexFile};
+use crate::home::create_fresh;
 
 /// How an app's files rotate (the app's keys over `[daemon]`'s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,7 +62,8 @@ impl LogFile {
     /// would cross `max_size`. When the disk refuses them (full,
     /// read-only…) they are dropped and counted, the app is never blocked or
     /// stopped, and the file is reopened at the next chunk so writing
-    /// resumes once space returns.
+    /// resumes once space returns. A chunk is written whole or not at all
+    /// ([`append_whole`]): the file never ends inside a line.
     pub fn write(&mut self, bytes: &[u8], instance: u32, rotation: &Rotation, app: &str) {
         if let Some(max) = rotation.max_size
             && self.size > 0
@@ -72,16 +74,17 @@ impl LogFile {
         match self.append(bytes, instance) {
             Ok(()) => {
                 self.size += bytes.len() as u64;
-                if let Some(dropped) = self.dropped.take() {
-                    tracing::info!(app, file = %self.path.display(), "log writing resumed; {dropped} lines were dropped");
-                    self.set_problem(None);
-                }
+                self.resumed(app);
             }
             Err(e) => {
                 // Reopen at the next chunk: the old descriptor may point at
                 // a file that can never take more (e.g. replaced, or a full
-                // device), and reopening is cheap.
+                // device), and reopening is cheap. The index entry may
+                // describe bytes that never reached the file.
                 self.file = None;
+                if let Some(index) = &mut self.index {
+                    index.forget();
+                }
                 let lines = memchr::memchr_iter(b'\n', bytes).count() as u64;
                 let dropped = self.dropped.get_or_insert(0);
                 if *dropped == 0 {
@@ -98,37 +101,64 @@ impl LogFile {
         }
     }
 
+    /// Writing works again: says how many lines were lost meanwhile.
+    fn resumed(&mut self, app: &str) {
+        if let Some(dropped) = self.dropped.take() {
+            tracing::info!(app, file = %self.path.display(), "log writing resumed; {dropped} lines were dropped");
+            self.set_problem(None);
+        }
+    }
+
     /// Writes `bytes` at the end of the file, (re)opening it first if
     /// needed, after the index entry that names their instance.
     fn append(&mut self, bytes: &[u8], instance: u32) -> io::Result<()> {
-        let file = match self.file.take() {
-            Some(file) => file,
-            None => {
-                let file = open_append(&self.path)?;
-                self.size = file.metadata()?.len();
-                file
-            }
-        };
-        let file = self.file.insert(file);
+        let mut file = self.take_open()?;
         if let Some(index) = &mut self.index {
             index.note(self.size, instance);
         }
-        file.write_all(bytes)
+        let written = append_whole(&mut file, bytes);
+        self.file = Some(file);
+        written
+    }
+
+    /// The open file, taken to be put back: (re)opened if a failure closed
+    /// it, then `size` is its length.
+    fn take_open(&mut self) -> io::Result<File> {
+        match self.file.take() {
+            Some(file) => Ok(file),
+            None => {
+                let file = open_append(&self.path)?;
+                self.size = file.metadata()?.len();
+                Ok(file)
+            }
+        }
     }
 
     fn set_problem(&self, message: Option<String>) {
         *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = message;
     }
 
-    /// Empties the file (`supctl flush`).
-    pub fn truncate(&mut self) -> io::Result<()> {
-        if let Some(file) = &self.file {
-            file.set_len(0)?;
+    /// Empties the file (`supctl flush`), reopening it first if a failure
+    /// closed it (a full disk): a flush that cannot empty the file is an
+    /// error naming it, never a silent success.
+    pub fn truncate(&mut self, app: &str) -> io::Result<()> {
+        let emptied = self
+            .take_open()
+            .and_then(|file| file.set_len(0).map(|()| file));
+        match emptied {
+            Ok(file) => self.file = Some(file),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot empty {}: {e}", self.path.display()),
+                ));
+            }
         }
         if let Some(index) = &mut self.index {
             index.truncate();
         }
         self.size = 0;
+        self.resumed(app);
         Ok(())
     }
 
@@ -142,7 +172,8 @@ impl LogFile {
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S%.9f").to_string();
         let mut target = rotated_name(&self.path, &stamp);
         let mut n = 1;
-        while target.exists() || gz(&target).exists() {
+        let taken = |p: &Path| fs::symlink_metadata(p).is_ok();
+        while taken(&target) || taken(&gz(&target)) {
             target = rotated_name(&self.path, &format!("{stamp}_{n}"));
             n += 1;
         }
@@ -170,20 +201,54 @@ impl LogFile {
     }
 }
 
-/// Opens `path` for appending, creating it. Opening never blocks: a FIFO
+/// Opens `path` for appending, creating it. A symbolic link there is
+/// refused, never followed. Opening never blocks: a FIFO
 /// nobody reads is refused (ENXIO) instead of stopping the daemon, and a
 /// FIFO somebody reads is then written in blocking mode like a file.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+    let file = open_no_symlink(
+        path,
+        OpenOptions::new().create(true).append(true),
+        libc::O_NONBLOCK,
+    )?;
     let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)?;
     let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
     nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(blocking))?;
     Ok(file)
+}
+
+/// Appends all of `bytes` (whole lines) to `file`, or none of them: when
+/// a write stops partway (ENOSPC, EFBIG, EIO), the part it wrote is cut off
+/// again (`ftruncate` back to the length before it), so the file still
+/// ends with a whole line. The length is read only then, from the file
+/// itself (it is in append mode, so the part is at its end).
+fn append_whole(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    let mut written = 0;
+    let error = loop {
+        if written == bytes.len() {
+            return Ok(());
+        }
+        match file.write(&bytes[written..]) {
+            Ok(0) => break io::Error::from(io::ErrorKind::WriteZero),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break e,
+        }
+    };
+    if written > 0 {
+        let cut = file
+            .metadata()
+            .and_then(|m| file.set_len(m.len().saturating_sub(written as u64)));
+        if let Err(e) = cut {
+            return Err(io::Error::new(
+                error.kind(),
+                format!(
+                    "{error}; the part written could not be cut off ({e}), the file may end with a partial line"
+                ),
+            ));
+        }
+    }
+    Err(error)
 }
 
 fn gz(path: &Path) -> PathBuf {
@@ -200,8 +265,8 @@ fn compress(path: &Path) -> io::Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut encoder =
-        flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
-    io::copy(&mut File::open(path)?, &mut encoder)?;
+        flate2::write::GzEncoder::new(create_fresh(&tmp)?, flate2::Compression::default());
+    io::copy(&mut open_to_read(path)?, &mut encoder)?;
     encoder.finish()?.sync_all()?;
     fs::rename(&tmp, &target)?;
     fs::remove_file(path)
@@ -285,30 +350,63 @@ mod tests {
         let runs = InstanceRuns::of(old);
         assert_eq!((runs.at(3), runs.at(6)), (Some(0), Some(1)));
         assert_eq!(fs::read_to_string(index_path(&path)).unwrap(), "0 1\n");
-        file.truncate().unwrap();
+        file.truncate("m").unwrap();
         file.write(b"f0\n", 0, &rotation, "m");
         assert_eq!(fs::read_to_string(index_path(&path)).unwrap(), "0 0\n");
     }
 
     #[test]
-    fn a_full_disk_drops_and_recovers() {
+    fn a_planted_symbolic_link_is_refused_and_its_target_spared() {
         let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "precious\n").unwrap();
         let path = dir.path().join("b-out.log");
-        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-        let problem = problem();
-        let mut file = LogFile::open(path.clone(), false, problem.clone()).unwrap();
-        file.write(b"lost\n", 0, &Rotation::default(), "b");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let err = LogFile::open(path.clone(), false, problem()).err().unwrap();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "precious\n");
+    }
+
+    #[test]
+    fn a_write_that_stops_partway_is_cut_back_to_the_last_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-out.log");
+        fs::write(&path, "whole\n").unwrap();
+        // A file-size limit makes the kernel stop the write partway (EFBIG)
+        // as a full disk does (ENOSPC); it is set in a child (this test
+        // binary again), so no other test is limited.
+        // Its output goes to pipes: the limit would cut a file it went to.
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "logs::file::tests::partial_write_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("SUPD_PARTIAL_WRITE_FILE", &path)
+            .output()
+            .unwrap();
         assert!(
-            problem
-                .lock()
-                .unwrap()
-                .as_deref()
-                .unwrap()
-                .contains("1 lines dropped")
+            child.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
         );
-        fs::remove_file(&path).unwrap();
-        file.write(b"kept\n", 0, &Rotation::default(), "b");
-        assert_eq!(fs::read_to_string(&path).unwrap(), "kept\n");
-        assert!(problem.lock().unwrap().is_none());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "whole\n");
+    }
+
+    /// Run by the test above in a child process with a small file-size limit.
+    #[test]
+    #[ignore]
+    fn partial_write_child() {
+        let Some(path) = std::env::var_os("SUPD_PARTIAL_WRITE_FILE") else {
+            return;
+        };
+        // SAFETY: ignoring SIGXFSZ only makes the write fail with EFBIG.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, 10, 10).unwrap();
+        let mut file = open_append(Path::new(&path)).unwrap();
+        let err = append_whole(&mut file, b"a line longer than the limit\n").unwrap_err();
+        assert!(err.raw_os_error() == Some(libc::EFBIG), "{err}");
     }
 }

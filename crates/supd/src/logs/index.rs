@@ -52,7 +52,7 @@ impl IndexFile {
             Some(file) => file,
             None => {
                 if let Some(dir) = self.path.parent() {
-                    fs::create_dir_all(dir)?;
+                    crate::home::ensure_folder(dir)?;
                 }
                 super::file::open_append(&self.path)?
             }

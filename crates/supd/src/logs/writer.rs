@@ -52,8 +52,9 @@ pub enum Command {
     /// Stop reading every pipe and give them back, once everything read
     /// from them is written.
     Freeze(oneshot::Sender<Vec<Parked>>),
-    /// Empty every file (`supctl flush`).
-    Truncate(oneshot::Sender<io::Result<()>>),
+    /// Empty every file (`supctl flush`); the answer names each file that
+    /// could not be emptied.
+    Truncate(oneshot::Sender<Result<(), String>>),
     /// Rotate every file now (`log_rotate_interval`).
     Rotate,
     /// New rotation settings and layout.
@@ -245,7 +246,17 @@ impl Writer {
                 let _ = reply.send(sources.drain(..).map(Source::park).collect());
             }
             Command::Truncate(reply) => {
-                let _ = reply.send(self.files.values_mut().try_for_each(LogFile::truncate));
+                let failed: Vec<String> = self
+                    .files
+                    .values_mut()
+                    .filter_map(|file| file.truncate(&self.app).err())
+                    .map(|e| e.to_string())
+                    .collect();
+                let _ = reply.send(if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failed.join("; "))
+                });
             }
             Command::Rotate => {
                 for file in self.files.values_mut() {
