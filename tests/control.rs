@@ -348,6 +348,11 @@ fn supctl_gives_up_on_a_stopped_daemon_with_one_line() {
     )
     .unwrap();
     let resume = Resume(pid);
+    wait_for(Duration::from_secs(10), "the daemon stopped", || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = stat.rsplit_once(')')?.1.trim_start().chars().next();
+        (state == Some('T')).then_some(())
+    });
     for (args, env) in [(&["--timeout", "1", "list"][..], None), (&["ping"], Some("1s"))] {
         let mut cmd = supd.cmd(args);
         if let Some(timeout) = env {

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use budget::Limits;
+pub use connection::return_large_blocks;
 use connection::Connections;
 
 use crate::registry::Registry;

@@ -115,6 +115,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
     }
     seal_inherited_fds();
+    control::return_large_blocks();
     // After the raise: the connection cap is a share of the new limit.
     let control_limits = control::Limits::from_env().map_err(anyhow::Error::msg)?;
     let home = Home::from_env();

@@ -29,7 +29,9 @@ use crate::registry::Registry;
 const WORKING_EVERY: Duration = Duration::from_secs(1);
 /// How long an error frame may take to leave before the connection is dropped.
 const LAST_WORDS: Duration = Duration::from_secs(1);
-/// A freed frame buffer at least this large is handed back to the system.
+/// A frame buffer this large is its own mapping (see
+/// [`return_large_blocks`]); a smaller one above [`budget::CHUNK`] has the
+/// allocator's free pages handed back when it is freed.
 const TRIM_ABOVE: usize = 1 << 20;
 
 /// The open connections and the budget they share.
@@ -248,13 +250,14 @@ async fn read_request(
     Ok(serde_json::from_slice::<Request>(body).map_err(|e| format!("malformed request: {e}")))
 }
 
-/// A frame's buffer; a large one is returned to the system when dropped,
-/// so the memory a big or hostile frame took does not stay with the daemon.
+/// A frame's buffer; past its first chunk, its memory goes back to the
+/// system when dropped, so what a big or hostile frame took does not stay
+/// with the daemon.
 struct FrameBuf(Vec<u8>);
 
 impl Drop for FrameBuf {
     fn drop(&mut self) {
-        if self.0.capacity() >= TRIM_ABOVE {
+        if self.0.capacity() > budget::CHUNK {
             drop(std::mem::take(&mut self.0));
             trim_heap();
         }
@@ -263,8 +266,6 @@ impl Drop for FrameBuf {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_heap() {
-    // glibc keeps freed memory in its arenas (and raises its mmap threshold
-    // after a large free): without this, RSS stays at its peak.
     // SAFETY: malloc_trim only releases free pages of the allocator.
     unsafe {
         libc::malloc_trim(0);
@@ -273,6 +274,25 @@ fn trim_heap() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim_heap() {}
+
+/// Makes the allocator give large blocks back to the system when they are
+/// freed. glibc serves blocks above its mmap threshold with their own
+/// mapping, unmapped on free, but after the first such free it raises the
+/// threshold (up to 32 MiB) and its trim threshold with it: later 16 MiB
+/// frames then come from its arenas and stay resident after they end.
+/// Fixing the threshold keeps every block of 1 MiB or more its own mapping.
+/// Call once at start, before threads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn return_large_blocks() {
+    // SAFETY: mallopt only sets allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, TRIM_ABOVE as i32);
+    }
+}
+
+/// Elsewhere the allocator's own policy stands.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn return_large_blocks() {}
 
 /// Runs one request in its own task (so it completes even if the client
 /// goes away), writing its progress lines as they come and a `working`
