@@ -169,7 +169,13 @@ fn connect_bounded(supd: &Supd) -> UnixStream {
     use std::os::fd::AsRawFd;
     let addr = UnixAddr::new(&supd.home().join("supd.sock")).unwrap();
     let fd = wait_for(Duration::from_secs(5), "the daemon to accept", || {
-        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
         match connect(fd.as_raw_fd(), &addr) {
             Ok(()) => Some(fd),
             Err(nix::errno::Errno::EAGAIN) => None,
@@ -178,7 +184,9 @@ fn connect_bounded(supd: &Supd) -> UnixStream {
     });
     let stream = UnixStream::from(fd);
     stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream
 }
 
@@ -212,10 +220,14 @@ fn stalled_huge_frames_cost_a_bounded_budget_that_is_given_back() {
     s.write_all(&frame(&big)).unwrap();
     assert_eq!(read_reply(&mut s)["type"], "pong");
     drop((s, big));
-    let baseline = wait_for(Duration::from_secs(10), "the 15 MiB frame given back", || {
-        let rss = rss_bytes(pid);
-        (rss < 40 << 20).then_some(rss)
-    });
+    let baseline = wait_for(
+        Duration::from_secs(10),
+        "the 15 MiB frame given back",
+        || {
+            let rss = rss_bytes(pid);
+            (rss < 40 << 20).then_some(rss)
+        },
+    );
 
     // Forty clients announce 16 MiB and send all of it but the last byte.
     let body = std::sync::Arc::new(vec![b' '; (16 << 20) - 1]);
@@ -241,7 +253,10 @@ fn stalled_huge_frames_cost_a_bounded_budget_that_is_given_back() {
     // The budget (64 MiB across connections) bounds what they hold: the
     // daemon did not take 40 x 16 MiB.
     let grew = peak.saturating_sub(baseline) >> 20;
-    assert!(grew < 100, "RSS grew by {grew} MiB ({stalled} of {CLIENTS} stalled)");
+    assert!(
+        grew < 100,
+        "RSS grew by {grew} MiB ({stalled} of {CLIENTS} stalled)"
+    );
     // The refused ones were told why.
     for (mut s, sent) in clients.into_iter().filter(|(_, sent)| !sent).take(3) {
         assert!(!sent);
@@ -249,13 +264,20 @@ fn stalled_huge_frames_cost_a_bounded_budget_that_is_given_back() {
         let mut reply = Vec::new();
         let _ = s.read_to_end(&mut reply);
         let text = String::from_utf8_lossy(&reply);
-        assert!(text.contains("the daemon is busy") && text.contains("bytes of requests buffered"), "{text}");
+        assert!(
+            text.contains("the daemon is busy") && text.contains("bytes of requests buffered"),
+            "{text}"
+        );
     }
     // The stalled ones are closed at the idle timeout, and the memory comes back.
-    let settled = wait_for(Duration::from_secs(20), "RSS back near its baseline", || {
-        let rss = rss_bytes(pid);
-        (rss < baseline + (8 << 20)).then_some(rss)
-    });
+    let settled = wait_for(
+        Duration::from_secs(20),
+        "RSS back near its baseline",
+        || {
+            let rss = rss_bytes(pid);
+            (rss < baseline + (8 << 20)).then_some(rss)
+        },
+    );
     eprintln!(
         "baseline {} MiB, peak {} MiB ({stalled} stalled), after {} MiB",
         baseline >> 20,
@@ -273,34 +295,52 @@ fn idle_connections_past_the_cap_give_way_and_supervising_goes_on() {
     // This test holds thousands of descriptors.
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-    assert!(hard >= IDLE as u64 + 200, "the hard open-files limit {hard} is too low");
+    assert!(
+        hard >= IDLE as u64 + 200,
+        "the hard open-files limit {hard} is too low"
+    );
     let supd = Supd::new();
     // A daemon whose hard limit is 2048: its connections get a quarter.
     supd.start_with(|cmd| {
         // SAFETY: setrlimit is a plain system call, fine between fork and exec.
         unsafe {
-            cmd.pre_exec(|| setrlimit(Resource::RLIMIT_NOFILE, 2048, 2048).map_err(std::io::Error::from));
+            cmd.pre_exec(|| {
+                setrlimit(Resource::RLIMIT_NOFILE, 2048, 2048).map_err(std::io::Error::from)
+            });
         }
     });
     let daemon = supd.daemon_pid().unwrap();
     let crasher = supd.script("crash.sh", "sleep 1; exit 3");
-    supd.start_script("crasher", &crasher, "restart_delay = 100\nmax_restarts = 1000\n");
+    supd.start_script(
+        "crasher",
+        &crasher,
+        "restart_delay = 100\nmax_restarts = 1000\n",
+    );
     let before = supd.instance("crasher", 0)["restarts"].as_u64().unwrap();
 
     let idle: Vec<UnixStream> = (0..IDLE).map(|_| connect_bounded(&supd)).collect();
-    let fds = std::fs::read_dir(format!("/proc/{daemon}/fd")).unwrap().count();
+    let fds = std::fs::read_dir(format!("/proc/{daemon}/fd"))
+        .unwrap()
+        .count();
     assert!(fds < 512 + 100, "the daemon holds {fds} descriptors");
     let started = std::time::Instant::now();
     supd.ok(&["list"]);
-    assert!(started.elapsed() < Duration::from_secs(5), "list took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "list took {:?}",
+        started.elapsed()
+    );
     // The oldest gave way, and were told why.
     let mut first = idle.into_iter().next().unwrap();
     let message = read_last_words(&mut first);
     assert!(message.contains("quietest"), "{message}");
     // The app that keeps crashing keeps being restarted.
-    supd.wait_instance("crasher", 0, "a restart while the connections are held", |p| {
-        p["restarts"].as_u64().unwrap() >= before + 2 && p["status"] != "errored"
-    });
+    supd.wait_instance(
+        "crasher",
+        0,
+        "a restart while the connections are held",
+        |p| p["restarts"].as_u64().unwrap() >= before + 2 && p["status"] != "errored",
+    );
     assert!(alive(daemon));
 }
 
@@ -314,10 +354,16 @@ fn a_connection_silent_past_the_idle_timeout_is_closed() {
     stalled.write_all(&[0, 0, 1, 0, b'{']).unwrap();
     for s in [&mut silent, &mut stalled] {
         let message = read_last_words(s);
-        assert!(message.contains("no complete request within 1s"), "{message}");
+        assert!(
+            message.contains("no complete request within 1s"),
+            "{message}"
+        );
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     // A connection in use is not cut: an answer resets the clock.
     let mut busy = connect(&supd);
     for _ in 0..3 {
@@ -353,7 +399,10 @@ fn supctl_gives_up_on_a_stopped_daemon_with_one_line() {
         let state = stat.rsplit_once(')')?.1.trim_start().chars().next();
         (state == Some('T')).then_some(())
     });
-    for (args, env) in [(&["--timeout", "1", "list"][..], None), (&["ping"], Some("1s"))] {
+    for (args, env) in [
+        (&["--timeout", "1", "list"][..], None),
+        (&["ping"], Some("1s")),
+    ] {
         let mut cmd = supd.cmd(args);
         if let Some(timeout) = env {
             cmd.env("SUPCTL_TIMEOUT", timeout);
@@ -437,7 +486,9 @@ fn a_port_another_daemon_serves_is_not_shared() {
     let port = crate::support::free_port().to_string();
     let first = Supd::new();
     let second = Supd::new();
-    let start = ["start", "sleep", "--name", "web", "--port", &port, "--", "1000"];
+    let start = [
+        "start", "sleep", "--name", "web", "--port", &port, "--", "1000",
+    ];
     first.ok(&start);
     let err = second.fails(&start);
     assert!(

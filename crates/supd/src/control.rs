@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use budget::Limits;
-pub use connection::return_large_blocks;
 use connection::Connections;
+pub use connection::return_large_blocks;
 
 use crate::registry::Registry;
 
@@ -83,7 +83,8 @@ pub async fn serve(
         }
         match connections.admit() {
             Ok(admitted) => {
-                let serving = connection::serve(stream, admitted, registry.clone(), shutdown.clone());
+                let serving =
+                    connection::serve(stream, admitted, registry.clone(), shutdown.clone());
                 tokio::spawn(serving);
             }
             Err(message) => {
@@ -148,7 +149,10 @@ impl Refusals {
     fn note(&mut self, message: &str) {
         self.unlogged += 1;
         if self.last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-            tracing::warn!(count = self.unlogged, "refused control connections: {message}");
+            tracing::warn!(
+                count = self.unlogged,
+                "refused control connections: {message}"
+            );
             self.last = Some(Instant::now());
             self.unlogged = 0;
         }

@@ -141,7 +141,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(home, args, handover, lock.as_raw_fd(), control_limits))
+    runtime.block_on(serve(
+        home,
+        args,
+        handover,
+        lock.as_raw_fd(),
+        control_limits,
+    ))
 }
 
 /// Marks every descriptor we inherited beyond stdio close-on-exec, so a

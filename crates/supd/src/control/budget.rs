@@ -56,7 +56,13 @@ impl Limits {
             var(name)
                 .map(|text| {
                     parse(&text)
-                        .and_then(|v| if v == 0 { Err("must be above 0".into()) } else { Ok(v) })
+                        .and_then(|v| {
+                            if v == 0 {
+                                Err("must be above 0".into())
+                            } else {
+                                Ok(v)
+                            }
+                        })
                         .map_err(|e| format!("{name}={text:?}: {e}"))
                 })
                 .transpose()
@@ -217,7 +223,11 @@ mod tests {
             (1024, 2, 1),
             (0, 1024, 1),
         ] {
-            assert_eq!(connection_cap(asked, open_files), cap, "{asked} {open_files}");
+            assert_eq!(
+                connection_cap(asked, open_files),
+                cap,
+                "{asked} {open_files}"
+            );
         }
     }
 
@@ -236,7 +246,12 @@ mod tests {
 
     #[test]
     fn the_quietest_is_the_longest_silent_not_running_a_request() {
-        let peers = [(1, false, 30), (2, true, 10), (3, false, 20), (4, false, 40)];
+        let peers = [
+            (1, false, 30),
+            (2, true, 10),
+            (3, false, 20),
+            (4, false, 40),
+        ];
         assert_eq!(quietest(peers), Some(3));
         assert_eq!(quietest([(1, true, 1), (2, true, 2)]), None);
         assert_eq!(quietest(Vec::<(u8, bool, u8)>::new()), None);
@@ -282,7 +297,10 @@ mod tests {
         a.grow(60).unwrap();
         let mut b = Charge::new(&budget);
         let refusal = b.grow(50).unwrap_err();
-        assert!(refusal.contains("60 bytes") && refusal.contains("limit 100"), "{refusal}");
+        assert!(
+            refusal.contains("60 bytes") && refusal.contains("limit 100"),
+            "{refusal}"
+        );
         drop(a);
         b.grow(100).unwrap();
     }
