@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "supctl", version, about, propagate_version = true)]
 pub struct Cli {
+    /// How long to wait for the daemon to accept and, between two frames
+    /// of a reply, to say something (a running request says "working"
+    /// every second): `30` or `30s`, `500ms`, `2m`; `0` waits for ever.
+    #[arg(long, global = true, env = "SUPCTL_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: Timeout,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -96,6 +101,20 @@ pub enum Cmd {
     Ping(JsonArg),
     /// Stop every app, then the daemon.
     Kill,
+}
+
+/// `--timeout`: a bound, or none (`0`).
+#[derive(Clone, Copy)]
+pub struct Timeout(pub Option<std::time::Duration>);
+
+/// A bare number is seconds (as for `timeout(1)` and curl), anything else a
+/// duration with its unit.
+fn parse_timeout(text: &str) -> Result<Timeout, String> {
+    let duration = match text.trim().parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => supd_config::parse_duration(text)?,
+    };
+    Ok(Timeout((!duration.is_zero()).then_some(duration)))
 }
 
 /// `start FILE.toml` or `start CMD`.

@@ -1,35 +1,64 @@
 //! Talking to the daemon: connect, starting it first if needed, and one
-//! request/response round trip.
+//! request/response round trip, each bounded in time.
+//!
+//! A stopped or wedged daemon must not hang a command without a word: the
+//! connect and every reply frame are bounded by the timeout (`--timeout`,
+//! `SUPCTL_TIMEOUT`, 10 s by default). A long operation is not cut: the
+//! daemon sends a `working` frame every second while a request runs, so
+//! the bound is on the silence between frames, not on the whole command.
 
 use std::fs::{self, OpenOptions};
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use supd_proto::frame::{read_frame, write_frame};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+use supd_proto::frame::{encode, read_frame};
 use supd_proto::{FrameError, Home, Request, Response};
 
 /// How long to wait for a daemon we started to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bound on a connect and on each reply frame, unless set otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound chosen on the command line (`None`: wait for ever); set once
+/// by `main` before any connection, read by every connection.
+static TIMEOUT: OnceLock<Option<Duration>> = OnceLock::new();
+
+/// Sets the bound on a connect and on each reply frame (`None`: none).
+pub fn set_timeout(timeout: Option<Duration>) {
+    let _ = TIMEOUT.set(timeout);
+}
+
+fn timeout() -> Option<Duration> {
+    *TIMEOUT.get_or_init(|| Some(DEFAULT_TIMEOUT))
+}
 
 /// A connection to the daemon.
 pub struct Client {
     stream: UnixStream,
+    home: Home,
 }
 
 impl Client {
     /// Connects to the running daemon, if there is one.
     pub fn connect_existing(home: &Home) -> anyhow::Result<Option<Client>> {
-        match UnixStream::connect(home.socket()) {
-            Ok(stream) => Ok(Some(Client { stream })),
+        match connect_within(home, timeout()) {
+            Ok(stream) => Ok(Some(Client {
+                stream,
+                home: home.clone(),
+            })),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
                 Ok(None)
             }
+            Err(e) if is_timeout(&e) => Err(no_answer(home)),
             Err(e) => {
                 Err(e).with_context(|| format!("cannot connect to {}", home.socket().display()))
             }
@@ -69,17 +98,110 @@ impl Client {
         request: &Request,
         mut on_progress: impl FnMut(&str),
     ) -> anyhow::Result<Option<Response>> {
-        write_frame(&mut self.stream, request).context("cannot send the request to supd")?;
+        if let Err(e) = self.send(request) {
+            // A daemon that refused us (another uid, over its budget) said
+            // why before closing: that beats "Broken pipe".
+            if let Ok(Response::Error { message }) = read_frame(&mut self.stream) {
+                bail!(message);
+            }
+            return Err(e).context("cannot send the request to supd");
+        }
         loop {
             match read_frame(&mut self.stream) {
+                Ok(Response::Working) => {}
                 Ok(Response::Progress { message }) => on_progress(&message),
                 Ok(Response::Error { message }) => bail!(message),
                 Ok(other) => return Ok(Some(other)),
                 Err(FrameError::Closed) => return Ok(None),
+                Err(FrameError::Io(e)) if is_timeout(&e) => return Err(no_answer(&self.home)),
                 Err(e) => return Err(e).context("supd did not answer"),
             }
         }
     }
+
+    /// Writes one frame; never raises SIGPIPE (a closed daemon is an error).
+    fn send(&mut self, request: &Request) -> anyhow::Result<()> {
+        let frame = encode(request)?;
+        let mut sent = 0;
+        while sent < frame.len() {
+            let flags = MsgFlags::MSG_NOSIGNAL;
+            match socket::send(self.stream.as_raw_fd(), &frame[sent..], flags) {
+                Ok(n) => sent += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) if is_timeout(&io::Error::from(e)) => return Err(no_answer(&self.home)),
+                Err(e) => return Err(io::Error::from(e).into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Connects to the daemon's socket, retrying while its backlog is full,
+/// for at most `limit`; the stream then bounds each read and write by it.
+fn connect_within(home: &Home, limit: Option<Duration>) -> io::Result<UnixStream> {
+    let deadline = limit.map(|l| Instant::now() + l);
+    let addr = UnixAddr::new(&home.socket())?;
+    loop {
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        let fd = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+        match socket::connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream.set_nonblocking(false)?;
+                stream.set_read_timeout(limit)?;
+                stream.set_write_timeout(limit)?;
+                return Ok(stream);
+            }
+            // A full backlog: the daemon is not accepting (yet).
+            Err(nix::errno::Errno::EAGAIN) => {
+                if deadline.is_some_and(|d| Instant::now() > d) {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// The one line for a daemon that does not answer in time, with what to try.
+fn no_answer(home: &Home) -> anyhow::Error {
+    let within = timeout().map_or_else(String::new, |t| format!(" within {t:?}"));
+    let socket = home.socket();
+    let pid = fs::read_to_string(home.pid_file())
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok());
+    let Some(pid) = pid else {
+        return anyhow::anyhow!(
+            "supd at {} did not answer{within}; see {}",
+            socket.display(),
+            home.daemon_log().display()
+        );
+    };
+    if stopped(pid) {
+        anyhow::anyhow!(
+            "supd (pid {pid}) at {} did not answer{within}: it is stopped (SIGSTOP or a debugger); resume it with `kill -CONT {pid}`",
+            socket.display()
+        )
+    } else {
+        anyhow::anyhow!(
+            "supd (pid {pid}) at {} did not answer{within}; is it wedged? See {}, then try `supctl kill` or `kill {pid}` (wait longer with --timeout or SUPCTL_TIMEOUT)",
+            socket.display(),
+            home.daemon_log().display()
+        )
+    }
+}
+
+/// Whether `pid` is stopped by a signal or traced.
+fn stopped(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('T' | 't')))
+    })
 }
 
 /// The `supd` binary: next to this `supctl`, else from PATH.

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = Home::from_env();
+    client::set_timeout(cli.timeout.0);
     match cli.command {
         Cmd::Start(args) => start::run(&home, &args),
         Cmd::Stop(t) => simple(&home, Request::Stop { target: t.name }, "stopped"),

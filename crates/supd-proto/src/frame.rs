@@ -2,12 +2,15 @@
 //!
 //! The reader checks the announced length against [`MAX_FRAME`] before
 //! allocating, so a hostile peer cannot make the daemon reserve memory it did
-//! not send.
+//! not send. [`read_frame`] decodes from any byte source (a slice, a
+//! blocking socket); the daemon reads its frames incrementally against its
+//! memory budget (`supd::control::connection`), with [`frame_len`] for the
+//! header.
 
 use std::io::{self, Read, Write};
 
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// The largest frame either side accepts: 16 MiB.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -41,7 +44,8 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
     Ok(buf)
 }
 
-fn checked_len(header: [u8; 4]) -> Result<usize, FrameError> {
+/// The body length a frame header announces, refused above [`MAX_FRAME`].
+pub fn frame_len(header: [u8; 4]) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header) as usize;
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
@@ -69,8 +73,13 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<(), Fr
 pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> Result<T, FrameError> {
     let mut header = [0u8; 4];
     r.read_exact(&mut header).map_err(header_error)?;
-    let mut body = vec![0u8; checked_len(header)?];
-    r.read_exact(&mut body)?;
+    let len = frame_len(header)?;
+    // Grown as bytes arrive: an announced length costs nothing until sent.
+    let mut body = Vec::new();
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(serde_json::from_slice(&body)?)
 }
 
@@ -82,18 +91,6 @@ pub async fn write_frame_async<T: Serialize>(
     w.write_all(&encode(value)?).await?;
     w.flush().await?;
     Ok(())
-}
-
-/// Reads one frame's raw bytes from an async reader; the caller decodes, so
-/// it can answer a malformed payload instead of dropping the connection.
-pub async fn read_frame_bytes_async(
-    r: &mut (impl AsyncRead + Unpin),
-) -> Result<Vec<u8>, FrameError> {
-    let mut header = [0u8; 4];
-    r.read_exact(&mut header).await.map_err(header_error)?;
-    let mut body = vec![0u8; checked_len(header)?];
-    r.read_exact(&mut body).await?;
-    Ok(body)
 }
 
 #[cfg(test)]
@@ -126,12 +123,5 @@ mod tests {
             read_frame::<serde_json::Value>(&mut &truncated[..]),
             Err(FrameError::Io(_))
         ));
-    }
-
-    #[tokio::test]
-    async fn async_reader_returns_raw_bytes() {
-        let bytes = encode(&"hi").unwrap();
-        let body = read_frame_bytes_async(&mut &bytes[..]).await.unwrap();
-        assert_eq!(body, b"\"hi\"");
     }
 }

@@ -180,6 +180,9 @@ pub enum Response {
         /// The apps saved.
         apps: Vec<String>,
     },
+    /// The request is still running (sent every second while it does), so
+    /// a client can tell a long operation from a wedged daemon; print nothing.
+    Working,
     /// A step of a long operation (reload, scale); the final answer follows.
     Progress {
         /// One line.

@@ -1,35 +1,79 @@
-//! The control socket: accepts `supctl` connections and answers requests.
+//! The control socket: accepts `supctl` connections and answers requests,
+//! within a budget no client can exhaust.
 //!
-//! Each connection gets its own task, so idle or slow clients cost one
-//! parked task and never delay anyone else. A peer whose uid is neither ours
-//! nor root is dropped before a byte is read. A malformed request gets an
-//! error reply; an oversized or truncated frame closes the connection.
+//! A peer whose uid is neither ours nor root gets one error frame naming
+//! the reason, and is closed before a byte is read. Connections are capped
+//! ([`budget`]), and each is served by its own task ([`connection`]). When
+//! the daemon runs out of descriptors, accept gives up a reserve descriptor
+//! to take the pending connection, tells it why, and closes it: accept
+//! never spins on EMFILE, and the client hears the reason instead of
+//! hanging in the backlog.
 
-use supd_proto::frame::{read_frame_bytes_async, write_frame_async};
-use supd_proto::{FrameError, Request, Response};
+pub mod budget;
+mod connection;
+
+use std::fs::File;
+use std::io;
+use std::time::Duration;
+
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use budget::Limits;
+use connection::Connections;
+pub use connection::return_large_blocks;
 
 use crate::registry::Registry;
 
+/// How often a refusal is logged at most (a flood of them is one line).
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Accepts connections until the process exits. A `kill` request answered
 /// successfully flips `shutdown`.
-pub async fn serve(listener: UnixListener, registry: Registry, shutdown: watch::Sender<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    registry: Registry,
+    shutdown: watch::Sender<bool>,
+    limits: Limits,
+) {
     let me = nix::unistd::getuid().as_raw();
+    tracing::info!(
+        connections = limits.connections,
+        buffered = limits.buffered,
+        idle = ?limits.idle,
+        "control socket budget"
+    );
+    let connections = Connections::new(limits);
+    let mut reserve = Reserve::open();
+    let mut refusals = Refusals::default();
     loop {
-        let stream = match listener.accept().await {
+        let mut stream = match listener.accept().await {
             Ok((stream, _)) => stream,
+            Err(e) if is_out_of_descriptors(&e) => {
+                let message = format!("the daemon is out of descriptors ({e}); try again");
+                refusals.note(&message);
+                if !reserve.refuse_pending(&listener, message).await {
+                    // No reserve to give up: wait for descriptors to come back.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
             Err(e) => {
-                // EMFILE and friends: log, breathe, keep serving.
                 tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         match stream.peer_cred() {
             Ok(cred) if cred.uid() == me || cred.uid() == 0 => {}
             Ok(cred) => {
-                tracing::warn!(uid = cred.uid(), "refused a connection from another user");
+                let uid = cred.uid();
+                tracing::warn!(uid, "refused a connection from another user");
+                refuse(
+                    stream,
+                    format!("refused: uid {uid} is neither the daemon's ({me}) nor root"),
+                );
                 continue;
             }
             Err(e) => {
@@ -37,86 +81,80 @@ pub async fn serve(listener: UnixListener, registry: Registry, shutdown: watch::
                 continue;
             }
         }
-        tokio::spawn(connection(stream, registry.clone(), shutdown.clone()));
-    }
-}
-
-/// Serves one connection: request, response, until the peer hangs up.
-async fn connection(mut stream: UnixStream, registry: Registry, shutdown: watch::Sender<bool>) {
-    loop {
-        let bytes = match read_frame_bytes_async(&mut stream).await {
-            Ok(bytes) => bytes,
-            Err(FrameError::Closed) => return,
-            Err(e @ FrameError::TooLarge(_)) => {
-                let _ = write_frame_async(
-                    &mut stream,
-                    &Response::Error {
-                        message: e.to_string(),
-                    },
-                )
-                .await;
-                return;
+        match connections.admit() {
+            Ok(admitted) => {
+                let serving =
+                    connection::serve(stream, admitted, registry.clone(), shutdown.clone());
+                tokio::spawn(serving);
             }
-            Err(e) => {
-                tracing::debug!("connection dropped: {e}");
-                return;
+            Err(message) => {
+                refusals.note(&message);
+                tokio::spawn(async move { connection::last_words(&mut stream, message).await });
             }
-        };
-        let (response, kill, client_gone) = match serde_json::from_slice::<Request>(&bytes) {
-            Ok(request) => {
-                let kill = matches!(request, Request::Kill);
-                let (response, client_gone) = answer(&mut stream, &registry, request).await;
-                (response, kill, client_gone)
-            }
-            Err(e) => (
-                Response::Error {
-                    message: format!("malformed request: {e}"),
-                },
-                false,
-                false,
-            ),
-        };
-        let written = !client_gone && write_frame_async(&mut stream, &response).await.is_ok();
-        // A kill that went through ends the daemon, whether or not its
-        // client stayed to hear the answer.
-        if kill && !matches!(response, Response::Error { .. }) {
-            shutdown.send_replace(true);
-            return;
-        }
-        if !written {
-            return;
         }
     }
 }
 
-/// Runs one request in its own task (so it completes even if the client
-/// goes away), writing its progress lines as they come. The response, and
-/// whether the client is gone.
-async fn answer(
-    stream: &mut UnixStream,
-    registry: &Registry,
-    request: Request,
-) -> (Response, bool) {
-    let (progress, mut steps) = mpsc::unbounded_channel();
-    let registry = registry.clone();
-    let mut task = tokio::spawn(async move { registry.handle(request, &progress).await });
-    let mut client_gone = false;
-    let response = loop {
-        tokio::select! {
-            Some(message) = steps.recv() => {
-                if !client_gone {
-                    client_gone = write_frame_async(stream, &Response::Progress { message }).await.is_err();
-                }
-            }
-            done = &mut task => break done.unwrap_or_else(|e| Response::Error { message: format!("internal error: {e}") }),
+/// Tells a refused peer why, without waiting on it, and closes it.
+fn refuse(stream: UnixStream, message: String) {
+    let response = supd_proto::Response::Error { message };
+    if let Ok(frame) = supd_proto::frame::encode(&response) {
+        // A fresh socket's buffer takes a short frame whole.
+        let _ = stream.try_write(&frame);
+    }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// One descriptor held back for the moment accept finds none left.
+struct Reserve(Option<File>);
+
+impl Reserve {
+    fn open() -> Reserve {
+        Reserve(File::open("/dev/null").ok())
+    }
+
+    /// Gives up the reserve to accept the pending connection, refuses it
+    /// with `message`, then takes the reserve back. False if there was no
+    /// reserve (one is taken again if descriptors came back) or no
+    /// connection.
+    async fn refuse_pending(&mut self, listener: &UnixListener, message: String) -> bool {
+        if self.0.take().is_none() {
+            *self = Reserve::open();
+            return false;
         }
-    };
-    while let Ok(message) = steps.try_recv() {
-        if !client_gone {
-            client_gone = write_frame_async(stream, &Response::Progress { message })
-                .await
-                .is_err();
+        let accepted = tokio::time::timeout(Duration::from_millis(10), listener.accept()).await;
+        let refused = match accepted {
+            Ok(Ok((stream, _))) => {
+                refuse(stream, message);
+                true
+            }
+            _ => false,
+        };
+        *self = Reserve::open();
+        refused
+    }
+}
+
+/// Refusals, logged at most every [`WARN_EVERY`] with how many there were.
+#[derive(Default)]
+struct Refusals {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, message: &str) {
+        self.unlogged += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            tracing::warn!(
+                count = self.unlogged,
+                "refused control connections: {message}"
+            );
+            self.last = Some(Instant::now());
+            self.unlogged = 0;
         }
     }
-    (response, client_gone)
 }

@@ -35,7 +35,13 @@ pub struct SlotSockets {
 
 impl SlotSockets {
     /// Binds the socket of slot 0 (proving the port is ours to use).
+    ///
+    /// SO_REUSEPORT would let us join a group another process (another
+    /// supd's app, say) already listens in, and the kernel would then split
+    /// that port's connections between two unrelated services. So a probe
+    /// bind without it comes first: it fails while anyone listens there.
     pub fn bind(port: u16) -> io::Result<SlotSockets> {
+        probe(port)?;
         let mut sockets = SlotSockets {
             port,
             sockets: Vec::new(),
@@ -91,6 +97,21 @@ impl SlotSockets {
         self.sockets
             .get(slot as usize)
             .map_or(0, |s| accept_queue(s).unwrap_or(0))
+    }
+}
+
+/// Fails with "port P is already in use by another process" when a socket
+/// listens on `port`. SO_REUSEADDR only, so a port left in TIME_WAIT by a
+/// previous run is still ours.
+fn probe(port: u16) -> io::Result<()> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    match socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("port {port} is already in use by another process"),
+        )),
+        other => other,
     }
 }
 
@@ -215,5 +236,25 @@ mod tests {
         drop(clients);
         sockets.route(2, 2).unwrap();
         assert_eq!(sockets.sockets.len(), 2);
+    }
+
+    /// A port someone else listens on, even with SO_REUSEPORT as ours
+    /// would, is refused rather than shared.
+    #[test]
+    fn a_port_another_process_listens_on_is_refused() {
+        let theirs = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        theirs.set_reuse_port(true).unwrap();
+        theirs
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .unwrap();
+        theirs.listen(1).unwrap();
+        let port = theirs.local_addr().unwrap().as_socket().unwrap().port();
+        let err = SlotSockets::bind(port).err().expect("refused");
+        assert_eq!(
+            err.to_string(),
+            format!("port {port} is already in use by another process")
+        );
+        drop(theirs);
+        SlotSockets::bind(port).expect("free again");
     }
 }

@@ -115,6 +115,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
     }
     seal_inherited_fds();
+    control::return_large_blocks();
+    // After the raise: the connection cap is a share of the new limit.
+    let control_limits = control::Limits::from_env().map_err(anyhow::Error::msg)?;
     let home = Home::from_env();
     let handover = match &args.handover {
         Some(path) => {
@@ -138,7 +141,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve(home, args, handover, lock.as_raw_fd()))
+    runtime.block_on(serve(
+        home,
+        args,
+        handover,
+        lock.as_raw_fd(),
+        control_limits,
+    ))
 }
 
 /// Marks every descriptor we inherited beyond stdio close-on-exec, so a
@@ -162,12 +171,14 @@ fn seal_inherited_fds() {
 }
 
 /// Serves until told to stop; `handover` when the previous image of this
-/// daemon handed its apps over (`update`), `lock` the home's lock.
+/// daemon handed its apps over (`update`), `lock` the home's lock,
+/// `control_limits` the control socket's budget.
 async fn serve(
     home: Home,
     args: Args,
     handover: Option<Handover>,
     lock: RawFd,
+    control_limits: control::Limits,
 ) -> anyhow::Result<()> {
     // The processes handed over are adopted before anything is reaped.
     let pids = handover
@@ -225,7 +236,12 @@ async fn serve(
     }
     registry.keep_state().await;
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(control::serve(listener, registry.clone(), shutdown_tx));
+    tokio::spawn(control::serve(
+        listener,
+        registry.clone(),
+        shutdown_tx,
+        control_limits,
+    ));
     if args.resurrect {
         let registry = registry.clone();
         tokio::spawn(async move {
