@@ -2,7 +2,8 @@
 //! on an interval (default 1 s, PM2 uses 30 s), and acts on memory limits.
 //!
 //! An instance's tree is found by walking `/proc/PID/task/*/children` from
-//! its main process (a shell wrapper's children count too). One read of
+//! its main process ([`procfs::descendants`]; a shell wrapper's children
+//! count too). One read of
 //! `/proc/PID/stat` per process gives its CPU ticks, resident pages and
 //! thread count; a process with one thread has one `children` file, so it
 //! costs no directory listing. CPU is the percentage of one core since the
@@ -10,7 +11,6 @@
 //! `show`, metrics and the memory check read its latest [`Samples`].
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -144,7 +144,7 @@ impl Meter {
             .map(|&root| {
                 let mut ticks = 0;
                 let mut usage = Usage::default();
-                for (pid, stat) in tree(root) {
+                for (pid, stat) in procfs::descendants(root) {
                     if let Some(&(start, before)) = self.previous.get(&pid)
                         && start == stat.start_time
                     {
@@ -163,37 +163,6 @@ impl Meter {
     }
 }
 
-/// `root` and all its descendants that still exist, with their stats. A
-/// process's children are listed in `/proc/PID/task/TID/children` for
-/// each of its threads.
-fn tree(root: u32) -> Vec<(u32, procfs::Stat)> {
-    let mut members = Vec::new();
-    let mut queue = vec![root];
-    while let Some(pid) = queue.pop() {
-        let Some(stat) = procfs::stat(pid) else {
-            continue;
-        };
-        let mut add = |path: std::path::PathBuf| {
-            if let Ok(children) = fs::read_to_string(path) {
-                queue.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        };
-        if stat.threads == 1 {
-            add(format!("/proc/{pid}/task/{pid}/children").into());
-        } else if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                add(task.path().join("children"));
-            }
-        }
-        members.push((pid, stat));
-    }
-    members
-}
-
 /// `150M`-style sizes for messages.
 pub fn size(bytes: u64) -> String {
     const M: u64 = 1024 * 1024;
@@ -207,32 +176,6 @@ pub fn size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_children_of_a_tree() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30 & sleep 30 & wait"])
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let mut found = vec![];
-        for _ in 0..200 {
-            found = tree(pid).into_iter().map(|(p, _)| p).collect();
-            if found.len() == 3 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for p in &found {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*p as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = child.wait();
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert_eq!(found[0], pid);
-    }
 
     #[test]
     fn a_busy_tree_shows_cpu_and_memory() {
