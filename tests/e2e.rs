@@ -20,5 +20,6 @@ mod operations;
 mod platform;
 mod scale;
 mod services;
+mod tree;
 mod update;
 mod watch;

@@ -1,0 +1,157 @@
+//! The whole process tree dies with its app: a child that left the
+//! instance's process group (`setsid`) is gone after `stop`, `delete`,
+//! `restart` and `supctl kill`, even when it ignores the stop signal; a
+//! process outside the tree is never touched.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::support::{KillOnDrop, Supd, alive, wait_for};
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_ascii_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// A process that left its app's group: SIGKILLed at drop if it is still
+/// the same process (same start time), so a failing test leaves nothing.
+struct Escaped {
+    pid: u32,
+    start_time: u64,
+}
+
+impl Escaped {
+    fn alive(&self) -> bool {
+        alive(self.pid) && stat_field(self.pid, 22) == Some(self.start_time)
+    }
+}
+
+impl Drop for Escaped {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Starts app `name`: its main process starts a child that calls `setsid`
+/// (a session and process group of its own) and writes its pid to a file,
+/// then both sleep. With `ignore`, the child ignores SIGINT and SIGTERM.
+fn start_app(supd: &Supd, name: &str, ignore: bool, keys: &str) -> PathBuf {
+    let pid_file = supd.work().join(format!("{name}.escaped"));
+    let trap = if ignore { "trap \"\" INT TERM; " } else { "" };
+    let script = supd.script(
+        &format!("{name}.sh"),
+        &format!(
+            "rm -f {f}\nsetsid sh -c '{trap}echo $$ > {f}.tmp; mv {f}.tmp {f}; exec sleep 1000' &\nexec sleep 1000",
+            f = pid_file.display()
+        ),
+    );
+    supd.start_script(name, &script, keys);
+    pid_file
+}
+
+/// The escaped child of the app's current process, once it has written its
+/// pid: checked to be in another group than the app's main process.
+fn escaped(supd: &Supd, name: &str, pid_file: &PathBuf, previous: Option<u32>) -> Escaped {
+    let pid = wait_for(Duration::from_secs(10), "the escaped child's pid", || {
+        std::fs::read_to_string(pid_file)
+            .ok()?
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&p| Some(p) != previous)
+    });
+    let start_time = stat_field(pid, 22).expect("the escaped child runs");
+    let escaped = Escaped { pid, start_time };
+    let leader = supd.instance(name, 0)["pid"].as_u64().expect("a pid") as u32;
+    assert_ne!(
+        stat_field(pid, 5),
+        Some(u64::from(leader)),
+        "the child left the app's process group"
+    );
+    escaped
+}
+
+/// An unrelated process that looks like the app's (same command line): it
+/// must outlive everything the tests do.
+fn bystander() -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn stop_reaches_a_child_that_left_the_group_with_the_stop_signal() {
+    let supd = Supd::new();
+    let mut other = bystander();
+    // A long kill_timeout: only the stop signal itself can end it in time.
+    let file = start_app(
+        &supd,
+        "worker",
+        false,
+        "kill_signal = \"SIGTERM\"\nkill_timeout = \"30s\"\n",
+    );
+    let child = escaped(&supd, "worker", &file, None);
+    let started = Instant::now();
+    supd.ok(&["stop", "worker"]);
+    let took = started.elapsed();
+    assert!(!child.alive(), "stop returned with the escaped child alive");
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    assert!(other.0.try_wait().unwrap().is_none(), "the bystander runs");
+}
+
+#[test]
+fn stop_and_delete_kill_a_child_that_ignores_the_stop_signal_at_kill_timeout() {
+    let supd = Supd::new();
+    let mut other = bystander();
+    let keys = "kill_timeout = \"1s\"\n";
+    let file = start_app(&supd, "stubborn", true, keys);
+    let child = escaped(&supd, "stubborn", &file, None);
+    supd.ok(&["stop", "stubborn"]);
+    assert!(!child.alive(), "stop returned with the escaped child alive");
+
+    let toml = supd.work().join("stubborn.toml");
+    supd.ok(&["start", toml.to_str().unwrap()]);
+    let child = escaped(&supd, "stubborn", &file, Some(child.pid));
+    supd.ok(&["delete", "stubborn"]);
+    assert!(
+        !child.alive(),
+        "delete returned with the escaped child alive"
+    );
+    assert!(other.0.try_wait().unwrap().is_none(), "the bystander runs");
+}
+
+#[test]
+fn restart_replaces_the_escaped_child_too() {
+    let supd = Supd::new();
+    let file = start_app(&supd, "worker", true, "kill_timeout = \"1s\"\n");
+    let old = escaped(&supd, "worker", &file, None);
+    supd.ok(&["restart", "worker"]);
+    assert!(!old.alive(), "restart left the old escaped child running");
+    let new = escaped(&supd, "worker", &file, Some(old.pid));
+    assert!(new.alive());
+}
+
+#[test]
+fn kill_leaves_no_escaped_child_behind() {
+    let supd = Supd::new();
+    let mut other = bystander();
+    let file = start_app(&supd, "worker", true, "kill_timeout = \"1s\"\n");
+    let child = escaped(&supd, "worker", &file, None);
+    supd.ok(&["kill"]);
+    wait_for(
+        Duration::from_secs(10),
+        "the escaped child to be gone",
+        || (!child.alive()).then_some(()),
+    );
+    assert!(other.0.try_wait().unwrap().is_none(), "the bystander runs");
+}
