@@ -1,7 +1,8 @@
 //! The whole process tree dies with its app: a child that left the
 //! instance's process group (`setsid`) is gone after `stop`, `delete`,
-//! `restart` and `supctl kill`, even when it ignores the stop signal; a
-//! process outside the tree is never touched.
+//! `restart` and `supctl kill`, even when it ignores the stop signal, and
+//! after its main process crashed; a process outside the tree is never
+//! touched.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -153,5 +154,38 @@ fn kill_leaves_no_escaped_child_behind() {
         "the escaped child to be gone",
         || (!child.alive()).then_some(()),
     );
+    assert!(other.0.try_wait().unwrap().is_none(), "the bystander runs");
+}
+
+#[test]
+fn a_crashed_main_process_takes_its_escaped_child_with_it() {
+    let supd = Supd::new();
+    let mut other = bystander();
+    let file = start_app(&supd, "crashy", true, "");
+    let old = escaped(&supd, "crashy", &file, None);
+    let leader = supd.instance("crashy", 0)["pid"].as_u64().unwrap() as i32;
+    // The monitor (every second) must have sampled the tree with the child
+    // in it: its memory figure is then the two processes' resident pages.
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    let rss = |pid: u32| stat_field(pid, 24).unwrap_or(0) * page;
+    let both = rss(leader as u32) + rss(old.pid);
+    wait_for(Duration::from_secs(10), "a sample with the child", || {
+        (supd.instance("crashy", 0)["memory"].as_u64() >= Some(both)).then_some(())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(leader),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let new = escaped(&supd, "crashy", &file, Some(old.pid));
+    wait_for(
+        Duration::from_secs(10),
+        "the old escaped child to be gone",
+        || (!old.alive()).then_some(()),
+    );
+    assert!(new.alive(), "the restarted instance's child is left alone");
     assert!(other.0.try_wait().unwrap().is_none(), "the bystander runs");
 }
