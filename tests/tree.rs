@@ -16,8 +16,7 @@ fn stat_field(pid: u32, n: usize) -> Option<u64> {
     rest.split_ascii_whitespace().nth(n - 3)?.parse().ok()
 }
 
-/// A process that left its app's group: SIGKILLed at drop if it is still
-/// the same process (same start time), so a failing test leaves nothing.
+/// A process that left its app's group, named by pid and start time.
 struct Escaped {
     pid: u32,
     start_time: u64,
@@ -29,13 +28,26 @@ impl Escaped {
     }
 }
 
-impl Drop for Escaped {
+/// Every escaped child a test's apps started (their pids are listed in
+/// `list`): SIGKILLed at drop if they still run with this test's
+/// `SUPD_HOME`, so a failing test leaves none behind.
+struct Sweep {
+    home: PathBuf,
+    list: PathBuf,
+}
+
+impl Drop for Sweep {
     fn drop(&mut self) {
-        if self.alive() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        let ours = format!("SUPD_HOME={}", self.home.display());
+        let listed = std::fs::read_to_string(&self.list).unwrap_or_default();
+        for pid in listed.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if environ.split(|&b| b == 0).any(|v| v == ours.as_bytes()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
     }
 }
@@ -43,18 +55,23 @@ impl Drop for Escaped {
 /// Starts app `name`: its main process starts a child that calls `setsid`
 /// (a session and process group of its own) and writes its pid to a file,
 /// then both sleep. With `ignore`, the child ignores SIGINT and SIGTERM.
-fn start_app(supd: &Supd, name: &str, ignore: bool, keys: &str) -> PathBuf {
+fn start_app(supd: &Supd, name: &str, ignore: bool, keys: &str) -> (PathBuf, Sweep) {
     let pid_file = supd.work().join(format!("{name}.escaped"));
+    let sweep = Sweep {
+        home: supd.home(),
+        list: supd.work().join(format!("{name}.all")),
+    };
     let trap = if ignore { "trap \"\" INT TERM; " } else { "" };
     let script = supd.script(
         &format!("{name}.sh"),
         &format!(
-            "rm -f {f}\nsetsid sh -c '{trap}echo $$ > {f}.tmp; mv {f}.tmp {f}; exec sleep 1000' &\nexec sleep 1000",
-            f = pid_file.display()
+            "rm -f {f}\nsetsid sh -c '{trap}echo $$ >> {all}; echo $$ > {f}.tmp; mv {f}.tmp {f}; exec sleep 1000' &\nexec sleep 1000",
+            f = pid_file.display(),
+            all = sweep.list.display(),
         ),
     );
     supd.start_script(name, &script, keys);
-    pid_file
+    (pid_file, sweep)
 }
 
 /// The escaped child of the app's current process, once it has written its
@@ -95,7 +112,7 @@ fn stop_reaches_a_child_that_left_the_group_with_the_stop_signal() {
     let supd = Supd::new();
     let mut other = bystander();
     // A long kill_timeout: only the stop signal itself can end it in time.
-    let file = start_app(
+    let (file, _sweep) = start_app(
         &supd,
         "worker",
         false,
@@ -115,7 +132,7 @@ fn stop_and_delete_kill_a_child_that_ignores_the_stop_signal_at_kill_timeout() {
     let supd = Supd::new();
     let mut other = bystander();
     let keys = "kill_timeout = \"1s\"\n";
-    let file = start_app(&supd, "stubborn", true, keys);
+    let (file, _sweep) = start_app(&supd, "stubborn", true, keys);
     let child = escaped(&supd, "stubborn", &file, None);
     supd.ok(&["stop", "stubborn"]);
     assert!(!child.alive(), "stop returned with the escaped child alive");
@@ -134,7 +151,7 @@ fn stop_and_delete_kill_a_child_that_ignores_the_stop_signal_at_kill_timeout() {
 #[test]
 fn restart_replaces_the_escaped_child_too() {
     let supd = Supd::new();
-    let file = start_app(&supd, "worker", true, "kill_timeout = \"1s\"\n");
+    let (file, _sweep) = start_app(&supd, "worker", true, "kill_timeout = \"1s\"\n");
     let old = escaped(&supd, "worker", &file, None);
     supd.ok(&["restart", "worker"]);
     assert!(!old.alive(), "restart left the old escaped child running");
@@ -146,7 +163,7 @@ fn restart_replaces_the_escaped_child_too() {
 fn kill_leaves_no_escaped_child_behind() {
     let supd = Supd::new();
     let mut other = bystander();
-    let file = start_app(&supd, "worker", true, "kill_timeout = \"1s\"\n");
+    let (file, _sweep) = start_app(&supd, "worker", true, "kill_timeout = \"1s\"\n");
     let child = escaped(&supd, "worker", &file, None);
     supd.ok(&["kill"]);
     wait_for(
@@ -161,7 +178,7 @@ fn kill_leaves_no_escaped_child_behind() {
 fn a_crashed_main_process_takes_its_escaped_child_with_it() {
     let supd = Supd::new();
     let mut other = bystander();
-    let file = start_app(&supd, "crashy", true, "");
+    let (file, _sweep) = start_app(&supd, "crashy", true, "");
     let old = escaped(&supd, "crashy", &file, None);
     let leader = supd.instance("crashy", 0)["pid"].as_u64().unwrap() as i32;
     // The monitor (every second) must have sampled the tree with the child
