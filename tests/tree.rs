@@ -26,6 +26,13 @@ impl Escaped {
     fn alive(&self) -> bool {
         alive(self.pid) && stat_field(self.pid, 22) == Some(self.start_time)
     }
+
+    /// Waits (bounded) until it is gone.
+    fn wait_gone(&self, what: &str) {
+        wait_for(Duration::from_secs(10), what, || {
+            (!self.alive()).then_some(())
+        });
+    }
 }
 
 /// Every escaped child a test's apps started (their pids are listed in
@@ -166,11 +173,7 @@ fn kill_leaves_no_escaped_child_behind() {
     let (file, _sweep) = start_app(&supd, "worker", true, "kill_timeout = \"1s\"\n");
     let child = escaped(&supd, "worker", &file, None);
     supd.ok(&["kill"]);
-    wait_for(
-        Duration::from_secs(10),
-        "the escaped child to be gone",
-        || (!child.alive()).then_some(()),
-    );
+    child.wait_gone("the escaped child to be gone");
     assert!(other.0.try_wait().unwrap().is_none(), "the bystander runs");
 }
 
@@ -198,11 +201,7 @@ fn a_crashed_main_process_takes_its_escaped_child_with_it() {
     )
     .unwrap();
     let new = escaped(&supd, "crashy", &file, Some(old.pid));
-    wait_for(
-        Duration::from_secs(10),
-        "the old escaped child to be gone",
-        || (!old.alive()).then_some(()),
-    );
+    old.wait_gone("the old escaped child to be gone");
     assert!(new.alive(), "the restarted instance's child is left alone");
     assert!(other.0.try_wait().unwrap().is_none(), "the bystander runs");
 }
