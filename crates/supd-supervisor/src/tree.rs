@@ -56,17 +56,26 @@ impl Tree {
     /// The tree of the instance whose main process (and group) is `pgid`,
     /// from a walk of it ([`procfs::descendants`]) done by the caller.
     pub fn from_walk(pgid: u32, walked: &[(u32, Stat)]) -> Tree {
-        let leader = walked
-            .first()
-            .filter(|(pid, s)| *pid == pgid && !s.exited)
-            .map(|&(pid, s)| Member {
-                pid,
-                start_time: s.start_time,
-            });
+        match walked.first() {
+            Some(&(pid, s)) if leads(pgid, pid, s) => Tree {
+                pgid,
+                leader: Some(Member {
+                    pid,
+                    start_time: s.start_time,
+                }),
+                escaped: outside(pgid, walked),
+            },
+            _ => Tree::group(pgid),
+        }
+    }
+
+    /// Only the group `pgid`, nothing walked: for an instance whose main
+    /// process is already reaped, so its pid may name another process now.
+    pub fn group(pgid: u32) -> Tree {
         Tree {
             pgid,
-            leader,
-            escaped: outside(pgid, walked),
+            leader: None,
+            escaped: Vec::new(),
         }
     }
 
@@ -126,6 +135,13 @@ impl Tree {
                 .iter()
                 .any(|m| is_same(*m, procfs::stat(m.pid)))
     }
+}
+
+/// Whether process `pid` (with `stat`) is a live leader of the group
+/// `pgid`, as an instance's main process is: a walk from anything else
+/// (a pid the kernel gave to another process) finds no tree of ours.
+fn leads(pgid: u32, pid: u32, stat: Stat) -> bool {
+    pid == pgid && stat.pgid == pgid && !stat.exited
 }
 
 /// The processes of a walked tree that are outside the group `pgid` and
@@ -204,6 +220,31 @@ mod tests {
         let pids: Vec<u32> = outside(100, &walked).iter().map(|m| m.pid).collect();
         assert_eq!(pids, [102, 103]);
         assert_eq!(outside(100, &walked[..2]), []);
+    }
+
+    #[test]
+    fn a_tree_is_walked_only_from_a_live_leader_of_its_group() {
+        let table = [
+            (100, stat(100, 10, false), true, "the main process"),
+            (100, stat(100, 10, true), false, "exited"),
+            (
+                100,
+                stat(7, 10, false),
+                false,
+                "its pid is in another group now",
+            ),
+            (
+                101,
+                stat(100, 10, false),
+                false,
+                "another process of the group",
+            ),
+        ];
+        for (pid, stat, expected, case) in table {
+            assert_eq!(leads(100, pid, stat), expected, "{case}");
+        }
+        let walked = [(100, stat(7, 10, false)), (102, stat(102, 12, false))];
+        assert_eq!(Tree::from_walk(100, &walked).escaped(), [], "not ours");
     }
 
     #[test]

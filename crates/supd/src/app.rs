@@ -37,7 +37,7 @@ use crate::state::StateFile;
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How often a draining group is polled.
+/// How often a draining process tree is polled.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The descriptor number of the listening socket in every instance.
 const LISTEN_FD: i32 = 3;
@@ -1097,7 +1097,8 @@ impl App {
         match inst.status {
             Status::Stopping => {
                 let deadline = inst.kill_deadline.unwrap_or_else(Instant::now);
-                let tree = inst.tree.take().unwrap_or_else(|| Tree::of(pgid));
+                // Reaped already: only a tree seen before it exited is walked.
+                let tree = inst.tree.take().unwrap_or_else(|| Tree::group(pgid));
                 tokio::spawn(async move {
                     drain(tree, deadline).await;
                     let _ = events.send(Event::GroupGone { generation });
