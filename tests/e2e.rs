@@ -21,5 +21,6 @@ mod operations;
 mod platform;
 mod scale;
 mod services;
+mod tree;
 mod update;
 mod watch;

@@ -5,7 +5,10 @@
 //!   reaper that collects every exit status (the daemon is a child subreaper,
 //!   so orphaned grandchildren are reaped here too and never linger as zombies).
 //! - [`group`]: signalling a whole process group and telling when it is gone.
-//! - [`procfs`]: a process's group, start time and liveness from `/proc`.
+//! - [`tree`]: an instance's group plus the descendants that left it, so a
+//!   stop reaches them all.
+//! - [`procfs`]: a process's group, start time, liveness and descendants
+//!   from `/proc`.
 //! - [`limits`]: the daemon's descriptor limit, raised for itself and given
 //!   back to its children.
 
@@ -14,6 +17,7 @@ pub mod limits;
 pub mod policy;
 pub mod procfs;
 pub mod spawn;
+pub mod tree;
 
 pub use policy::{Decision, Exit, Policy, RunHistory};
 pub use spawn::{Reaper, SpawnSpec};

@@ -1,5 +1,5 @@
 //! What `/proc` says about a process: its process group, whether it has
-//! already exited, when it started, and what it uses.
+//! already exited, when it started, what it uses, and its descendants.
 //!
 //! A pid alone names a process only until the kernel recycles it; a pid with
 //! its start time (field 22 of `/proc/PID/stat`, in clock ticks since boot)
@@ -69,6 +69,38 @@ fn sysconf_or(var: nix::unistd::SysconfVar, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `root` and all its descendants that still exist, with their stats,
+/// `root` first. A process's children are listed in
+/// `/proc/PID/task/TID/children` for each of its threads; one with a single
+/// thread has one such file, so it costs no directory listing.
+pub fn descendants(root: u32) -> Vec<(u32, Stat)> {
+    let mut members = Vec::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        let Some(stat) = stat(pid) else {
+            continue;
+        };
+        let mut add = |path: std::path::PathBuf| {
+            if let Ok(children) = fs::read_to_string(path) {
+                queue.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        };
+        if stat.threads == 1 {
+            add(format!("/proc/{pid}/task/{pid}/children").into());
+        } else if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                add(task.path().join("children"));
+            }
+        }
+        members.push((pid, stat));
+    }
+    members
+}
+
 /// Every pid in `/proc`, at one moment.
 pub fn pids() -> Vec<u32> {
     fs::read_dir("/proc")
@@ -123,5 +155,31 @@ mod tests {
             (again.pgid, again.start_time, again.exited),
             "group and start time are stable"
         );
+    }
+
+    #[test]
+    fn finds_children_of_a_tree() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut found = vec![];
+        for _ in 0..200 {
+            found = descendants(pid).into_iter().map(|(p, _)| p).collect();
+            if found.len() == 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for p in &found {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.wait();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0], pid);
     }
 }

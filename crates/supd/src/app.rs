@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 use supd_config::AppConfig;
 use supd_proto::Status;
 use supd_supervisor::group::{self, parse_signal};
+use supd_supervisor::tree::Tree;
 use supd_supervisor::{Decision, Exit, Policy, Reaper, RunHistory, SpawnSpec};
 use tokio::net::{UnixDatagram, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,7 +37,7 @@ use crate::state::StateFile;
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How often a draining group is polled.
+/// How often a draining process tree is polled.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The descriptor number of the listening socket in every instance.
 const LISTEN_FD: i32 = 3;
@@ -850,7 +851,9 @@ impl App {
             (Status::Launching | Status::Online, Some(pid)) => {
                 inst.status = Status::Stopping;
                 inst.kill_deadline = Some(later(timeout));
-                group::signal(pid, signal);
+                let tree = Tree::of(pid);
+                tree.signal(signal);
+                inst.tree = Some(tree);
                 schedule(
                     &self.events,
                     timeout,
@@ -916,8 +919,10 @@ impl App {
                     && self.instances[i].status == Status::Stopping
                     && let Some(pid) = self.instances[i].pid
                 {
-                    tracing::warn!(app = %self.config.name, pid, "kill_timeout reached: SIGKILL to the process group");
-                    group::signal(pid, Signal::SIGKILL);
+                    tracing::warn!(app = %self.config.name, pid, "kill_timeout reached: SIGKILL to the process tree");
+                    let tree = self.instances[i].tree.get_or_insert_with(|| Tree::of(pid));
+                    tree.refresh();
+                    tree.signal(Signal::SIGKILL);
                 }
             }
             Event::WatchdogDue { generation } => self.on_watchdog_due(generation),
@@ -1092,8 +1097,10 @@ impl App {
         match inst.status {
             Status::Stopping => {
                 let deadline = inst.kill_deadline.unwrap_or_else(Instant::now);
+                // Reaped already: only a tree seen before it exited is walked.
+                let tree = inst.tree.take().unwrap_or_else(|| Tree::group(pgid));
                 tokio::spawn(async move {
-                    drain_group(pgid, deadline).await;
+                    drain(tree, deadline).await;
                     let _ = events.send(Event::GroupGone { generation });
                 });
             }
@@ -1171,19 +1178,22 @@ fn schedule(events: &mpsc::UnboundedSender<Event>, delay: Duration, event: Event
     });
 }
 
-/// Waits until the group led by `pgid` is empty, sending SIGKILL at
-/// `deadline` if it is not.
-async fn drain_group(pgid: u32, deadline: Instant) {
+/// Waits until no process of `tree` is left (its group, and the
+/// descendants that left it and theirs), sending SIGKILL at `deadline` if
+/// some are.
+async fn drain(mut tree: Tree, deadline: Instant) {
     let give_up = deadline.checked_add(KILL_GRACE).unwrap_or(deadline);
     let mut killed = false;
-    while group::alive(pgid) {
+    while tree.alive() {
+        // Children the escaped ones start meanwhile are theirs too.
+        tree.refresh();
         let now = Instant::now();
         if now >= deadline && !killed {
-            group::signal(pgid, Signal::SIGKILL);
+            tree.signal(Signal::SIGKILL);
             killed = true;
         }
         if now >= give_up {
-            tracing::error!(pgid, "process group survived SIGKILL; giving up on it");
+            tracing::error!(?tree, "process tree survived SIGKILL; giving up on it");
             return;
         }
         tokio::time::sleep(DRAIN_POLL).await;

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use supd_proto::{ExitInfo, InstanceDetail, ProcessInfo, Status};
+use supd_supervisor::tree::Tree;
 use supd_supervisor::{Exit, RunHistory};
 
 /// The daemon's record of one instance slot. Owned by its app actor; handed
@@ -33,6 +34,10 @@ pub struct Instance {
     /// During a stop: when SIGKILL goes to the group.
     #[serde(skip)]
     pub kill_deadline: Option<Instant>,
+    /// During a stop: the process's tree as seen when the stop began, so
+    /// descendants that left its group are stopped with it.
+    #[serde(skip)]
+    pub tree: Option<Tree>,
     /// The last `STATUS=` (or `STOPPING=1`) the process sent.
     pub status_text: Option<String>,
     /// The last sign of life for the watchdog (readiness or `WATCHDOG=1`).
@@ -57,6 +62,7 @@ impl Instance {
             last_exit: None,
             last_error: None,
             kill_deadline: None,
+            tree: None,
             status_text: None,
             restart_reason: None,
             last_keepalive: None,

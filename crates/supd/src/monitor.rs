@@ -2,7 +2,8 @@
 //! on an interval (default 1 s, PM2 uses 30 s), and acts on memory limits.
 //!
 //! An instance's tree is found by walking `/proc/PID/task/*/children` from
-//! its main process (a shell wrapper's children count too). One read of
+//! its main process ([`procfs::descendants`]; a shell wrapper's children
+//! count too). One read of
 //! `/proc/PID/stat` per process gives its CPU ticks, resident pages and
 //! thread count; a process with one thread has one `children` file, so it
 //! costs no directory listing. CPU is the percentage of one core since the
@@ -10,12 +11,13 @@
 //! `show`, metrics and the memory check read its latest [`Samples`].
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use supd_proto::Status;
 use supd_supervisor::procfs;
+use supd_supervisor::tree::Tree;
 use tokio::sync::watch;
 
 use crate::registry::{Registry, Trouble};
@@ -60,6 +62,7 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
     // Instances reported over their limit, and when: one breach causes one
     // restart, and a replacement that failed is asked for again later.
     let mut reported: HashMap<u64, Instant> = HashMap::new();
+    let mut escaped = Escaped::default();
     loop {
         let period = *interval.borrow_and_update();
         tokio::select! {
@@ -67,18 +70,21 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
             _ = interval.changed() => continue,
         }
         let views = registry.views();
-        let roots: Vec<u32> = views
+        let active: HashMap<(&str, u64), Option<u32>> = views
             .iter()
-            .flat_map(|v| v.instances.iter())
-            .filter(|i| {
+            .flat_map(|v| v.instances.iter().map(move |i| (v, i)))
+            .filter(|(_, i)| {
                 matches!(
                     i.status,
                     Status::Launching | Status::Online | Status::Stopping
                 )
             })
-            .filter_map(|i| i.pid)
+            .map(|(v, i)| ((v.config.name.as_str(), i.generation), i.pid))
             .collect();
-        let figures = meter.sample(&roots);
+        let roots: Vec<u32> = active.values().flatten().copied().collect();
+        let mut trees = HashMap::new();
+        let figures = meter.sample(&roots, &mut trees);
+        escaped.end_with(&active, trees);
         let mut live = HashSet::new();
         for view in &views {
             let Some(limit) = view.config.max_memory_restart else {
@@ -109,6 +115,43 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
     }
 }
 
+/// The descendants that left their instance's process group, by app and
+/// generation, as the latest sample saw them. A stop brings down the tree
+/// it stops (`app::retire`); this is for an instance whose main process
+/// ended by itself (a crash, a failed launch): its escaped descendants were
+/// reparented to supd, out of reach of its group, and are SIGKILLed at the
+/// next sample, like its group was.
+#[derive(Default)]
+struct Escaped(HashMap<(String, u64), Tree>);
+
+impl Escaped {
+    /// Kills the escaped descendants of the instances no longer `active`
+    /// (launching, online or stopping: a stopping one's tree is the stop's),
+    /// then keeps the `latest` trees (by root pid) of the active ones.
+    fn end_with(
+        &mut self,
+        active: &HashMap<(&str, u64), Option<u32>>,
+        mut latest: HashMap<u32, Tree>,
+    ) {
+        self.0.retain(|(app, generation), tree| {
+            let live = active.contains_key(&(app.as_str(), *generation));
+            if !live && tree.signal_escaped(Signal::SIGKILL) {
+                tracing::warn!(
+                    app,
+                    ?tree,
+                    "its main process has ended: SIGKILL to the processes that left its group"
+                );
+            }
+            live
+        });
+        for (&(app, generation), pid) in active {
+            if let Some(tree) = pid.and_then(|pid| latest.remove(&pid)) {
+                self.0.insert((app.to_string(), generation), tree);
+            }
+        }
+    }
+}
+
 /// Reads process trees, and turns the CPU ticks each process used between
 /// two samples into a percentage.
 struct Meter {
@@ -134,8 +177,9 @@ impl Meter {
     }
 
     /// The usage of each tree, by its root's pid. A process seen for the
-    /// first time counts its memory but no CPU yet.
-    fn sample(&mut self, roots: &[u32]) -> HashMap<u32, Usage> {
+    /// first time counts its memory but no CPU yet. The trees with
+    /// descendants outside their group go to `escaped`, by root.
+    fn sample(&mut self, roots: &[u32], escaped: &mut HashMap<u32, Tree>) -> HashMap<u32, Usage> {
         let seconds = self.at.elapsed().as_secs_f64().max(1e-3);
         self.at = Instant::now();
         let mut seen = HashMap::new();
@@ -144,7 +188,12 @@ impl Meter {
             .map(|&root| {
                 let mut ticks = 0;
                 let mut usage = Usage::default();
-                for (pid, stat) in tree(root) {
+                let walked = procfs::descendants(root);
+                let tree = Tree::from_walk(root, &walked);
+                if !tree.escaped().is_empty() {
+                    escaped.insert(root, tree);
+                }
+                for &(pid, stat) in &walked {
                     if let Some(&(start, before)) = self.previous.get(&pid)
                         && start == stat.start_time
                     {
@@ -163,37 +212,6 @@ impl Meter {
     }
 }
 
-/// `root` and all its descendants that still exist, with their stats. A
-/// process's children are listed in `/proc/PID/task/TID/children` for
-/// each of its threads.
-fn tree(root: u32) -> Vec<(u32, procfs::Stat)> {
-    let mut members = Vec::new();
-    let mut queue = vec![root];
-    while let Some(pid) = queue.pop() {
-        let Some(stat) = procfs::stat(pid) else {
-            continue;
-        };
-        let mut add = |path: std::path::PathBuf| {
-            if let Ok(children) = fs::read_to_string(path) {
-                queue.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        };
-        if stat.threads == 1 {
-            add(format!("/proc/{pid}/task/{pid}/children").into());
-        } else if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                add(task.path().join("children"));
-            }
-        }
-        members.push((pid, stat));
-    }
-    members
-}
-
 /// `150M`-style sizes for messages.
 pub fn size(bytes: u64) -> String {
     const M: u64 = 1024 * 1024;
@@ -209,32 +227,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_children_of_a_tree() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30 & sleep 30 & wait"])
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let mut found = vec![];
-        for _ in 0..200 {
-            found = tree(pid).into_iter().map(|(p, _)| p).collect();
-            if found.len() == 3 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for p in &found {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*p as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = child.wait();
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert_eq!(found[0], pid);
-    }
-
-    #[test]
     fn a_busy_tree_shows_cpu_and_memory() {
         let mut child = std::process::Command::new("sh")
             .args(["-c", "while :; do :; done"])
@@ -242,13 +234,13 @@ mod tests {
             .unwrap();
         let pid = child.id();
         let mut meter = Meter::new();
-        let first = meter.sample(&[pid])[&pid];
+        let first = meter.sample(&[pid], &mut HashMap::new())[&pid];
         let start = procfs::stat(pid).unwrap().cpu_ticks;
         let deadline = Instant::now() + Duration::from_secs(10);
         while procfs::stat(pid).unwrap().cpu_ticks < start + 5 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let second = meter.sample(&[pid])[&pid];
+        let second = meter.sample(&[pid], &mut HashMap::new())[&pid];
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(first.cpu, 0.0, "no CPU before a second reading");

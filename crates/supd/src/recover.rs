@@ -13,6 +13,8 @@
 //! - the process groups the state file records, whose leader must still
 //!   have the recorded start time: a pid the kernel has given to another
 //!   process since is left alone;
+//! - the groups of the recorded leaders' descendants that left their group
+//!   (`setsid`), found by walking the tree from each leader still running;
 //! - every process whose stdout or stderr is one of this home's pipes (see
 //!   [`AppLog::pipe`]), which a child keeps even if it left its group.
 //!
@@ -180,6 +182,16 @@ fn find(home: &Home, recorded: &[Recorded]) -> Leftovers {
             .any(|(&pid, s)| s.pgid == r.pid && (pid == r.pid || s.start_time >= r.start_time));
         if left {
             found.groups.insert(r.pid, r.app.clone());
+        }
+        // Its descendants that left the group (setsid), while it lives to
+        // be walked from: their own groups are stopped with it.
+        if leader.is_some() {
+            for (_, stat) in procfs::descendants(r.pid) {
+                found
+                    .groups
+                    .entry(stat.pgid)
+                    .or_insert_with(|| r.app.clone());
+            }
         }
     }
     let run_dir = logs::run_dir(home);
