@@ -8,16 +8,12 @@
 
 use std::time::Duration;
 
-use supd_config::{AppConfig, ExecMode};
+use supd_config::{AppConfig, ExecMode, MAX_INSTANCES};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
 use crate::app::Env;
 use crate::registry::AppHandle;
-
-/// The most instances one app may have (a typo like `scale api 99999` would
-/// otherwise exhaust the daemon's descriptors).
-const MAX_INSTANCES: u32 = 1024;
 
 /// The longest a removed slot's accept queue is given to drain.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
