@@ -14,6 +14,7 @@ pub mod limits;
 pub mod policy;
 pub mod procfs;
 pub mod spawn;
+pub mod transient;
 
 pub use policy::{Decision, Exit, Policy, RunHistory};
 pub use spawn::{Reaper, SpawnSpec};
