@@ -13,6 +13,7 @@ mod crash;
 mod docs;
 mod fork;
 mod import;
+mod limits;
 mod logs;
 mod monit;
 mod monitor;
