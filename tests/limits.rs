@@ -136,36 +136,36 @@ fn stop_preempts_a_start_waiting_for_readiness() {
     assert_eq!(supd.instance("slow", 0)["status"], "stopped");
 }
 
-#[test]
-fn kill_preempts_a_start_waiting_for_readiness() {
+/// Asserts that `end` (which ends the daemon) stops it, and the process
+/// that was waiting for readiness, within [`PREEMPT_BOUND`].
+fn daemon_end_preempts_a_start(end: impl FnOnce(&Supd, u32)) {
     let supd = Supd::new();
     let (start, pid) = start_never_ready(&supd, "slow");
     let daemon = supd.daemon_pid().unwrap();
     let began = Instant::now();
-    supd.ok(&["kill"]);
+    end(&supd, daemon);
     wait_for(PREEMPT_BOUND, "the daemon to exit", || {
         (!alive(daemon)).then_some(())
     });
-    let took = began.elapsed();
-    assert!(took < PREEMPT_BOUND, "kill took {took:?}");
+    assert!(
+        began.elapsed() < PREEMPT_BOUND,
+        "took {:?}",
+        began.elapsed()
+    );
     start_ends(start);
     assert!(!alive(pid), "the process is gone");
 }
 
 #[test]
+fn kill_preempts_a_start_waiting_for_readiness() {
+    daemon_end_preempts_a_start(|supd, _| drop(supd.ok(&["kill"])));
+}
+
+#[test]
 fn sigterm_preempts_a_start_waiting_for_readiness() {
-    let supd = Supd::new();
-    let (start, pid) = start_never_ready(&supd, "slow");
-    let daemon = supd.daemon_pid().unwrap();
-    let began = Instant::now();
-    kill(Pid::from_raw(daemon as i32), Signal::SIGTERM).unwrap();
-    wait_for(PREEMPT_BOUND, "the daemon to exit", || {
-        (!alive(daemon)).then_some(())
+    daemon_end_preempts_a_start(|_, daemon| {
+        kill(Pid::from_raw(daemon as i32), Signal::SIGTERM).unwrap();
     });
-    let took = began.elapsed();
-    assert!(took < PREEMPT_BOUND, "SIGTERM took {took:?}");
-    start_ends(start);
-    assert!(!alive(pid), "the process is gone");
 }
 
 /// Sets the soft and hard open-files limits of `pid` with prlimit(1).
