@@ -14,6 +14,7 @@ mod docs;
 mod fork;
 mod home;
 mod import;
+mod limits;
 mod logs;
 mod monit;
 mod monitor;

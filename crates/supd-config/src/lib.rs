@@ -468,6 +468,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     units::parse_size(text)
 }
 
+/// The most instances one app may have, wherever a count comes from (a
+/// file, `-i`, `scale`, a state file): each costs the daemon three
+/// descriptors, and a typo like `99999` would exhaust them.
+pub const MAX_INSTANCES: u32 = 1024;
+
+/// The longest app name, in bytes: names become log file names, and the
+/// longest one derived from it (`NAME-error-1023.log.<time>_N.gz.tmp`, about
+/// 60 bytes more) must fit in a file name (255 bytes).
+pub const MAX_NAME_LEN: usize = 128;
+
 /// Whether `name` is a valid app name: `[A-Za-z0-9._-]+`.
 ///
 /// `.` and `..` are refused too: names become log file names.

@@ -17,6 +17,10 @@ pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
     if app.instances == 0 {
         return Err("instances: must be at least 1".into());
     }
+    key(
+        "instances",
+        values::check_instance_count(i64::from(app.instances)),
+    )?;
     if app.max_instances == Some(0) {
         return Err("max_instances: must be at least 1".into());
     }

@@ -21,6 +21,12 @@ const SIGNALS: &[&str] = &[
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         Err("must not be empty".into())
+    } else if name.len() > crate::MAX_NAME_LEN {
+        Err(format!(
+            "{} bytes is too long; at most {} (names become log file names)",
+            name.len(),
+            crate::MAX_NAME_LEN
+        ))
     } else if !crate::valid_name(name) {
         Err(format!(
             "{name:?} is not a valid name; use only letters, digits, '.', '_' and '-'"
@@ -64,9 +70,7 @@ impl Instances {
     pub(crate) fn from_int(n: i64) -> Result<Instances, String> {
         match n {
             -1 => Ok(Instances::AllButOne),
-            n if n >= 1 => u32::try_from(n)
-                .map(Instances::Count)
-                .map_err(|_| format!("{n} is too many")),
+            n if n >= 1 => check_instance_count(n).map(|()| Instances::Count(n as u32)),
             n => Err(format!(
                 "{n} is not allowed; use a positive integer, \"max\" or -1"
             )),
@@ -92,6 +96,20 @@ impl Instances {
             Instances::Max => cores.max(1),
             Instances::AllButOne => cores.saturating_sub(1).max(1),
         }
+    }
+}
+
+/// Checks a count against [`crate::MAX_INSTANCES`]: more would exhaust the
+/// daemon's descriptors (three per instance) and hold its operation lock
+/// for minutes.
+pub(crate) fn check_instance_count(n: i64) -> Result<(), String> {
+    if n > i64::from(crate::MAX_INSTANCES) {
+        Err(format!(
+            "{n} is too many; at most {} instances per app",
+            crate::MAX_INSTANCES
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -277,6 +295,10 @@ mod tests {
         for bad in ["", "a/b", "a b", "é", "all", ".", ".."] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+        let longest = "a".repeat(crate::MAX_NAME_LEN);
+        assert_eq!(check_name(&longest), Ok(()));
+        let err = check_name(&format!("{longest}a")).unwrap_err();
+        assert!(err.contains("at most 128"), "{err}");
     }
 
     #[test]
@@ -303,6 +325,10 @@ mod tests {
         assert!(Instances::from_int(0).is_err());
         assert!(Instances::from_int(-2).is_err());
         assert!(Instances::from_int(i64::MAX).is_err());
+        assert_eq!(Instances::from_int(1024), Ok(Instances::Count(1024)));
+        let err = Instances::from_int(1025).unwrap_err();
+        assert!(err.contains("at most 1024 instances"), "{err}");
+        assert!(Instances::from_text("100000").is_err());
         assert_eq!(Instances::from_text("MAX"), Ok(Instances::Max));
         assert_eq!(Instances::from_text("3"), Ok(Instances::Count(3)));
         assert!(Instances::from_text("many").is_err());

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod policy;
 pub mod procfs;
 pub mod spawn;
+pub mod transient;
 pub mod tree;
 
 pub use policy::{Decision, Exit, Policy, RunHistory};

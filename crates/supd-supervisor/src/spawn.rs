@@ -175,16 +175,42 @@ impl Reaper {
         let mut plan = ExecPlan::new(&spec, stdin.as_raw_fd())?;
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = plan.start().map_err(|(failed, e)| {
-            if let Some(pid) = failed {
+        let pid = plan.start().map_err(|(failed, e)| match failed {
+            Some(pid) => {
                 // It exited before exec; nobody else may reap it (we hold the lock).
                 let _ = waitpid(Pid::from_raw(pid), None);
+                io::Error::new(e.kind(), format!("cannot exec {}: {e}", spec.program))
             }
-            io::Error::new(e.kind(), format!("cannot exec {}: {e}", spec.program))
+            // The clone itself failed (EAGAIN, ENOMEM): the errno is kept, so
+            // the caller can tell a failure that passes.
+            None => e,
         })?;
         waiters.insert(pid, tx);
         Ok((pid as u32, rx))
     }
+}
+
+/// Checks, before an app is registered, that `program` can be exec'd: found
+/// in the `PATH` of `env` (or ours) if it is a bare name, else (relative to
+/// `cwd`) a file with execute permission. A file like `/etc/passwd` is
+/// refused up front instead of leaving an errored app behind.
+pub fn check_program(
+    program: &str,
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let path = child::resolve_program(program, env).map_err(|e| e.to_string())?;
+    let path = cwd.join(path);
+    let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).map_err(|_| {
+        format!(
+            "{} is not executable (chmod +x it, or name its interpreter as the script)",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use supd_config::AppConfig;
 use supd_proto::Status;
 use supd_supervisor::group::{self, parse_signal};
 use supd_supervisor::tree::Tree;
-use supd_supervisor::{Decision, Exit, Policy, Reaper, RunHistory, SpawnSpec};
+use supd_supervisor::{Decision, Exit, Policy, Reaper, RunHistory, SpawnSpec, transient};
 use tokio::net::{UnixDatagram, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -733,6 +733,7 @@ impl App {
         match result {
             Ok(pid) => {
                 inst.pid = Some(pid);
+                inst.spawn_failures = 0;
                 inst.started = Some(Instant::now());
                 tracing::info!(app = %name, instance = slot, pid, "started");
                 if wait_ready {
@@ -751,12 +752,22 @@ impl App {
                     self.arm_watchdog(i);
                 }
             }
-            Err(e) => {
+            Err(failure) => {
+                inst.pid = None;
+                let mut e = failure.message;
+                if failure.errno.is_some_and(transient::is_transient) {
+                    // Descriptors or disk space may come back: retry, not errored for good.
+                    let delay = transient::retry_delay(inst.spawn_failures);
+                    inst.spawn_failures += 1;
+                    inst.status = Status::WaitingRestart;
+                    e.push_str(&format!("; retrying in {} ms", delay.as_millis()));
+                    schedule(&self.events, delay, Event::RestartDue { generation });
+                } else {
+                    inst.status = Status::Errored;
+                }
                 let msg = format!("app \"{name}\" instance {slot}: {e}");
                 tracing::error!("{msg}");
-                inst.status = Status::Errored;
                 inst.last_error = Some(e);
-                inst.pid = None;
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(msg));
                 }
@@ -766,16 +777,16 @@ impl App {
 
     /// Forks and execs one process with its pipes, sockets and environment,
     /// and starts the task that watches it.
-    fn try_spawn(&mut self, slot: u32, generation: u64) -> Result<u32, String> {
+    fn try_spawn(&mut self, slot: u32, generation: u64) -> Result<u32, SpawnFailure> {
         let format = self.config.log_date_format.clone();
         let mut pipe = |stream| {
             self.log
                 .pipe(stream, slot, format.clone())
-                .map_err(|e| format!("cannot create a log pipe: {e}"))
+                .map_err(SpawnFailure::with("cannot create a log pipe"))
         };
         let (stdout, stderr) = (pipe(Stream::Out)?, pipe(Stream::Err)?);
         let channels = readiness::channels(self.config.wait_ready)
-            .map_err(|e| format!("cannot create the notify socket: {e}"))?;
+            .map_err(SpawnFailure::with("cannot create the notify socket"))?;
         let mut env = self.instance_env(slot);
         env.insert("NOTIFY_SOCKET".into(), channels.notify_address.clone());
         let mut pass_fds = Vec::new();
@@ -783,7 +794,7 @@ impl App {
             let port = listener.port();
             let socket = listener
                 .socket(slot)
-                .map_err(|e| format!("cannot bind port {port}: {e}"))?;
+                .map_err(SpawnFailure::with(&format!("cannot bind port {port}")))?;
             pass_fds.push((socket, LISTEN_FD));
             env.insert("LISTEN_FDS".into(), "1".into());
             env.insert("LISTEN_FDNAMES".into(), self.config.name.clone());
@@ -808,7 +819,17 @@ impl App {
             listen_pid: self.config.port.is_some(),
             pass_fds,
         };
-        let (pid, exit) = self.reaper.spawn(spec).map_err(|e| e.to_string())?;
+        let (pid, exit) = self
+            .reaper
+            .spawn(spec)
+            .map_err(|e| match e.raw_os_error() {
+                Some(_) => SpawnFailure::with("cannot start a process")(e),
+                // Already says which step failed ("cannot exec …").
+                None => SpawnFailure {
+                    message: e.to_string(),
+                    errno: None,
+                },
+            })?;
         drop(ipc_theirs);
         let channels = (channels.notify, channels.notify_address, ipc_ours);
         self.watch_process(generation, exit, Some(channels));
@@ -1157,6 +1178,23 @@ impl App {
         for (reply, delete) in std::mem::take(&mut self.after_stop) {
             self.deleted |= delete;
             let _ = reply.send(());
+        }
+    }
+}
+
+/// Why a spawn failed: the message for `show`, and the errno behind it,
+/// which tells a failure that passes (see [`transient`]).
+struct SpawnFailure {
+    message: String,
+    errno: Option<i32>,
+}
+
+impl SpawnFailure {
+    /// Turns an error of the step `what` into a failure.
+    fn with(what: &str) -> impl Fn(std::io::Error) -> SpawnFailure + '_ {
+        move |e| SpawnFailure {
+            message: format!("{what}: {e}"),
+            errno: e.raw_os_error(),
         }
     }
 }

@@ -46,6 +46,10 @@ pub struct Instance {
     /// Why the daemon last restarted this slot by itself (memory limit,
     /// health check, watchdog), if it did.
     pub restart_reason: Option<String>,
+    /// Spawns in a row that failed for lack of a resource (descriptors,
+    /// disk space): the back-off of their retries.
+    #[serde(default)]
+    pub spawn_failures: u32,
 }
 
 impl Instance {
@@ -64,6 +68,7 @@ impl Instance {
             kill_deadline: None,
             tree: None,
             status_text: None,
+            spawn_failures: 0,
             restart_reason: None,
             last_keepalive: None,
         }

@@ -32,7 +32,7 @@ use anyhow::Context;
 use clap::Parser;
 use supd_proto::Home;
 use supd_supervisor::Reaper;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -231,8 +231,16 @@ async fn serve(
     // that the first answer, `list` included, is already true. After an
     // update the state file describes the apps just taken over: nothing
     // died, nothing to recover.
+    // A SIGTERM preempts the recovery too: a state file naming too much
+    // work never makes the daemon deaf to it.
     if !resumed {
-        recover::run(&home, &registry).await;
+        tokio::select! {
+            () = recover::run(&home, &registry) => {}
+            signal = stop_signal(&mut term, &mut int) => {
+                tracing::info!("{signal} while replacing the previous supd's apps: stopping every app");
+                return shut_down(&home, &registry).await;
+            }
+        }
     }
     registry.keep_state().await;
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
@@ -255,15 +263,28 @@ async fn serve(
     readiness::tell_supervisor("READY=1");
 
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping every app"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping every app"),
+        signal = stop_signal(&mut term, &mut int) => tracing::info!("{signal}: stopping every app"),
         _ = shutdown_rx.changed() => tracing::info!("kill requested"),
     }
+    shut_down(&home, &registry).await
+}
+
+/// The first SIGTERM or SIGINT, by name.
+async fn stop_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Stops every app (preempting any operation in progress), then removes
+/// the daemon's runtime files.
+async fn shut_down(home: &Home, registry: &Registry) -> anyhow::Result<()> {
     readiness::tell_supervisor("STOPPING=1");
     let (progress, _) = tokio::sync::mpsc::unbounded_channel();
     registry.handle(supd_proto::Request::Kill, &progress).await;
     registry.end_state().await;
-    home::remove_runtime_files(&home);
+    home::remove_runtime_files(home);
     tracing::info!("supd stopped");
     Ok(())
 }

@@ -8,16 +8,12 @@
 
 use std::time::Duration;
 
-use supd_config::{AppConfig, ExecMode};
+use supd_config::{AppConfig, ExecMode, MAX_INSTANCES};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
 use crate::app::Env;
 use crate::registry::AppHandle;
-
-/// The most instances one app may have (a typo like `scale api 99999` would
-/// otherwise exhaust the daemon's descriptors).
-const MAX_INSTANCES: u32 = 1024;
 
 /// The longest a removed slot's accept queue is given to drain.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -31,7 +27,7 @@ pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
 /// config, if one is given); with some instances running, only the down
 /// slots. An app whose every slot is live is already online.
 pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Outcome, String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     let view = app.view();
     let active: Vec<u32> = view
         .instances
@@ -65,7 +61,7 @@ pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Out
 
 /// Stops every instance, then starts them all again.
 pub async fn restart(app: &AppHandle) -> Result<(), String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     stop_and_start(app, None).await
 }
 
@@ -80,7 +76,7 @@ async fn stop_and_start(app: &AppHandle, reason: Option<&str>) -> Result<(), Str
 
 /// Replaces every instance slot by slot without refusing a connection.
 pub async fn reload(app: &AppHandle, progress: &Progress) -> Result<(), String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     roll(app, progress, None).await
 }
 
@@ -92,7 +88,7 @@ pub async fn reload_with(
     env: Env,
     progress: &Progress,
 ) -> Result<(), String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     if !app.view().instances.iter().any(|i| i.is_active()) {
         app.configure(config, Some(env)).await?;
         trim_slots(app).await;
@@ -115,7 +111,7 @@ pub async fn reload_with(
 /// first, so no request fails), a fork or capped instance by a graceful
 /// stop and a start. A process already replaced meanwhile is left alone.
 pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(), String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     let view = app.view();
     let Some(inst) = view
         .instances
@@ -158,7 +154,7 @@ pub async fn scheduled_restart(
     reason: &str,
     progress: &Progress,
 ) -> Result<(), String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     if !app
         .view()
         .instances
@@ -180,7 +176,7 @@ pub async fn restart_because(
     reason: &str,
     progress: &Progress,
 ) -> Result<(), String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     restart_whole(app, reason, progress).await
 }
 
@@ -201,7 +197,7 @@ fn rolls(config: &AppConfig) -> bool {
 
 /// Changes the instance count, within `max_instances`.
 pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<(), String> {
-    let _op = app.op.lock().await;
+    let _op = app.begin().await;
     let config = app.view().config;
     let current = config.instances;
     let target = match to {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use supd_config::{AppConfig, DaemonConfig};
 use supd_proto::{AppDetail, AppLogs, Home, Outcome, ProcessInfo, Request, Response, StartOutcome};
 use supd_supervisor::Reaper;
 use supd_supervisor::group::parse_signal;
+use supd_supervisor::spawn::check_program;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -39,6 +41,9 @@ pub struct AppHandle {
     view: watch::Receiver<AppView>,
     /// Held by the one multi-step operation (start, reload, scale…) running.
     pub op: Arc<tokio::sync::Mutex<()>>,
+    /// Set by a stop, delete or kill until it holds `op`: the operation in
+    /// progress launches nothing more (see [`AppHandle::halt`]).
+    preempted: Arc<AtomicBool>,
     /// The `cron_restart` timer.
     schedule: cron::Schedule,
     /// The `health_check` loop.
@@ -61,6 +66,7 @@ impl AppHandle {
             commands,
             view,
             op: Arc::default(),
+            preempted: Arc::default(),
             schedule: cron::Schedule::default(),
             checker: health::Checker::default(),
             watcher: Watcher::default(),
@@ -109,8 +115,26 @@ impl AppHandle {
         self.view.borrow().clone()
     }
 
+    /// Takes the operation lock for a multi-step operation; a stop that
+    /// preempted the previous one is over by then.
+    pub async fn begin(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let guard = self.op.lock().await;
+        self.preempted.store(false, Ordering::SeqCst);
+        guard
+    }
+
+    /// Refuses a launch once a stop, delete or kill has preempted the
+    /// operation asking for it.
+    fn not_preempted(&self) -> Result<(), String> {
+        match self.preempted.load(Ordering::SeqCst) {
+            true => Err(format!("app \"{}\": stopped while starting", self.name)),
+            false => Ok(()),
+        }
+    }
+
     /// Starts a process for `slot`; its pid once online.
     pub async fn launch(&self, slot: u32, restart: bool) -> Result<u32, String> {
+        self.not_preempted()?;
         self.clone()
             .ask(|reply| Command::Launch {
                 slot,
@@ -123,6 +147,7 @@ impl AppHandle {
 
     /// Starts a replacement process for `slot`, recording why.
     pub async fn launch_because(&self, slot: u32, reason: &str) -> Result<u32, String> {
+        self.not_preempted()?;
         let reason = Some(reason.to_string());
         self.clone()
             .ask(|reply| Command::Launch {
@@ -185,6 +210,30 @@ impl AppHandle {
     /// Graceful stop of every instance.
     pub async fn stop(&self) -> Result<(), String> {
         self.clone().ask(Command::Stop).await
+    }
+
+    /// `stop`, `delete` and `kill`: preempts any operation in progress
+    /// instead of waiting for it (a start waiting for readiness could take
+    /// `listen_timeout`). The actor stops every instance at once (a pending
+    /// launch is answered "stopped before it was ready") and the operation
+    /// launches nothing more; once it has let go of the lock, a second stop
+    /// catches anything it launched meanwhile, and the app is deleted if
+    /// `delete`.
+    pub async fn halt(&self, delete: bool) -> Result<(), String> {
+        self.preempted.store(true, Ordering::SeqCst);
+        let first = self.stop().await;
+        let _op = self.op.lock().await;
+        // Under the lock: a restart for a change or a timer cannot follow.
+        match delete {
+            true => self.disarm(),
+            false => self.watcher.disarm(),
+        }
+        let result = match delete {
+            true => self.clone().ask(Command::Delete).await,
+            false => self.stop().await,
+        };
+        self.preempted.store(false, Ordering::SeqCst);
+        first.and(result)
     }
 }
 
@@ -508,13 +557,8 @@ impl Registry {
                 None => Ok(self.start(apps, base_env).await),
             },
             Request::Stop { target } => {
-                self.each(&target, |a| async move {
-                    let _op = a.op.lock().await;
-                    // Under the lock: a restart for a change cannot follow.
-                    a.watcher.disarm();
-                    a.stop().await
-                })
-                .await
+                self.each(&target, |a| async move { a.halt(false).await })
+                    .await
             }
             Request::Restart { target } => {
                 self.each(&target, |a| {
@@ -705,6 +749,13 @@ impl Registry {
         self.port_taken(config.port, &config.name)?;
         config
             .validate()
+            .and_then(|()| {
+                let env = match config.env.contains_key("PATH") {
+                    true => &config.env,
+                    false => &*base_env,
+                };
+                check_program(&config.script, &config.cwd, env)
+            })
             .map_err(|e| format!("app \"{}\": {e}", config.name))?;
         let name = config.name.clone();
         let log = AppLog::open(&self.home, &config)
@@ -772,14 +823,7 @@ impl Registry {
 
     async fn delete(&self, target: &str) -> Result<Response, String> {
         let result = self
-            .each(target, |a| async move {
-                // After any operation in flight, so it cannot start a
-                // process once the app is gone.
-                let op = a.op.clone();
-                let _op = op.lock().await;
-                a.disarm();
-                a.ask(Command::Delete).await
-            })
+            .each(target, |a| async move { a.halt(true).await })
             .await;
         // Forget every app that is gone, even if another one failed.
         let deleted: &[String] = match &result {

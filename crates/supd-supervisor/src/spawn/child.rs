@@ -180,10 +180,13 @@ impl ExecPlan {
                 return errno();
             }
             // Move every source out of the way first, so a source that sits
-            // on another's target number is not clobbered.
+            // on another's target number is not clobbered: above the highest
+            // target is enough (a fixed floor like 64 fails with EINVAL under
+            // `ulimit -n 64`).
+            let floor = self.fds.iter().map(|&(_, t)| t + 1).max().unwrap_or(0);
             let mut moved = [-1; MAX_PLACED];
             for (slot, &(fd, _)) in moved.iter_mut().zip(&self.fds) {
-                *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
+                *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor);
                 if *slot < 0 {
                     return errno();
                 }
@@ -247,7 +250,7 @@ fn write_decimal(out: &mut [u8], mut n: u32) {
 
 /// The path to exec: `program` itself if it has a `/`, else the first
 /// executable of that name in the `PATH` of `env` (or ours), like a shell.
-fn resolve_program(program: &str, env: &BTreeMap<String, String>) -> io::Result<String> {
+pub(super) fn resolve_program(program: &str, env: &BTreeMap<String, String>) -> io::Result<String> {
     if program.contains('/') {
         return Ok(program.to_string());
     }
