@@ -60,6 +60,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,12 +145,18 @@ class Soak:
         """supctl with the soak's home; its CompletedProcess (not checked)."""
         return self.side.ctl(*a, timeout=timeout, check=False, quiet=True)
 
+    def must(self, *a) -> None:
+        """A supctl command that must succeed: its failure is a violation."""
+        p = self.ctl(*a, timeout=180)
+        if p.returncode != 0:
+            self.violation(f"supctl {' '.join(map(str, a))} failed (exit {p.returncode}): {p.stderr.strip()}")
+
     def ping(self) -> dict:
         """`supctl ping --json` (starts a daemon when none runs)."""
         return json.loads(self.side.ctl("ping", "--json", timeout=120, quiet=True).stdout)
 
     def settled(self) -> bool | str:
-        """True when the expected instances of both apps are online, and nothing else is listed."""
+        """True when both apps have exactly their expected instances, all online; else what they have."""
         rows = self.side.rows()
         web = [r for r in rows if r["name"] == WEB]
         capped = [r for r in rows if r["name"] == CAPPED]
@@ -195,13 +202,13 @@ class Soak:
 
     def op_reload(self) -> tuple[str, int]:
         """A rolling reload of the cluster app."""
-        self.ctl("reload", WEB, timeout=180)
+        self.must("reload", WEB)
         return "web", 0
 
     def op_reload_file(self) -> tuple[str, int]:
         """The ecosystem file again, with a new environment: a new config rolled onto both apps."""
         self.generation += 1
-        self.ctl("reload", self.ecosystem(), timeout=180)
+        self.must("reload", self.ecosystem())
         return f"CHAOS_GEN={self.generation}", 0
 
     def op_restart_capped(self) -> tuple[str, int]:
@@ -213,13 +220,13 @@ class Soak:
             if p.returncode == 0 or "max_instances" not in p.stderr:
                 self.violation(f"supctl scale {CAPPED} 2 was not refused (exit {p.returncode}: {p.stderr.strip()})")
             return "scale to 2 (refused)", 0
-        self.ctl(how, CAPPED, timeout=180)
+        self.must(how, CAPPED)
         return how, 0
 
     def op_scale(self) -> tuple[str, int]:
         """The cluster app to another count between 1 and 4."""
         self.web_instances = self.rng.choice([n for n in range(1, 5) if n != self.web_instances])
-        self.ctl("scale", WEB, str(self.web_instances), timeout=180)
+        self.must("scale", WEB, self.web_instances)
         return f"to {self.web_instances}", 0
 
     def op_kill_worker(self) -> tuple[str, int]:
@@ -272,10 +279,8 @@ class Soak:
             with contextlib.suppress(FileNotFoundError):
                 data = self.side.out_log(app).read_bytes()
                 (self.state / "flushed" / f"{n:05d}-{app}.log").write_bytes(data[:data.rfind(b"\n") + 1])
-        p = self.ctl("flush", *apps[:1] if which else [])
+        self.must("flush", *apps[:1] if which else [])
         self.events.append(("flush", start, time.time()))
-        if p.returncode != 0:
-            self.violation(f"supctl flush failed: {p.stderr.strip()}")
         return which or "all", 0
 
     def apply(self, kind: str) -> None:
@@ -420,6 +425,10 @@ class Soak:
         left = bl.finish(self.started, (self.side.root.parent,))
         for what in left:
             self.violation(f"left running after supctl kill: {what}")
+        if self.args.keep:
+            shutil.copytree(self.side.home, self.args.keep / "supd-home", dirs_exist_ok=True, symlinks=True,
+                            ignore_dangling_symlinks=True, ignore=shutil.ignore_patterns("*.sock"))
+            shutil.copytree(self.state, self.args.keep / "state", dirs_exist_ok=True)
         conflicts = self.check_capped()
         logs = [self.check_logs(app) for app in (WEB, CAPPED)]
         return {"conflicts": conflicts, "logs": logs, "leftovers": left}
@@ -525,6 +534,8 @@ def main() -> int:
     ap.add_argument("--delay-ms", type=int, default=5, help="pause between a connection's requests (default 5)")
     ap.add_argument("--log-max-size", default="16K", help="the apps' log_max_size: small, to rotate often (default 16K)")
     ap.add_argument("--json-out", type=Path, help="also write the report as JSON to this file")
+    ap.add_argument("--keep", type=Path, help="copy SUPD_HOME (the daemon's log, the apps' logs) and the apps' "
+                                              "records into this folder at the end, for a post-mortem")
     args = ap.parse_args()
     args.seconds = 75.0 if args.short else args.minutes * 60
     args.ops = args.ops.split(",")

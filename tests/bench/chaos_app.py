@@ -40,6 +40,7 @@ GRACE = 2.0  # how long an idle kept-alive connection is kept open once stopping
 STOP_BOUND = 4.0  # exit after this long stopping, whatever is left (kill_timeout is longer)
 BODY = b"chaos ok\n"
 
+stop_requested = False  # set by the signal handler, which must take no lock
 stopping = threading.Event()
 connections_lock = threading.Lock()
 connections = 0  # open client connections, for the exit once drained
@@ -104,15 +105,13 @@ def serve(conn: socket.socket) -> None:
     buf = b""
     try:
         while True:
-            # While serving, wait as long as the client likes (polling the stop flag);
-            # once stopping, an idle connection gets GRACE seconds for its next request.
-            if stopping.is_set():
-                head, buf = read_request(conn, buf, GRACE)
-            else:
+            # While serving, an idle connection waits as long as the client likes (the
+            # stop flag polled); once stopping, it gets GRACE seconds for its next request.
+            if not stopping.is_set() and not buf:
                 ready, _, _ = select.select([conn], [], [], 0.2)
-                if not ready and not buf:
+                if not ready:
                     continue
-                head, buf = read_request(conn, buf, None if not stopping.is_set() else GRACE)
+            head, buf = read_request(conn, buf, GRACE if stopping.is_set() else None)
             if head is None:
                 return
             close = stopping.is_set() or b"connection: close" in head.lower()
@@ -149,6 +148,13 @@ def accept_loop(listener: socket.socket) -> None:
     listener.close()
 
 
+def on_stop(*_) -> None:
+    """The stop signal. Only a flag: Event.set() here could deadlock on the Event's own
+    lock if the signal lands while the main thread holds it."""
+    global stop_requested
+    stop_requested = True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("state_dir")
@@ -158,7 +164,7 @@ def main() -> None:
     args = ap.parse_args()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, on_stop)
     if args.lock:
         take_lock(args.lock, args.state_dir)
     threading.Thread(target=ticker, args=(args.state_dir, args.rate), daemon=True).start()
@@ -168,15 +174,16 @@ def main() -> None:
         listener = socket.socket(fileno=3)
         threading.Thread(target=accept_loop, args=(listener,), daemon=True).start()
     notify(b"READY=1")
-    stopping.wait()
+    while not stop_requested:
+        time.sleep(0.02)
+    stopping.set()
     deadline = time.monotonic() + STOP_BOUND
     while time.monotonic() < deadline:
         with connections_lock:
             if connections == 0:
                 break
         time.sleep(0.02)
-    # A line cut in the middle by the exit would look torn: the ticker is between lines
-    # almost always, and os._exit ends it without flushing anything half-written.
+    # Each line is one write() under PIPE_BUF, atomic: exiting never leaves half a line.
     os._exit(0)
 
 
