@@ -250,7 +250,7 @@ class Soak:
         pid = self.side.daemon_pid()
         t = time.time()
         os.kill(pid, signal.SIGKILL)
-        bl.wait_until(lambda: not bl.alive(pid), 10, f"daemon {pid} gone", interval=0.05)
+        bl.wait_until(lambda: all_threads_gone(pid), 10, f"daemon {pid} gone", interval=0.01)
         self.events.append(("kill-daemon", t, t))
         new = self.ping()["pid"]
         self.side.daemon_pid()  # remembered, for the leftover check
@@ -432,6 +432,17 @@ class Soak:
         conflicts = self.check_capped()
         logs = [self.check_logs(app) for app in (WEB, CAPPED)]
         return {"conflicts": conflicts, "logs": logs, "leftovers": left}
+
+
+def all_threads_gone(pid: int) -> bool:
+    """No thread of `pid` runs any more. A killed process's leader turns zombie before its
+    other threads have exited, and its descriptors (the control socket) close only with
+    the last one: a supctl that connects in between is reset, not refused."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    return not any(bl.alive(f"{pid}/task/{tid}") for tid in tids)
 
 
 def held_connections(pid: int, port: int) -> int:
