@@ -33,9 +33,9 @@ errors are the operation's. The invariants:
    kill_timeout); after `supctl kill`, nothing of the soak runs at all.
 3. Never two capped instances: `capped` holds an exclusive flock; an instance that finds
    it taken records a conflict and exits 3. Any conflict is a violation.
-4. No lost log line: every line an app recorded as written (its last number, per pid) is
+4. No lost log line: every line an app recorded as written (its last number, per process) is
    in the app's log files (current, rotated, gzipped, and the copies this script took
-   just before each flush), each exactly once in the daemon's files and in order per pid.
+   just before each flush), each exactly once in the daemon's files and in order per process.
    Lines may be missing only where the daemon is allowed to lose them: those written
    (per the app's own clock in the neighbouring lines) between LOG_LAG seconds before
    and LOG_LAG after a daemon SIGKILL (read by the dead daemon, not yet written: see
@@ -76,7 +76,7 @@ WEB, CAPPED = "web", "capped"
 KILL_TIMEOUT = 8.0  # the apps' kill_timeout: an unlisted process must be gone by then
 SETTLE_TIMEOUT = 90.0  # every expected instance online again after an operation
 LOG_LAG = 2.0  # seconds a line may take from the app's write to the daemon's file
-LINE = re.compile(r"^chaos seq=(\d+) pid=(\d+) t=(\d+\.\d+)$")
+LINE = re.compile(r"^chaos seq=(\d+) id=(\d+-[0-9a-f]+) t=(\d+\.\d+)$")  # id: pid-random
 OPS = {  # kind: weight
     "reload": 3, "reload-file": 2, "restart-capped": 2, "scale": 3, "kill-worker": 4,
     "kill-daemon": 2, "update": 2, "flush": 2,
@@ -342,23 +342,24 @@ class Soak:
     def check_logs(self, app: str) -> dict:
         """The log invariant for one app (see the module doc); its figures."""
         files = log_files(self.side.home / "logs", app)
-        seen: dict[int, list[tuple[int, float]]] = collections.defaultdict(list)  # pid -> (seq, t) in file order
+        seen: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)  # id -> (seq, t) in file order
         torn = 0
         for f in files:
             for line in read_lines(f):
                 m = LINE.match(line)
                 if m:
-                    seen[int(m.group(2))].append((int(m.group(1)), float(m.group(3))))
+                    seen[m.group(2)].append((int(m.group(1)), float(m.group(3))))
                 elif line:
                     torn += 1
-        copied: dict[int, dict[int, float]] = collections.defaultdict(dict)
+        copied: dict[str, dict[int, float]] = collections.defaultdict(dict)
         for f in sorted((self.state / "flushed").glob(f"*-{app}.log")):
             for line in read_lines(f):
                 if m := LINE.match(line):
-                    copied[int(m.group(2))][int(m.group(1))] = float(m.group(3))
-        lines = missing = crash_gaps = 0
+                    copied[m.group(2)][int(m.group(1))] = float(m.group(3))
+        lines = crash_gaps = 0
+        missing = {"kill-daemon": 0, "flush": 0}  # lines missing where that event explains them
         for rec in (self.state / app / "written").iterdir():
-            pid = int(rec.name)
+            pid = rec.name  # pid-random: pids are reused within a long soak
             text = rec.read_text().split()
             if len(text) != 2:
                 continue  # killed before its first line
@@ -369,7 +370,7 @@ class Soak:
             seqs = [s for s, _ in in_files]
             if seqs != sorted(set(seqs)):
                 dup = len(seqs) - len(set(seqs))
-                self.violation(f"{app} pid {pid}: lines out of order or written twice ({dup} duplicate(s))")
+                self.violation(f"{app} process {pid}: lines out of order or written twice ({dup} duplicate(s))")
             times = {s: t for s, t in in_files} | copied.get(pid, {})
             gap_start = None
             for seq in range(1, last + 2):
@@ -383,16 +384,17 @@ class Soak:
                 t_b = times.get(seq, ended)
                 n = seq - gap_start
                 why = self.explained(t_a, t_b)
-                missing += n if why else 0
-                crash_gaps += why == "kill-daemon"
-                if why is None:
-                    self.violation(f"{app} pid {pid}: {n} line(s) lost, seq {gap_start}-{seq - 1}, written between "
+                if why:
+                    missing[why] += n
+                    crash_gaps += why == "kill-daemon"
+                else:
+                    self.violation(f"{app} process {pid}: {n} line(s) lost, seq {gap_start}-{seq - 1}, written between "
                                    f"{self.at(t_a)} and {self.at(t_b)} (no daemon SIGKILL or flush then)")
                 gap_start = None
         if torn > crash_gaps:
             self.violation(f"{app}: {torn} torn line(s) in the log files, only {crash_gaps} crash gap(s) to explain them")
         rotated = sum(1 for f in files if f.name != f"{app}-out.log")
-        return {"app": app, "lines_written": lines, "missing_explained": missing, "torn": torn,
+        return {"app": app, "lines_written": lines, "missing_at_crash": missing["kill-daemon"], "missing_at_flush": missing["flush"], "torn": torn,
                 "files": len(files), "rotated": rotated, "gzipped": sum(1 for f in files if f.suffix == ".gz")}
 
     def explained(self, t_a: float, t_b: float) -> str | None:
@@ -513,11 +515,11 @@ def markdown(r: dict) -> str:
     for kind in sorted(by_kind):
         k = by_kind[kind]
         lines.append(f"| {kind} | {k['n']} | {bl.median(k['took']):.2f} s | {k['requests']:,} | {k['failed']} | {k['bound']} |")
-    lines += ["", "| app | lines written | missing (explained) | torn | log files | rotated | gzipped |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| app | lines written | missing at a daemon SIGKILL | missing at a flush | torn | log files | rotated | gzipped |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for lg in r["logs"]:
-        lines.append(f"| {lg['app']} | {lg['lines_written']:,} | {lg['missing_explained']} | {lg['torn']} | "
-                     f"{lg['files']} | {lg['rotated']} | {lg['gzipped']} |")
+        lines.append(f"| {lg['app']} | {lg['lines_written']:,} | {lg['missing_at_crash']} | {lg['missing_at_flush']} | "
+                     f"{lg['torn']} | {lg['files']} | {lg['rotated']} | {lg['gzipped']} |")
     failed = sum(op["failed"] for op in r["ops"])
     bound = sum(op["bound"] for op in r["ops"])
     held = "held" if not r["violations"] else "VIOLATED"
@@ -574,7 +576,8 @@ def main() -> int:
             end = soak.finish()
     report = {"machine": bl.machine(None, wrk=bl.run(["wrk", "--version"], check=False, quiet=True).stdout.split("[")[0].strip()),
               "args": bl.report_args(args), "seed": args.seed, "seconds": args.seconds,
-              "ops": soak.ops, "requests": sum(op["requests"] for op in soak.ops),
+              "ops": soak.ops, "events": [(k, round(a - soak.t0, 3), round(b - soak.t0, 3)) for k, a, b in soak.events],
+              "requests": sum(op["requests"] for op in soak.ops),
               "violations": soak.violations, **end, "total_seconds": round(time.monotonic() - t_start, 1)}
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2) + "\n")

@@ -14,10 +14,11 @@ logs numbered lines and, capped, proves it never runs twice.
 - `--lock FILE`: takes an exclusive flock on FILE at start, without waiting. When
   another process holds it (two instances of a capped app at once), it appends
   `CONFLICT <pid> <time>` to STATE_DIR/conflicts and exits with status 3.
-- Always: writes `chaos seq=<N> pid=<pid> t=<unix time>` on stdout, N = 1, 2, ... at
-  `--rate` lines a second, and after each line records in STATE_DIR/written/<pid>
+- Always: writes `chaos seq=<N> id=<pid>-<random> t=<unix time>` on stdout, N = 1, 2, ...
+  at `--rate` lines a second, and after each line records in STATE_DIR/written/<id>
   `<start time> <N>`: the last line `write` handed to the pipe. The soak checks that
-  every line recorded as written is in the app's log files.
+  every line recorded as written is in the app's log files. (The id, not the pid, names
+  a process: pids are reused within a ten-minute soak on a busy machine.)
 - Ready: `READY=1` to NOTIFY_SOCKET once serving (supd's readiness protocol).
 
 Python 3.11 standard library only; one thread per connection, enough for the soak's
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import secrets
 import select
 import signal
 import socket
@@ -71,13 +73,13 @@ def take_lock(path: str, state_dir: str) -> int:
 
 def ticker(state_dir: str, rate: float) -> None:
     """The numbered lines, and the record of the last one written."""
-    pid = os.getpid()
+    ident = f"{os.getpid()}-{secrets.token_hex(4)}"
     started = time.time()
-    record = os.open(os.path.join(state_dir, "written", str(pid)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    record = os.open(os.path.join(state_dir, "written", ident), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     period, seq, due = 1.0 / rate, 0, time.monotonic()
     while True:
         seq += 1
-        os.write(1, f"chaos seq={seq} pid={pid} t={time.time():.6f}\n".encode())
+        os.write(1, f"chaos seq={seq} id={ident} t={time.time():.6f}\n".encode())
         os.pwrite(record, f"{started:.6f} {seq:012d}\n".encode(), 0)
         due += period
         time.sleep(max(0.0, due - time.monotonic()))
