@@ -251,6 +251,9 @@ class Soak:
         t = time.time()
         os.kill(pid, signal.SIGKILL)
         bl.wait_until(lambda: all_threads_gone(pid), 10, f"daemon {pid} gone", interval=0.01)
+        # Gone for good: its pid may be another process's before the run ends, and the
+        # leftover check must never take (and SIGKILL) that one for ours.
+        self.started.remove(pid)
         self.events.append(("kill-daemon", t, t))
         new = self.ping()["pid"]
         self.side.daemon_pid()  # remembered, for the leftover check
