@@ -316,6 +316,21 @@ def wait_http(port: int, instances: int, timeout: float = 30.0) -> None:
     log(f"warning: only {sorted(seen)} answered on port {port} within {timeout}s")
 
 
+def ensure_wrk() -> str:
+    """The path of wrk; installed with apt-get (as root) when it is missing."""
+    path = shutil.which("wrk")
+    if path:
+        return path
+    log("wrk not found: installing it with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update"], env=env, timeout=300)
+    run(["apt-get", "install", "-y", "wrk"], env=env, timeout=300)
+    path = shutil.which("wrk")
+    if not path:
+        raise RuntimeError("wrk still missing after apt-get install -y wrk")
+    return path
+
+
 # --------------------------------------------------------------------------- the supervisors
 
 

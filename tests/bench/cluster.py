@@ -47,21 +47,6 @@ RELOAD_KINDS = ("close", "keepalive")
 # --------------------------------------------------------------------------- wrk
 
 
-def ensure_wrk() -> str:
-    """The path of wrk; installed with apt-get (as root) when it is missing."""
-    path = shutil.which("wrk")
-    if path:
-        return path
-    log("wrk not found: installing it with apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    run(["apt-get", "update"], env=env, timeout=300)
-    run(["apt-get", "install", "-y", "wrk"], env=env, timeout=300)
-    path = shutil.which("wrk")
-    if not path:
-        raise RuntimeError("wrk still missing after apt-get install -y wrk")
-    return path
-
-
 _WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -500,7 +485,7 @@ def main() -> int:
 
     bl.set_name("bench")
     if not args.skip_throughput:
-        ensure_wrk()
+        bl.ensure_wrk()
     if not HELLO_JS.exists():
         raise SystemExit(f"{HELLO_JS} is missing")
 
