@@ -82,10 +82,15 @@ pub async fn serve(
             }
         }
         match connections.admit() {
-            Ok(admitted) => {
+            Ok((admitted, evicted)) => {
                 let serving =
                     connection::serve(stream, admitted, registry.clone(), shutdown.clone());
                 tokio::spawn(serving);
+                // The cap bounds descriptors: the next accept waits until the
+                // connection that made room has really closed.
+                if let Some(evicted) = evicted {
+                    evicted.closed().await;
+                }
             }
             Err(message) => {
                 refusals.note(&message);

@@ -57,6 +57,21 @@ struct Peer {
     busy: AtomicBool,
     /// Told when it must make room for a new connection.
     evicted: Notify,
+    /// Told once its descriptor is closed, so the accept loop can wait for
+    /// an evicted connection to be gone before it admits the next one (the
+    /// cap counts descriptors, not table entries).
+    closed: Notify,
+}
+
+/// A connection told to make room; [`Evicted::closed`] waits until it has.
+pub struct Evicted(Arc<Peer>);
+
+impl Evicted {
+    /// Waits until the evicted connection's descriptor is closed, at most
+    /// as long as its last words may take.
+    pub async fn closed(self) {
+        let _ = tokio::time::timeout(2 * LAST_WORDS, self.0.closed.notified()).await;
+    }
 }
 
 /// A place in the table, left when dropped.
@@ -69,6 +84,7 @@ pub struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.connections.table().peers.remove(&self.id);
+        self.peer.closed.notify_one();
     }
 }
 
@@ -91,38 +107,40 @@ impl Connections {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// A place for a new connection, or the refusal to send it.
-    pub fn admit(self: &Arc<Self>) -> Result<Admitted, String> {
+    /// A place for a new connection (and the connection evicted to make
+    /// room, if one was), or the refusal to send it.
+    pub fn admit(self: &Arc<Self>) -> Result<(Admitted, Option<Evicted>), String> {
         let mut table = self.table();
         let open = table.peers.len();
         let quietest = budget::quietest(table.peers.iter().map(|(id, peer)| {
             let heard = peer.heard_ms.load(Ordering::Relaxed);
             (*id, peer.busy.load(Ordering::Relaxed), heard)
         }));
-        match budget::admit(open, self.limits.connections, quietest) {
-            Admission::Admit => {}
-            Admission::Evict(id) => {
-                if let Some(peer) = table.peers.remove(&id) {
-                    peer.evicted.notify_one();
-                }
-            }
+        let evicted = match budget::admit(open, self.limits.connections, quietest) {
+            Admission::Admit => None,
+            Admission::Evict(id) => table.peers.remove(&id).map(|peer| {
+                peer.evicted.notify_one();
+                Evicted(peer)
+            }),
             Admission::Refuse => {
                 return Err(budget::too_many_connections(open, self.limits.connections));
             }
-        }
+        };
         let id = table.next_id;
         table.next_id += 1;
         let peer = Arc::new(Peer {
             heard_ms: AtomicU64::new(self.now_ms()),
             busy: AtomicBool::new(false),
             evicted: Notify::new(),
+            closed: Notify::new(),
         });
         table.peers.insert(id, peer.clone());
-        Ok(Admitted {
+        let admitted = Admitted {
             id,
             peer,
             connections: self.clone(),
-        })
+        };
+        Ok((admitted, evicted))
     }
 }
 
@@ -140,8 +158,21 @@ enum Gone {
 /// up, falls silent, overspends, or must make room. A `kill` answered
 /// successfully flips `shutdown`.
 pub async fn serve(
-    mut stream: UnixStream,
+    stream: UnixStream,
     admitted: Admitted,
+    registry: Registry,
+    shutdown: watch::Sender<bool>,
+) {
+    // The stream is closed when `converse` returns, before `admitted`
+    // leaves the table and says so.
+    converse(stream, &admitted, registry, shutdown).await;
+}
+
+/// The requests and answers of one connection; the stream is closed when
+/// this returns.
+async fn converse(
+    mut stream: UnixStream,
+    admitted: &Admitted,
     registry: Registry,
     shutdown: watch::Sender<bool>,
 ) {
