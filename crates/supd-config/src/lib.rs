@@ -332,6 +332,18 @@ pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Ecosystem, Con
     loader::load(path, opts)
 }
 
+/// Validates and resolves `text`, the contents of the ecosystem file at
+/// `path`, as [`load`] does once it has read the file (which need not
+/// exist: `path` names it in problems and its folder resolves relative
+/// paths). The fuzz target of `tests/fuzz` feeds it arbitrary text.
+pub fn load_str(
+    text: &str,
+    path: &std::path::Path,
+    opts: &LoadOptions,
+) -> Result<Ecosystem, ConfigError> {
+    loader::load_str(text, path, opts)
+}
+
 impl AppConfig {
     /// An app with every default, for `supctl start CMD`: `cwd` is the caller's directory.
     ///
