@@ -510,6 +510,12 @@ pub fn check_watch_pattern(pattern: &str) -> Result<(), String> {
     values::check_glob(pattern)
 }
 
+/// Checks a `cron_restart` expression: 5 fields (nicknames like `@daily`
+/// too), as `load` does.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    values::check_cron(expr)
+}
+
 /// Whether `name` is a valid environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn valid_env_name(name: &str) -> bool {
     values::valid_env_name(name)

@@ -156,6 +156,19 @@ impl App {
         }
     }
 
+    /// The port the daemon is to bind for the app, if any.
+    pub fn port(&self) -> Option<i64> {
+        self.keys
+            .iter()
+            .find(|(k, _)| *k == "port")
+            .and_then(|(_, v)| v.as_integer())
+    }
+
+    /// Leaves the port out (an earlier app has it).
+    pub fn drop_port(&mut self) {
+        self.keys.retain(|(k, _)| *k != "port");
+    }
+
     /// The `[[apps]]` table and its env tables.
     pub fn to_toml(&self) -> String {
         let mut out = String::from("[[apps]]\n");
@@ -773,24 +786,31 @@ fn size(v: &Value) -> Result<T, String> {
     }
 }
 
-/// A cron expression; PM2 also takes a seconds field, which supd does not.
+/// A cron expression supd accepts; PM2 also takes a seconds field, which
+/// supd does not.
 fn cron(v: &Value) -> Result<(String, Option<String>), String> {
     let Some(s) = v.as_str() else {
         return Err(format!("expected a cron expression, found {}", kind(v)));
     };
     let fields: Vec<&str> = s.split_whitespace().collect();
-    match fields.len() {
-        5 => Ok((fields.join(" "), None)),
-        1 if s.trim().starts_with('@') => Ok((s.trim().to_string(), None)),
-        6 if fields[0] == "0" => Ok((
+    let (expr, note) = match fields.len() {
+        5 => (fields.join(" "), None),
+        1 if s.trim().starts_with('@') => (s.trim().to_string(), None),
+        6 if fields[0] == "0" => (
             fields[1..].join(" "),
             Some("seconds field 0 dropped (supd reads 5-field cron expressions)".into()),
-        )),
-        6 => Err(format!(
-            "{s:?} restarts at a given second; supd reads 5-field cron expressions (minute precision)"
-        )),
-        _ => Err(format!("{s:?} is not a 5-field cron expression")),
-    }
+        ),
+        6 => {
+            return Err(format!(
+                "{s:?} restarts at a given second; supd reads 5-field cron expressions (minute precision)"
+            ));
+        }
+        _ => return Err(format!("{s:?} is not a 5-field cron expression")),
+    };
+    // Five fields are not yet a valid expression (fuzzing found `0 3 * . *`
+    // imported as is, which `check` then refused).
+    supd_config::check_cron(&expr)?;
+    Ok((expr, note))
 }
 
 /// An env table: values as text; names supd refuses are left out.

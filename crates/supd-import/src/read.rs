@@ -49,20 +49,25 @@ pub fn read(file: &Path) -> anyhow::Result<Value> {
     }
     match ext.as_str() {
         "js" | "cjs" | "mjs" => node(file),
-        "json" => {
+        "json" | "yaml" | "yml" => {
             let text =
                 std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{label}: invalid JSON: {e}"))
-        }
-        "yaml" | "yml" => {
-            let text =
-                std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
-            serde_norway::from_str(&text).map_err(|e| anyhow::anyhow!("{label}: invalid YAML: {e}"))
+            parse_text(&text, ext == "json", &label.to_string())
         }
         "toml" => bail!("{label} is already a TOML file: check it with supctl check {label}"),
         _ => bail!(
             "{label}: unknown kind of file (expected a PM2 ecosystem file: .js, .cjs, .mjs, .json, .yaml or .yml)"
         ),
+    }
+}
+
+/// The text of a `.json` file (`json`), else of a `.yaml`/`.yml` file, as
+/// JSON; an error naming `label` when it does not parse.
+pub fn parse_text(text: &str, json: bool, label: &str) -> anyhow::Result<Value> {
+    if json {
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{label}: invalid JSON: {e}"))
+    } else {
+        serde_norway::from_str(text).map_err(|e| anyhow::anyhow!("{label}: invalid YAML: {e}"))
     }
 }
 
