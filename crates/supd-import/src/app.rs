@@ -178,7 +178,7 @@ impl App {
             }
         }
         for s in &self.skipped {
-            out.push_str(&format!("# not imported: {s}\n"));
+            out.push_str(&format!("# not imported: {}\n", one_line(s)));
         }
         for (table, vars) in &self.envs {
             out.push_str(&format!("\n[apps.{}]\n", key(table)));
@@ -188,6 +188,21 @@ impl App {
         }
         out
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so a key
+/// or value from the PM2 file cannot end a note's line or a TOML comment
+/// (fuzzing found a key with an escape character making the TOML invalid).
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A TOML key, bare when it can be.

@@ -87,7 +87,7 @@ pub fn convert(value: &Value, label: &str, base: &Path) -> anyhow::Result<(Strin
     if names.is_empty() {
         bail!("{label}: no app could be imported (each needs at least a script)");
     }
-    Ok((out, notes))
+    Ok((out, notes.iter().map(|n| app::one_line(n)).collect()))
 }
 
 #[cfg(test)]
@@ -120,6 +120,21 @@ mod tests {
         let (toml, _) =
             checked(r#"{"apps": [{"name": "w", "script": "w", "cron_restart": "0 0 3 * * *"}]}"#);
         assert!(toml.contains("\ncron_restart = \"0 3 * * *\"\n"), "{toml}");
+    }
+
+    /// Found by the `import` fuzz target: a key with a control character
+    /// was written raw into a TOML comment (invalid TOML; a newline in it
+    /// would have added a line of its own to the file).
+    #[test]
+    fn keys_with_control_characters_stay_in_their_comment() {
+        let (toml, notes) =
+            checked(r#"{"apps": [{"name": "w", "script": "w", "x\u001b\nport = 1": 1}]}"#);
+        assert!(
+            toml.contains("# not imported: x\\u{1b}\\nport = 1: not a PM2 key"),
+            "{toml}"
+        );
+        assert!(!toml.contains("\nport = 1"), "{toml}");
+        assert!(notes.iter().all(|n| !n.contains('\n')), "{notes:?}");
     }
 
     /// Found by the `import` fuzz target: two cluster apps with the same
