@@ -332,6 +332,18 @@ pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Ecosystem, Con
     loader::load(path, opts)
 }
 
+/// Validates and resolves `text`, the contents of the ecosystem file at
+/// `path`, as [`load`] does once it has read the file (which need not
+/// exist: `path` names it in problems and its folder resolves relative
+/// paths). The fuzz target of `tests/fuzz` feeds it arbitrary text.
+pub fn load_str(
+    text: &str,
+    path: &std::path::Path,
+    opts: &LoadOptions,
+) -> Result<Ecosystem, ConfigError> {
+    loader::load_str(text, path, opts)
+}
+
 impl AppConfig {
     /// An app with every default, for `supctl start CMD`: `cwd` is the caller's directory.
     ///
@@ -506,6 +518,12 @@ pub fn parse_instances(text: &str) -> Result<u32, String> {
 /// `**`), not empty.
 pub fn check_watch_pattern(pattern: &str) -> Result<(), String> {
     values::check_glob(pattern)
+}
+
+/// Checks a `cron_restart` expression: 5 fields (nicknames like `@daily`
+/// too), as `load` does.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    values::check_cron(expr)
 }
 
 /// Whether `name` is a valid environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -22,8 +22,17 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Ecosystem, ConfigE
             message: format!("cannot read the file: {e}"),
         }],
     })?;
-    let mut diag = Diag::new(path, &src);
-    let doc = match DeTable::parse(&src) {
+    load_str(&src, path, opts)
+}
+
+/// Validates and resolves `src`, the text of the ecosystem file at `path`.
+pub(crate) fn load_str(
+    src: &str,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Ecosystem, ConfigError> {
+    let mut diag = Diag::new(path, src);
+    let doc = match DeTable::parse(src) {
         Ok(doc) => doc,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
@@ -40,7 +49,7 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Ecosystem, ConfigE
     };
 
     let (raws, daemon) = read_top_level(doc.get_ref(), &mut diag);
-    check_unique(&raws, &src, &mut diag);
+    check_unique(&raws, src, &mut diag);
 
     let file = absolute_file(path);
     let dir = file.parent().unwrap_or(Path::new("/"));
@@ -86,8 +95,8 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<Ecosystem, ConfigE
     })
 }
 
-/// The file's canonical path, or failing that (it was just read, so rarely)
-/// an absolute one.
+/// The file's canonical path, or failing that (a file just read rarely
+/// fails; text given to `load_str` may name no file) an absolute one.
 fn absolute_file(path: &Path) -> PathBuf {
     path.canonicalize()
         .or_else(|_| std::path::absolute(path))

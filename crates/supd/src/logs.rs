@@ -25,6 +25,7 @@
 
 pub mod file;
 mod index;
+mod lines;
 mod writer;
 
 use std::fs::{self, OpenOptions};

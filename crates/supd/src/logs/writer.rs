@@ -26,21 +26,9 @@ use supd_proto::Home;
 use tokio::sync::oneshot;
 
 use super::file::LogFile;
+use super::lines::{FIRST_CHUNK, LineBuf, stamp};
 use super::{Layout, Stream, file_pair};
 
-/// A new pipe's buffer: a quiet app costs a page.
-const FIRST_CHUNK: usize = 4096;
-/// The most one read takes from a pipe. The read holds the pipe's lock
-/// while it copies, so the app cannot write meanwhile; and the chunk is
-/// written to the file right after, best while it is still in the CPU's
-/// cache. With 1 MiB reads from a 1 MiB pipe a flood moved at half the
-/// speed it does with 128 KiB reads (see `docs/benchmarks.md`).
-const MAX_READ: usize = 128 * 1024;
-/// The most a pipe's buffer holds. It doubles each time a read fills it, up
-/// to this, and halves while reads use less than a quarter of it; beyond
-/// [`MAX_READ`] it grows only for an incomplete line. A line this long is
-/// cut here, so one endless line cannot grow memory.
-const MAX_LINE: usize = 1 << 20;
 /// The capacity asked for each app pipe.
 const PIPE_SIZE: usize = 1024 * 1024;
 
@@ -83,13 +71,8 @@ struct Source {
     stream: Stream,
     instance: u32,
     pipe: PipeReader,
-    /// `buf[..filled]` holds an incomplete line; one byte always stays
-    /// free after the room a read fills, for the newline a cut line gets.
-    buf: Vec<u8>,
-    filled: usize,
-    /// How many bytes the last read gave, to shrink a buffer that is
-    /// bigger than the app's output needs.
-    last_read: usize,
+    /// What was read and not yet written: the incomplete line.
+    lines: LineBuf,
     date_format: Option<String>,
 }
 
@@ -107,41 +90,21 @@ impl Source {
         // is written; every read end is opened non-blocking already.
         let _ = fcntl(&fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int));
         let _ = fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-        // Room for a read after what is pending (an incomplete line, so
-        // shorter than MAX_LINE).
-        let filled = pending.len();
-        let mut buf = pending;
-        buf.resize((filled + FIRST_CHUNK).min(MAX_LINE) + 1, 0);
         Source {
             stream,
             instance,
             pipe: PipeReader::from(fd),
-            buf,
-            filled,
-            last_read: 0,
+            lines: LineBuf::new(pending),
             date_format,
         }
     }
 
-    /// Halves the buffer while reads use less than a quarter of it (what
-    /// it holds always fits).
-    fn shrink(&mut self) {
-        let room = self.buf.len() - 1;
-        let half = (room / 2).max(FIRST_CHUNK);
-        if self.last_read < room / 4 && half < room && self.filled <= half {
-            self.buf.truncate(half + 1);
-            self.buf.shrink_to_fit();
-        }
-    }
-
     fn park(self) -> Parked {
-        let mut pending = self.buf;
-        pending.truncate(self.filled);
         Parked {
             stream: self.stream,
             instance: self.instance,
             fd: self.pipe.into(),
-            pending,
+            pending: self.lines.into_pending(),
             date_format: self.date_format,
         }
     }
@@ -278,14 +241,13 @@ impl Writer {
         let (cut, ended) = match read {
             Got::Lines(cut) => (cut, false),
             Got::Nothing => return true,
-            Got::End if source.filled > 0 => {
-                source.buf[source.filled] = b'\n';
-                (source.filled + 1, true)
-            }
-            Got::End => return false,
+            Got::End => match source.lines.end() {
+                Some(cut) => (cut, true),
+                None => return false,
+            },
         };
         let prefix = source.prefix();
-        let lines = &source.buf[..cut];
+        let lines = source.lines.lines(cut);
         match prefix {
             Some(prefix) => {
                 let mut stamped = std::mem::take(&mut self.stamped);
@@ -298,10 +260,7 @@ impl Writer {
         if ended {
             return false;
         }
-        // The incomplete line moves to the front.
-        source.buf.copy_within(cut..source.filled, 0);
-        source.filled -= cut;
-        source.shrink();
+        source.lines.consume(cut);
         if self.stamped.capacity() > 4 * self.stamped.len().max(FIRST_CHUNK) {
             self.stamped = Vec::new();
         }
@@ -359,75 +318,27 @@ fn wait(wake: &EventFd, sources: &[Source], ready: &mut Vec<usize>) -> nix::Resu
     Ok(())
 }
 
-/// Reads what the pipe holds (up to [`MAX_READ`] and the buffer's room)
-/// and finds where its whole lines end. A read that fills the room doubles
-/// the buffer, up to [`MAX_READ`], or up to [`MAX_LINE`] while no line has
-/// ended; a line that fills [`MAX_LINE`] is cut there.
+/// Reads what the pipe holds (up to what [`LineBuf::room`] offers) and
+/// finds where its whole lines end.
 fn read_lines(source: &mut Source) -> io::Result<Got> {
-    let room = source.buf.len() - 1;
-    let start = source.filled;
-    let end = room.min(start + MAX_READ);
-    let read = match source.pipe.read(&mut source.buf[start..end]) {
-        Ok(0) => return Ok(Got::End),
-        Ok(n) => n,
+    match source.pipe.read(source.lines.room()) {
+        Ok(0) => Ok(Got::End),
+        Ok(n) => Ok(source.lines.add(n).map_or(Got::Nothing, Got::Lines)),
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ) =>
         {
-            return Ok(Got::Nothing);
+            Ok(Got::Nothing)
         }
-        Err(e) => return Err(e),
-    };
-    source.filled += read;
-    source.last_read = read;
-    // Only the new bytes: the pending ones hold no newline.
-    let newline = memchr::memrchr(b'\n', &source.buf[start..source.filled]);
-    let full = source.filled == room;
-    let limit = if newline.is_some() {
-        MAX_READ
-    } else {
-        MAX_LINE
-    };
-    if full && room < limit {
-        source.buf.resize((room * 2).min(limit) + 1, 0);
-    }
-    Ok(match newline {
-        Some(pos) => Got::Lines(start + pos + 1),
-        None if full && room >= MAX_LINE => {
-            source.buf[source.filled] = b'\n';
-            source.filled += 1;
-            Got::Lines(source.filled)
-        }
-        None => Got::Nothing,
-    })
-}
-
-/// Writes into `out` every line of `lines` (which ends with a newline)
-/// prefixed with `<time>: `, as PM2 does with `log_date_format`.
-fn stamp(lines: &[u8], prefix: &str, out: &mut Vec<u8>) {
-    let count = memchr::memchr_iter(b'\n', lines).count();
-    out.clear();
-    out.reserve(lines.len() + count * prefix.len());
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', lines) {
-        out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(&lines[start..=end]);
-        start = end + 1;
+        Err(e) => Err(e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamp_prefixes_each_line() {
-        let mut out = b"stale".to_vec();
-        stamp(b"a\nb\n", "T: ", &mut out);
-        assert_eq!(out, b"T: a\nT: b\n");
-    }
 
     /// A source reading from a real pipe, after `pending`, with `bytes`
     /// already written.
@@ -449,59 +360,17 @@ mod tests {
     fn reads_cut_after_the_last_newline_and_keep_the_rest() {
         let (mut source, writer) = source_with(b"par", b"tial\nnext\nhalf");
         assert!(matches!(read_lines(&mut source), Ok(Got::Lines(13))));
-        assert_eq!(&source.buf[..source.filled], b"partial\nnext\nhalf");
+        assert_eq!(source.lines.lines(13), b"partial\nnext\n");
         assert!(matches!(read_lines(&mut source), Ok(Got::Nothing)));
         drop(writer);
         assert!(matches!(read_lines(&mut source), Ok(Got::End)));
-    }
-
-    #[test]
-    fn a_long_pending_line_leaves_room_to_read() {
-        let pending = vec![b'p'; 3 * FIRST_CHUNK];
-        let (mut source, _writer) = source_with(&pending, b"end\n");
-        assert!(matches!(read_lines(&mut source), Ok(Got::Lines(n)) if n == pending.len() + 4));
-    }
-
-    #[test]
-    fn the_buffer_doubles_while_reads_fill_it_and_halves_when_they_do_not() {
-        use std::io::Write;
-        let (mut source, mut writer) = source_with(b"", &[b'y'; 64 * 1024]);
-        while source.filled < 64 * 1024 {
-            assert!(matches!(read_lines(&mut source), Ok(Got::Nothing)));
-        }
-        // The last read filled 64 KiB exactly: the room doubled once more.
-        assert_eq!(source.buf.len(), 128 * 1024 + 1);
-        writer.write_all(b"\n").unwrap();
-        assert!(matches!(read_lines(&mut source), Ok(Got::Lines(65537))));
-        source.filled = 0; // written
-        source.shrink();
-        assert_eq!(source.buf.len(), 64 * 1024 + 1);
-        source.shrink();
-        assert_eq!(source.buf.len(), 32 * 1024 + 1);
-    }
-
-    #[test]
-    fn a_flood_is_read_in_chunks_of_at_most_max_read() {
-        use std::io::Write;
-        let (mut source, mut writer) = source_with(b"", b"");
-        // The pipe was grown to PIPE_SIZE: a million bytes wait in it.
-        let line = [b"y".repeat(99), b"\n".to_vec()].concat();
-        writer.write_all(&line.repeat(10_000)).unwrap();
-        let mut total = 0;
-        while total < 1_000_000 {
-            if let Got::Lines(cut) = read_lines(&mut source).unwrap() {
-                assert!(source.last_read <= MAX_READ);
-                total += cut;
-                source.buf.copy_within(cut..source.filled, 0);
-                source.filled -= cut;
-            }
-        }
-        // Short lines never grow the buffer past one read's worth.
-        assert!(source.buf.len() <= MAX_READ + 1);
+        source.lines.consume(13);
+        assert_eq!(source.park().pending, b"half");
     }
 
     #[test]
     fn an_endless_line_is_cut_at_max_line() {
+        use super::super::lines::MAX_LINE;
         let (mut source, writer) = source_with(b"", b"");
         let filler = std::thread::spawn(move || {
             use std::io::Write;
@@ -514,13 +383,16 @@ mod tests {
             }
         };
         assert_eq!(cut, MAX_LINE + 1);
-        assert_eq!(source.buf[MAX_LINE], b'\n');
-        assert!(source.buf[..MAX_LINE].iter().all(|&b| b == b'x'));
         // Drain the rest, so the filler ends.
-        source.filled = 0;
-        while !matches!(read_lines(&mut source).unwrap(), Got::End) {
-            source.filled = 0;
+        source.lines.consume(cut);
+        loop {
+            match read_lines(&mut source).unwrap() {
+                Got::End => break,
+                Got::Lines(cut) => source.lines.consume(cut),
+                Got::Nothing => {}
+            }
         }
+        assert_eq!(source.lines.end(), Some(11));
         filler.join().unwrap();
     }
 }

@@ -1,0 +1,4 @@
+//! Fuzz target: see `supd_fuzz::ecosystem` for the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| supd_fuzz::ecosystem::check(data));
