@@ -659,6 +659,11 @@ fn instances(v: &Value) -> Result<(T, Option<String>), String> {
         return Ok((T::String("max".into()), None));
     }
     match int(v) {
+        // More would be refused by `supctl check`.
+        Some(n) if n > i64::from(supd_config::MAX_INSTANCES) => Err(format!(
+            "{n} is too many; at most {} instances per app, not imported",
+            supd_config::MAX_INSTANCES
+        )),
         Some(n) if n > 0 => Ok((T::Integer(n), None)),
         Some(0) => Ok((
             T::String("max".into()),

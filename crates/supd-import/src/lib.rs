@@ -122,6 +122,23 @@ mod tests {
         assert!(toml.contains("\ncron_restart = \"0 3 * * *\"\n"), "{toml}");
     }
 
+    /// An instance count `supctl check` refuses is left out, as the cron
+    /// expression and the port above are.
+    #[test]
+    fn too_many_instances_are_left_out() {
+        let (toml, notes) =
+            checked(r#"{"apps": [{"name": "w", "script": "w", "instances": 5000}]}"#);
+        assert!(!toml.contains("\ninstances"), "{toml}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("apps[0].instances: 5000 is too many")),
+            "{notes:?}"
+        );
+        let (toml, _) = checked(r#"{"apps": [{"name": "w", "script": "w", "instances": 1024}]}"#);
+        assert!(toml.contains("\ninstances = 1024\n"), "{toml}");
+    }
+
     /// Found by the `import` fuzz target: a key with a control character
     /// was written raw into a TOML comment (invalid TOML; a newline in it
     /// would have added a line of its own to the file).
