@@ -48,7 +48,7 @@ pub async fn serve(
     let mut reserve = Reserve::open();
     let mut refusals = Refusals::default();
     loop {
-        let mut stream = match listener.accept().await {
+        let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) if is_out_of_descriptors(&e) => {
                 let message = format!("the daemon is out of descriptors ({e}); try again");
@@ -94,13 +94,14 @@ pub async fn serve(
             }
             Err(message) => {
                 refusals.note(&message);
-                tokio::spawn(async move { connection::last_words(&mut stream, message).await });
+                refuse(stream, message);
             }
         }
     }
 }
 
-/// Tells a refused peer why, without waiting on it, and closes it.
+/// Tells a refused peer why, without waiting on it, and closes it: the
+/// descriptor is not held past the refusal (the cap counts descriptors).
 fn refuse(stream: UnixStream, message: String) {
     let response = supd_proto::Response::Error { message };
     if let Ok(frame) = supd_proto::frame::encode(&response) {

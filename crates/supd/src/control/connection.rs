@@ -234,7 +234,7 @@ async fn converse(
 
 /// Writes one error frame, bounded in time (a client that reads nothing
 /// cannot hold us), then the caller closes.
-pub async fn last_words(stream: &mut UnixStream, message: String) {
+async fn last_words(stream: &mut UnixStream, message: String) {
     let reply = Response::Error { message };
     let _ = tokio::time::timeout(LAST_WORDS, write_frame_async(stream, &reply)).await;
     let _ = tokio::time::timeout(LAST_WORDS, stream.shutdown()).await;
