@@ -126,9 +126,10 @@ impl AppHandle {
     /// Refuses a launch once a stop, delete or kill has preempted the
     /// operation asking for it.
     fn not_preempted(&self) -> Result<(), String> {
-        match self.preempted.load(Ordering::SeqCst) {
-            true => Err(format!("app \"{}\": stopped while starting", self.name)),
-            false => Ok(()),
+        if self.preempted.load(Ordering::SeqCst) {
+            Err(format!("app \"{}\": stopped while starting", self.name))
+        } else {
+            Ok(())
         }
     }
 
@@ -224,13 +225,12 @@ impl AppHandle {
         let first = self.stop().await;
         let _op = self.op.lock().await;
         // Under the lock: a restart for a change or a timer cannot follow.
-        match delete {
-            true => self.disarm(),
-            false => self.watcher.disarm(),
-        }
-        let result = match delete {
-            true => self.clone().ask(Command::Delete).await,
-            false => self.stop().await,
+        let result = if delete {
+            self.disarm();
+            self.clone().ask(Command::Delete).await
+        } else {
+            self.watcher.disarm();
+            self.stop().await
         };
         self.preempted.store(false, Ordering::SeqCst);
         first.and(result)
