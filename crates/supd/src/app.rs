@@ -726,6 +726,13 @@ impl App {
         let result = self.try_spawn(slot, generation);
         let name = self.config.name.clone();
         let wait_ready = self.config.wait_ready;
+        // A new process beside a live one of its slot (a reload): if it
+        // cannot start, the live one keeps serving and the record goes.
+        let beside_live = self
+            .instances
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.slot == slot && o.is_active());
         let inst = &mut self.instances[i];
         inst.generation = generation;
         inst.kill_deadline = None;
@@ -755,7 +762,7 @@ impl App {
             Err(failure) => {
                 inst.pid = None;
                 let mut e = failure.message;
-                if failure.errno.is_some_and(transient::is_transient) {
+                if !beside_live && failure.errno.is_some_and(transient::is_transient) {
                     // Descriptors or disk space may come back: retry, not errored for good.
                     let delay = transient::retry_delay(inst.spawn_failures);
                     inst.spawn_failures += 1;
@@ -770,6 +777,9 @@ impl App {
                 inst.last_error = Some(e);
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(msg));
+                }
+                if beside_live {
+                    self.instances.remove(i);
                 }
             }
         }
