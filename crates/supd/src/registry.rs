@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,9 +41,12 @@ pub struct AppHandle {
     view: watch::Receiver<AppView>,
     /// Held by the one multi-step operation (start, reload, scale…) running.
     pub op: Arc<tokio::sync::Mutex<()>>,
-    /// Set by a stop, delete or kill until it holds `op`: the operation in
-    /// progress launches nothing more (see [`AppHandle::halt`]).
-    preempted: Arc<AtomicBool>,
+    /// How many stops, deletes and kills have begun (see [`AppHandle::halt`]).
+    halts: Arc<AtomicU64>,
+    /// The count of `halts` when the operation holding `op` asked for it:
+    /// once they differ, a stop came after it, and it launches nothing more
+    /// (nor does an operation that was queued behind it).
+    asked_at: Arc<AtomicU64>,
     /// The `cron_restart` timer.
     schedule: cron::Schedule,
     /// The `health_check` loop.
@@ -66,7 +69,8 @@ impl AppHandle {
             commands,
             view,
             op: Arc::default(),
-            preempted: Arc::default(),
+            halts: Arc::default(),
+            asked_at: Arc::default(),
             schedule: cron::Schedule::default(),
             checker: health::Checker::default(),
             watcher: Watcher::default(),
@@ -115,18 +119,19 @@ impl AppHandle {
         self.view.borrow().clone()
     }
 
-    /// Takes the operation lock for a multi-step operation; a stop that
-    /// preempted the previous one is over by then.
+    /// Takes the operation lock for a multi-step operation. A stop that
+    /// begins while it waits for the lock, or while it runs, preempts it.
     pub async fn begin(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let asked_at = self.halts.load(Ordering::SeqCst);
         let guard = self.op.lock().await;
-        self.preempted.store(false, Ordering::SeqCst);
+        self.asked_at.store(asked_at, Ordering::SeqCst);
         guard
     }
 
     /// Refuses a launch once a stop, delete or kill has preempted the
     /// operation asking for it.
     fn not_preempted(&self) -> Result<(), String> {
-        if self.preempted.load(Ordering::SeqCst) {
+        if self.halts.load(Ordering::SeqCst) != self.asked_at.load(Ordering::SeqCst) {
             Err(format!("app \"{}\": stopped while starting", self.name))
         } else {
             Ok(())
@@ -221,7 +226,7 @@ impl AppHandle {
     /// catches anything it launched meanwhile, and the app is deleted if
     /// `delete`.
     pub async fn halt(&self, delete: bool) -> Result<(), String> {
-        self.preempted.store(true, Ordering::SeqCst);
+        self.halts.fetch_add(1, Ordering::SeqCst);
         let first = self.stop().await;
         let _op = self.op.lock().await;
         // Under the lock: a restart for a change or a timer cannot follow.
@@ -232,7 +237,6 @@ impl AppHandle {
             self.watcher.disarm();
             self.stop().await
         };
-        self.preempted.store(false, Ordering::SeqCst);
         first.and(result)
     }
 }
@@ -685,7 +689,10 @@ impl Registry {
                     }
                     Err(e) => Err(e),
                 },
-                None => self.add(config, base_env.clone()).await,
+                None => match runnable(&config, &base_env) {
+                    Ok(()) => self.add(config, base_env.clone()).await,
+                    Err(e) => Err(e),
+                },
             };
             outcomes.push(StartOutcome::of(name, result));
         }
@@ -749,13 +756,6 @@ impl Registry {
         self.port_taken(config.port, &config.name)?;
         config
             .validate()
-            .and_then(|()| {
-                let env = match config.env.contains_key("PATH") {
-                    true => &config.env,
-                    false => &*base_env,
-                };
-                check_program(&config.script, &config.cwd, env)
-            })
             .map_err(|e| format!("app \"{}\": {e}", config.name))?;
         let name = config.name.clone();
         let log = AppLog::open(&self.home, &config)
@@ -878,6 +878,19 @@ impl Registry {
             }),
         })
     }
+}
+
+/// Whether a new app's program can be run, checked before a user's `start`
+/// registers it (a typo then leaves nothing behind). Saved apps brought back
+/// are not checked: a program missing for a moment (mid-deploy) must not
+/// make the daemon forget them; they come back errored instead.
+fn runnable(config: &AppConfig, base_env: &Env) -> Result<(), String> {
+    let env = match config.env.contains_key("PATH") {
+        true => &config.env,
+        false => &**base_env,
+    };
+    check_program(&config.script, &config.cwd, env)
+        .map_err(|e| format!("app \"{}\": {e}", config.name))
 }
 
 fn unknown(name: &str) -> String {
