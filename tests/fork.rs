@@ -106,7 +106,10 @@ fn a_missing_program_fails_naming_the_app() {
         err.contains("nope") && err.contains("no-such-program"),
         "{err}"
     );
-    assert!(supd.list().is_empty(), "refused up front: nothing registered");
+    assert!(
+        supd.list().is_empty(),
+        "refused up front: nothing registered"
+    );
 }
 
 #[test]
