@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{KillOnDrop, Supd, alive, bin, free_port, get_fresh, wait_for};
+use crate::support::{KillOnDrop, Load, Supd, alive, bin, free_port, get_fresh, wait_for};
 
 fn pids_of(rows: &[Value], name: &str) -> Vec<u32> {
     rows.iter()
@@ -104,6 +104,47 @@ fn after_sigkill_list_shows_the_truth_and_start_binds_the_port_again() {
     assert!(
         daemon_log(&supd).contains("did not stop cleanly"),
         "the new daemon says what it did"
+    );
+}
+
+/// The next daemon keeps the listening sockets of the old instances: under
+/// load, a daemon SIGKILL and the takeover fail no request (a refused or
+/// reset connection counts), and the app comes back with new pids.
+#[test]
+fn a_takeover_keeps_the_port_open_and_fails_no_request() {
+    let supd = Supd::new();
+    let port = free_port();
+    let file = supd.write(
+        "eco.toml",
+        &format!(
+            "[[apps]]\nname = \"users\"\nscript = \"{}\"\nexec_mode = \"cluster\"\ninstances = 2\nport = {port}\nwait_ready = true\nlisten_timeout = \"10s\"\nkill_timeout = \"5s\"\n",
+            bin("user-service").display(),
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    let load = Load::start(port, "/health", 4);
+    wait_for(Duration::from_secs(10), "requests to be answered", || {
+        get_fresh(port, "/health").ok()
+    });
+    let old = supd.crash();
+    assert_eq!(old.len(), 2);
+    let rows = supd.list();
+    let new = pids_of(&rows, "users");
+    assert_eq!(new.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["status"], "online", "{row}");
+    }
+    for pid in &old {
+        assert!(!new.contains(pid), "{pid} was replaced: {rows:?}");
+    }
+    // The new instances answer too before the load stops.
+    let (status, _) = get_fresh(port, "/health").expect("the port answers");
+    assert_eq!(status, 200);
+    load.finish_without_failures(50);
+    assert!(
+        daemon_log(&supd).contains("kept the listening sockets"),
+        "{}",
+        daemon_log(&supd)
     );
 }
 

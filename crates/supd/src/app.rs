@@ -256,9 +256,15 @@ pub struct Surroundings {
 pub type Actor = (mpsc::UnboundedSender<Command>, watch::Receiver<AppView>);
 
 /// Creates the actor of a new app (nothing started yet) and returns its
-/// command channel and view. Binds the app's port first, if it has one.
-pub fn spawn_actor(config: AppConfig, base_env: Env, with: Surroundings) -> Result<Actor, String> {
-    let listener = bind(&config)?;
+/// command channel and view. Binds the app's port first, if it has one,
+/// unless `taken` holds its first slots' sockets (see [`crate::takeover`]).
+pub fn spawn_actor(
+    config: AppConfig,
+    base_env: Env,
+    taken: Vec<OwnedFd>,
+    with: Surroundings,
+) -> Result<Actor, String> {
+    let listener = bind(&config, taken)?;
     // Every slot exists from the start, stopped, so `list` shows an app
     // that is registered but not running (a resurrected stopped app).
     let instances: Vec<Instance> = (0..config.instances).map(Instance::new).collect();
@@ -299,11 +305,15 @@ pub fn resume_actor(
     actor
 }
 
-/// The daemon-owned listening sockets of an app with a port.
-fn bind(config: &AppConfig) -> Result<Option<SlotSockets>, String> {
+/// The daemon-owned listening sockets of an app with a port: the `taken`
+/// ones of its first slots (the others are bound when needed), or new ones.
+fn bind(config: &AppConfig, taken: Vec<OwnedFd>) -> Result<Option<SlotSockets>, String> {
     config
         .port
         .map(|port| {
+            if !taken.is_empty() {
+                return Ok(SlotSockets::adopt(port, taken));
+            }
             SlotSockets::bind(port)
                 .map_err(|e| format!("app \"{}\": cannot bind port {port}: {e}", config.name))
         })
@@ -651,7 +661,7 @@ impl App {
 
     fn configure(&mut self, config: AppConfig, base_env: Option<Env>) -> Result<(), String> {
         if config.port != self.config.port {
-            self.listener = bind(&config)?;
+            self.listener = bind(&config, Vec::new())?;
         }
         self.log.configure(&config);
         self.config = Arc::new(config);

@@ -23,6 +23,7 @@ mod readiness;
 mod recover;
 mod registry;
 mod state;
+mod takeover;
 mod update;
 mod watcher;
 

@@ -1,9 +1,11 @@
 //! Taking over from a daemon that died without stopping its apps.
 //!
-//! Its apps are replaced, not re-adopted: [`run`] stops every process it
-//! left (the app's `kill_signal` to each process group, SIGKILL after its
-//! `kill_timeout`) and waits until they are gone, which frees their ports;
-//! then it brings the apps back from the state file as `resurrect` does.
+//! Its apps are replaced, not re-adopted: [`run`] first keeps their
+//! listening sockets (see [`crate::takeover`]), so their ports stay open
+//! and their queued connections wait; then it stops every process it left
+//! (the app's `kill_signal` to each process group, SIGKILL after its
+//! `kill_timeout`) and waits until they are gone; then it brings the apps
+//! back from the state file as `resurrect` does, on the sockets it kept.
 //! A new daemon cannot reap processes it did not start, nor take back their
 //! notify sockets and Node IPC channels, so an adopted process would be
 //! supervised less than one of its own (see docs/operations.md).
@@ -39,6 +41,7 @@ use crate::app::KILL_GRACE;
 use crate::logs::{self, AppLog, Stream};
 use crate::registry::Registry;
 use crate::state::{self, Left, Recorded};
+use crate::takeover;
 
 /// How often the leftover groups are looked at while they stop.
 const POLL: Duration = Duration::from_millis(20);
@@ -59,8 +62,9 @@ pub async fn run(home: &Home, registry: &Registry) {
         );
         return;
     }
+    let taken = takeover::take(&left.apps, &left.processes);
     stop_leftovers(home, &left).await;
-    for done in registry.restore(left.apps).await {
+    for done in registry.restore(left.apps, taken).await {
         match done.outcome {
             Outcome::Failed => tracing::error!(
                 app = %done.name,

@@ -4,8 +4,9 @@
 //! mutex (never held across an await); all per-app state lives in the app's
 //! actor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -690,7 +691,7 @@ impl Registry {
                     Err(e) => Err(e),
                 },
                 None => match runnable(&config, &base_env) {
-                    Ok(()) => self.add(config, base_env.clone()).await,
+                    Ok(()) => self.add(config, base_env.clone(), Vec::new()).await,
                     Err(e) => Err(e),
                 },
             };
@@ -713,40 +714,57 @@ impl Registry {
     pub async fn resurrect(&self) -> Result<Response, String> {
         let dump = dump::load(&self.home)?;
         Ok(Response::Started {
-            apps: self.restore(dump.apps).await,
+            apps: self.restore(dump.apps, HashMap::new()).await,
         })
     }
 
     /// Brings back saved apps, one after the other: apps already known are
     /// left alone, saved-as-stopped apps are registered without starting.
-    pub async fn restore(&self, apps: Vec<SavedApp>) -> Vec<StartOutcome> {
+    /// An app listens on the sockets `taken` holds for it, if any.
+    pub async fn restore(
+        &self,
+        apps: Vec<SavedApp>,
+        mut taken: HashMap<String, Vec<OwnedFd>>,
+    ) -> Vec<StartOutcome> {
         let mut outcomes = Vec::new();
         let mut envs = SharedEnvs::default();
         for saved in apps {
             let name = saved.config.name.clone();
+            let sockets = taken.remove(&name).unwrap_or_default();
             let result = if self.find(&name).is_some() {
                 Ok(Outcome::AlreadyOnline)
             } else if saved.stopped {
-                self.register(saved.config, envs.share(saved.base_env))
+                self.register(saved.config, envs.share(saved.base_env), sockets)
                     .map(|_| Outcome::Stopped)
             } else {
-                self.add(saved.config, envs.share(saved.base_env)).await
+                self.add(saved.config, envs.share(saved.base_env), sockets)
+                    .await
             };
             outcomes.push(StartOutcome::of(name, result));
         }
         outcomes
     }
 
-    /// Registers a new app and starts it.
-    async fn add(&self, config: AppConfig, base_env: Env) -> Result<Outcome, String> {
-        let handle = self.register(config, base_env)?;
+    /// Registers a new app and starts it (on the `taken` sockets, if any).
+    async fn add(
+        &self,
+        config: AppConfig,
+        base_env: Env,
+        taken: Vec<OwnedFd>,
+    ) -> Result<Outcome, String> {
+        let handle = self.register(config, base_env, taken)?;
         let outcome = ops::start(&handle, None).await;
         handle.arm(self).await;
         outcome
     }
 
     /// Creates the actor of a new app, without starting anything.
-    fn register(&self, config: AppConfig, base_env: Env) -> Result<AppHandle, String> {
+    fn register(
+        &self,
+        config: AppConfig,
+        base_env: Env,
+        taken: Vec<OwnedFd>,
+    ) -> Result<AppHandle, String> {
         if self.updating.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(format!(
                 "app \"{}\": supd is updating itself; try again in a moment",
@@ -761,7 +779,7 @@ impl Registry {
         let log = AppLog::open(&self.home, &config)
             .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;
         let log_problem = log.problem();
-        let actor = spawn_actor(config, base_env, self.surroundings(log))?;
+        let actor = spawn_actor(config, base_env, taken, self.surroundings(log))?;
         let handle = AppHandle::new(name, actor, log_problem);
         let mut apps = self.apps();
         if apps.iter().any(|a| a.name == handle.name) {
@@ -812,7 +830,7 @@ impl Registry {
                     result?
                 }
                 None => {
-                    self.add(config, base_env.clone()).await?;
+                    self.add(config, base_env.clone(), Vec::new()).await?;
                     let _ = progress.send(format!("{name}: started (new in the file)"));
                 }
             }
