@@ -30,6 +30,7 @@ mod loader;
 mod raw;
 
 pub use raw::APP_KEYS;
+pub use values::check_instance_count;
 mod resolve;
 #[cfg(test)]
 mod tests;

@@ -102,7 +102,7 @@ impl Instances {
 /// Checks a count against [`crate::MAX_INSTANCES`]: more would exhaust the
 /// daemon's descriptors (three per instance) and hold its operation lock
 /// for minutes.
-pub(crate) fn check_instance_count(n: i64) -> Result<(), String> {
+pub fn check_instance_count(n: i64) -> Result<(), String> {
     if n > i64::from(crate::MAX_INSTANCES) {
         Err(format!(
             "{n} is too many; at most {} instances per app",

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use supd_config::{AppConfig, ExecMode, MAX_INSTANCES};
+use supd_config::{AppConfig, ExecMode, check_instance_count};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
@@ -207,12 +207,11 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
     };
     let name = &config.name;
     let target = match target {
-        Some(n) if n > MAX_INSTANCES => {
-            return Err(format!(
-                "app \"{name}\": refused to scale to {n} instances: at most {MAX_INSTANCES}"
-            ));
+        Some(n) if n >= 1 => {
+            check_instance_count(i64::from(n))
+                .map_err(|e| format!("app \"{name}\": refused to scale: {e}"))?;
+            n
         }
-        Some(n) if n >= 1 => n,
         _ => {
             return Err(format!(
                 "app \"{name}\": cannot scale to fewer than 1 instance (use stop)"
