@@ -24,6 +24,11 @@ pub fn index_path(log: &Path) -> PathBuf {
     log.with_file_name(DIR).join(name)
 }
 
+/// The folder of the indexes of the log files in `log_dir`.
+pub fn index_dir(log_dir: &Path) -> PathBuf {
+    log_dir.join(DIR)
+}
+
 /// The index line saying that `instance` writes from byte `offset` on.
 pub fn entry(offset: u64, instance: u32) -> String {
     format!("{offset} {instance}\n")

@@ -220,8 +220,7 @@ pub fn bind_socket(home: &Home) -> anyhow::Result<UnixListener> {
 /// indexes, and where instance pipes are made.
 fn folders(home: &Home) -> [PathBuf; 3] {
     let logs = home.log_dir();
-    let index = supd_proto::log_index::index_path(&logs.join("x"));
-    let index = index.parent().unwrap_or(&logs).to_path_buf();
+    let index = supd_proto::log_index::index_dir(&logs);
     [logs, index, crate::logs::run_dir(home)]
 }
 
