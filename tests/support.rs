@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 mod load;
-pub use load::{Connection, KeepAliveLoad, Load, Outcome, get_fresh};
+pub use load::{Connection, KeepAliveLoad, Load, get_fresh};
 
 /// Path of a workspace binary (`supd`, `supctl`, `api-gateway`, ...) built in
 /// the same profile as this test executable.

@@ -9,11 +9,11 @@
 //! resends on a new connection hides exactly the failures a drain must not
 //! cause (issue 16: our benchmark's client did, and we never saw them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -66,16 +66,31 @@ impl Connection {
         self.request(path, false)
     }
 
+    /// Sends a keep-alive GET for `path`; [`Connection::receive`] reads the
+    /// response (meanwhile the request is in flight).
+    pub fn send(&mut self, path: &str) -> std::io::Result<()> {
+        self.write_request(path, false)
+    }
+
+    /// Reads one whole response.
+    pub fn receive(&mut self) -> std::io::Result<Response> {
+        read_response(&mut self.reader)
+    }
+
     /// Sends a GET for `path` (asking the server to close after it when
     /// `close`) and reads its whole response.
     fn request(&mut self, path: &str, close: bool) -> std::io::Result<Response> {
+        self.write_request(path, close)?;
+        self.receive()
+    }
+
+    fn write_request(&mut self, path: &str, close: bool) -> std::io::Result<()> {
         let connection = if close { "close" } else { "keep-alive" };
         write!(
             self.reader.get_mut(),
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {connection}\r\n\r\n"
         )
-        .map_err(|e| std::io::Error::new(e.kind(), format!("send: {e}")))?;
-        read_response(&mut self.reader)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("send: {e}")))
     }
 
     /// Whether the server closes this (idle) connection within `limit`;
@@ -246,6 +261,9 @@ impl Responder {
     }
 }
 
+/// Answered requests per process, as the clients of one load see them.
+type Served = Arc<Mutex<HashMap<Responder, u64>>>;
+
 /// What a load's clients saw.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -258,13 +276,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Counts one request's result, `at` after the load started.
-    fn record(&mut self, at: Duration, result: &std::io::Result<Response>) {
+    /// Counts one request's result, `at` after the load started; who
+    /// answered goes to `served`, shared by every client of the load.
+    fn record(&mut self, at: Duration, result: &std::io::Result<Response>, served: &Served) {
         match result {
             Ok(r) if (200..300).contains(&r.status) => {
                 self.ok += 1;
                 if let Some(who) = Responder::from_body(&r.body) {
-                    *self.served.entry(who).or_default() += 1;
+                    *served.lock().unwrap().entry(who).or_default() += 1;
                 }
             }
             Ok(r) => self.failures.push(Failure {
@@ -280,14 +299,6 @@ impl Outcome {
     fn merge(&mut self, other: Outcome) {
         self.ok += other.ok;
         self.failures.extend(other.failures);
-        for (who, n) in other.served {
-            *self.served.entry(who).or_default() += n;
-        }
-    }
-
-    /// The pids that answered at least one request.
-    pub fn pids(&self) -> std::collections::HashSet<u64> {
-        self.served.keys().map(|who| who.pid).collect()
     }
 
     /// Asserts that at least `at_least` requests succeeded and none failed
@@ -319,6 +330,8 @@ impl Outcome {
 pub struct Load {
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<Outcome>>,
+    /// Who answered so far (see [`Load::pids`]).
+    served: Served,
 }
 
 impl Load {
@@ -344,21 +357,34 @@ impl Load {
         S: Send + 'static,
     {
         let stop = Arc::new(AtomicBool::new(false));
+        let served = Served::default();
         let started = Instant::now();
         let workers = (0..threads)
             .map(|_| {
-                let (stop, request, mut state) = (stop.clone(), request.clone(), init());
+                let (stop, served) = (stop.clone(), served.clone());
+                let (request, mut state) = (request.clone(), init());
                 std::thread::spawn(move || {
                     let mut outcome = Outcome::default();
                     while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_LIMIT {
                         let result = request(&mut state);
-                        outcome.record(started.elapsed(), &result);
+                        outcome.record(started.elapsed(), &result, &served);
                     }
                     outcome
                 })
             })
             .collect();
-        Load { stop, workers }
+        Load {
+            stop,
+            workers,
+            served,
+        }
+    }
+
+    /// The pids that have answered so far, while the load runs: wait until
+    /// new instances are among them.
+    pub fn pids(&self) -> HashSet<u64> {
+        let served = self.served.lock().unwrap();
+        served.keys().map(|who| who.pid).collect()
     }
 
     /// Stops the clients and asserts that at least `at_least` requests
@@ -377,6 +403,7 @@ impl Load {
         for w in self.workers {
             total.merge(w.join().expect("load thread"));
         }
+        total.served = std::mem::take(&mut self.served.lock().unwrap());
         total
     }
 }
