@@ -24,6 +24,13 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A file of tests/fixtures (the Node test apps).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
