@@ -75,8 +75,7 @@ pub struct AppConfig {
     pub instances: u32,
     /// Port the daemon binds and hands over as fd 3.
     pub port: Option<u16>,
-    /// Online only after READY=1 (or `process.send('ready')`); see
-    /// [`AppConfig::readiness`] for what happens without it.
+    /// Online only after READY=1 (or `process.send('ready')`).
     pub wait_ready: bool,
     /// Bound on the wait for readiness (default 3 s, as PM2).
     #[serde(with = "duration_ms")]
