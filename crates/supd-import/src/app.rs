@@ -292,6 +292,14 @@ pub fn convert(
                 Err(e) => skip(notes, k, e),
             },
             "wait_ready" | "autorestart" | "merge_logs" | "combine_logs" => match boolean(v) {
+                // PM2's default, but written out it would turn off supd's
+                // own default for Node apps with a port (online once they
+                // listen), which is what PM2's `false` means in practice.
+                Some(false) if k == "wait_ready" => skip(
+                    notes,
+                    k,
+                    "false is PM2's default, not imported (a Node app with a port is online once it listens)".into(),
+                ),
                 Some(b) => {
                     let key = match k {
                         "wait_ready" => "wait_ready",

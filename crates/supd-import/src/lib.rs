@@ -139,6 +139,24 @@ mod tests {
         assert!(toml.contains("\ninstances = 1024\n"), "{toml}");
     }
 
+    /// `wait_ready: false` is PM2's default: written out, it would turn off
+    /// supd's wait for a Node app with a port to listen.
+    #[test]
+    fn wait_ready_false_is_left_out_and_true_kept() {
+        let (toml, notes) =
+            checked(r#"{"apps": [{"name": "w", "script": "w.js", "wait_ready": false}]}"#);
+        assert!(!toml.contains("\nwait_ready"), "{toml}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("apps[0].wait_ready: false is PM2's default")),
+            "{notes:?}"
+        );
+        let (toml, _) =
+            checked(r#"{"apps": [{"name": "w", "script": "w.js", "wait_ready": true}]}"#);
+        assert!(toml.contains("\nwait_ready = true\n"), "{toml}");
+    }
+
     /// Found by the `import` fuzz target: a key with a control character
     /// was written raw into a TOML comment (invalid TOML; a newline in it
     /// would have added a line of its own to the file).
