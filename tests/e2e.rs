@@ -13,6 +13,7 @@ mod crash;
 mod docs;
 mod fork;
 mod home;
+mod host;
 mod import;
 mod limits;
 mod logs;
