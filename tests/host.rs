@@ -248,8 +248,8 @@ fn a_bad_host_is_refused_where_it_is_written() {
         "{err}"
     );
 
-    let port = port.to_string();
-    let err = supd.fails(&["start", "sleep", "--port", &port, "--host", "nonsense"]);
+    let port_text = port.to_string();
+    let err = supd.fails(&["start", "sleep", "--port", &port_text, "--host", "nonsense"]);
     assert_eq!(
         err,
         "error: app \"sleep\": --host: \"nonsense\" is not an IP address; write an IPv4 or IPv6 address such as \"127.0.0.1\" or \"::1\", or \"localhost\" (host names are not resolved)\n"
@@ -260,6 +260,26 @@ fn a_bad_host_is_refused_where_it_is_written() {
         "error: app \"sleep\": host: has no effect without port\n"
     );
     assert!(supd.daemon_pid().is_none(), "nothing was started");
+
+    // An address the machine does not have (TEST-NET-3) fails at start,
+    // naming it; the daemon goes on.
+    let err = supd.fails(&[
+        "start",
+        "sleep",
+        "--port",
+        &port_text,
+        "--host",
+        "203.0.113.7",
+        "--",
+        "60",
+    ]);
+    assert!(
+        err.contains(&format!(
+            "app \"sleep\": cannot bind port {port} on 203.0.113.7: Cannot assign requested address"
+        )),
+        "{err}"
+    );
+    supd.ok(&["ping"]);
 }
 
 /// A reload that changes the host moves the port there; `update` and a
