@@ -20,6 +20,7 @@ mod monit;
 mod monitor;
 mod operations;
 mod platform;
+mod realapps;
 mod scale;
 mod services;
 mod tree;
