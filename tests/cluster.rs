@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Load, Supd, alive, bin, free_port, get_fresh, wait_for};
+use crate::support::{Load, Supd, alive, bin, fixture, free_port, get_fresh, wait_for};
 
 /// An ecosystem file running the user-service binary (which takes fd 3 and
 /// sends READY=1) in cluster mode.
@@ -49,7 +49,7 @@ fn online_pids(supd: &Supd, name: &str) -> Vec<u64> {
     pids
 }
 
-fn wait_online(supd: &Supd, name: &str, n: usize) -> Vec<u64> {
+pub(crate) fn wait_online(supd: &Supd, name: &str, n: usize) -> Vec<u64> {
     wait_for(
         Duration::from_secs(20),
         &format!("{n} online instances of {name}"),
@@ -284,8 +284,7 @@ fn reload_from_a_file_rolls_new_env_and_instance_count() {
 fn a_node_app_using_pm2s_process_send_ready_reloads_under_load() {
     let supd = Supd::new();
     let port = free_port();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ready.js");
+    let script = fixture("ready.js");
     let file = supd.write(
         "node.toml",
         &format!(
@@ -310,8 +309,7 @@ fn a_node_app_using_pm2s_process_send_ready_reloads_under_load() {
 fn an_unmodified_pm2_style_node_app_runs_in_cluster_mode_and_reloads_under_load() {
     let supd = Supd::new();
     let port = free_port();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/unmodified.js");
+    let script = fixture("unmodified.js");
     let file = supd.write(
         "plain.toml",
         &format!(
@@ -368,4 +366,80 @@ fn a_reload_counts_from_the_newest_process_while_older_ones_are_still_stopping()
     assert_eq!(stopping, 3);
     drop(release);
     supd.ok(&["kill"]);
+}
+
+#[test]
+fn the_preload_says_when_the_app_asked_for_another_host_than_supds_socket_listens_on() {
+    let supd = Supd::new();
+    let port = free_port();
+    let file = supd.write(
+        "asks.toml",
+        &format!(
+            "[[apps]]\nname = \"asks\"\nscript = \"node\"\nargs = [\"{}\"]\nport = {port}\nwait_ready = true\n[apps.env]\nAPP_HOST = \"127.0.0.1\"\n",
+            fixture("unmodified.js").display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    // The app still serves, on supd's socket.
+    assert_eq!(get_fresh(port, "/").unwrap().0, 200);
+    let said = format!(
+        "supd: the app asked to listen on 127.0.0.1:{port}; supd's socket for port {port} listens on "
+    );
+    let line = wait_for(
+        Duration::from_secs(10),
+        "the line in the app's error log",
+        || {
+            let err = supd.ok(&["logs", "asks", "--err", "--nostream", "--lines", "20"]);
+            err.lines().find(|l| l.contains(&said)).map(str::to_string)
+        },
+    );
+    assert!(
+        line.ends_with(&format!(":{port} (set host in the ecosystem file)")),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_preloads_rule_for_the_same_host() {
+    // (what the app asked for, where supd's socket listens, same place?)
+    let cases = [
+        ("127.0.0.1", "127.0.0.1", true),
+        ("localhost", "127.0.0.1", true),
+        ("LOCALHOST", "::1", true),
+        ("localhost", "0.0.0.0", false),
+        ("localhost", "::", false),
+        ("127.0.0.1", "0.0.0.0", false),
+        ("127.0.0.1", "::", false),
+        ("127.0.0.1", "::ffff:127.0.0.1", true),
+        ("::1", "::1", true),
+        ("[::1]", "::1", true),
+        ("::1", "::", false),
+        ("0.0.0.0", "::", true),
+        ("::", "0.0.0.0", true),
+        ("10.1.2.3", "0.0.0.0", false),
+        ("10.1.2.3", "10.1.2.4", false),
+    ];
+    let preload = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../supd/node/preload.js");
+    let asked: Vec<(&str, &str)> = cases.iter().map(|&(a, b, _)| (a, b)).collect();
+    let out = std::process::Command::new("node")
+        .arg("-e")
+        .arg(format!(
+            "const {{ sameHost }} = require({:?});\n\
+             const cases = JSON.parse(process.argv[1]);\n\
+             console.log(JSON.stringify(cases.map(([a, b]) => sameHost(a, b))));",
+            preload.display().to_string()
+        ))
+        .arg(serde_json::to_string(&asked).unwrap())
+        .env_remove("LISTEN_FDS")
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+    for ((asked, actual, want), got) in cases.iter().zip(got) {
+        assert_eq!(got, *want, "asked {asked}, listening on {actual}");
+    }
 }

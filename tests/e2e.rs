@@ -11,6 +11,7 @@ mod config;
 mod control;
 mod crash;
 mod docs;
+mod drain;
 mod fork;
 mod home;
 mod import;

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+mod load;
+pub use load::{Connection, KeepAliveLoad, Load, get_fresh};
+
 /// Path of a workspace binary (`supd`, `supctl`, `api-gateway`, ...) built in
 /// the same profile as this test executable.
 pub fn bin(name: &str) -> PathBuf {
@@ -19,6 +22,13 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A file of tests/fixtures (the Node test apps).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
@@ -422,91 +432,6 @@ pub fn alive(pid: u32) -> bool {
 /// Whether `pid` exists at all, zombie or not.
 pub fn exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// One HTTP/1.1 GET on a fresh connection to 127.0.0.1:`port`
-/// (`Connection: close`); the status code and body.
-pub fn get_fresh(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
-}
-
-/// Constant load: `threads` clients sending fresh-connection GETs to `port`
-/// until stopped; every failure (refused, reset, non-200) is recorded.
-pub struct Load {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    workers: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
-}
-
-impl Load {
-    /// Starts the clients.
-    pub fn start(port: u16, path: &'static str, threads: usize) -> Load {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let workers = (0..threads)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let (mut ok, mut failures) = (0, Vec::new());
-                    // Bounded: stops when told, or after five minutes at most.
-                    let deadline = Instant::now() + Duration::from_secs(300);
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                        && Instant::now() < deadline
-                    {
-                        match get_fresh(port, path) {
-                            Ok((200, _)) => ok += 1,
-                            Ok((status, body)) => failures.push(format!("HTTP {status}: {body}")),
-                            Err(e) => failures.push(e.to_string()),
-                        }
-                    }
-                    (ok, failures)
-                })
-            })
-            .collect();
-        Load { stop, workers }
-    }
-
-    /// Stops the clients and asserts that at least `at_least` requests
-    /// succeeded and none failed (showing the first failures).
-    pub fn finish_without_failures(self, at_least: u64) {
-        let (ok, failures) = self.finish();
-        assert!(ok >= at_least, "the load ran: {ok} requests answered");
-        assert!(
-            failures.is_empty(),
-            "{} of {} requests failed: {:?}",
-            failures.len(),
-            ok + failures.len() as u64,
-            &failures[..failures.len().min(5)]
-        );
-    }
-
-    /// Stops the clients; (successful requests, failures).
-    pub fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut total = (0, Vec::new());
-        for w in self.workers {
-            let (ok, failures) = w.join().expect("load thread");
-            total.0 += ok;
-            total.1.extend(failures);
-        }
-        total
-    }
 }
 
 /// The soft open-files limit of a running process, from `/proc/PID/limits`.

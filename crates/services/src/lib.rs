@@ -15,7 +15,8 @@
 //! - [`notify`]: `READY=1` on `NOTIFY_SOCKET` once the socket accepts;
 //! - [`shutdown`]: SIGINT/SIGTERM stop accepting and drain, then exit 0;
 //! - [`identity`]: `GET /health` with the service name, instance and pid;
-//! - [`accept`]: the accept loop, which never drops a connected client on shutdown;
+//! - [`accept`]: the accept loop and the drain, which fails no request a
+//!   client has sent, on a new or a kept-alive connection;
 //! - [`server`]: [`server::run`] ties these together around an axum router.
 //!
 //! The domain logic that is worth testing without sockets lives in its own
