@@ -21,6 +21,7 @@ mod monit;
 mod monitor;
 mod operations;
 mod platform;
+mod readiness;
 mod realapps;
 mod scale;
 mod services;

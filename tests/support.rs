@@ -126,6 +126,8 @@ impl Supd {
     /// Starts app `app`: one process that runs until signalled, then waits
     /// for the returned [`Release`] before it exits (`kill_timeout` 60 s),
     /// so each of its processes stays "stopping" as long as the test wants.
+    /// It runs in cluster mode, so a reload starts the new process before it
+    /// stops the old one (a fork app without a port is stopped first).
     pub fn start_lingering(&self, app: &str) -> Release {
         let release = Release(self.work().join(format!("{app}.release")));
         let script = self.script(
@@ -135,7 +137,11 @@ impl Supd {
                 release.0.display()
             ),
         );
-        self.start_script(app, &script, "kill_timeout = \"60s\"\n");
+        self.start_script(
+            app,
+            &script,
+            "kill_timeout = \"60s\"\nexec_mode = \"cluster\"\n",
+        );
         release
     }
 

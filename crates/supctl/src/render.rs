@@ -41,6 +41,17 @@ pub fn detail(app: &AppDetail) -> String {
     line("exec_mode", format!("{:?}", c.exec_mode).to_lowercase());
     line("instances", c.instances.to_string());
     line("port", c.port.map_or("-".into(), |p| p.to_string()));
+    let readiness = c.readiness();
+    line(
+        "ready",
+        match readiness.waits() {
+            true => format!(
+                "{readiness}, within {}",
+                duration(c.listen_timeout.as_millis() as u64)
+            ),
+            false => readiness.to_string(),
+        },
+    );
     line("kill_signal", c.kill_signal.clone());
     line("kill_timeout", duration(c.kill_timeout.as_millis() as u64));
     line("autorestart", c.autorestart.to_string());

@@ -28,8 +28,10 @@ mod diag;
 mod health;
 mod loader;
 mod raw;
+mod readiness;
 
 pub use raw::APP_KEYS;
+pub use readiness::{NodeProgram, Readiness};
 pub use values::check_instance_count;
 mod resolve;
 #[cfg(test)]
@@ -162,6 +164,11 @@ pub struct AppConfig {
     /// within it starts it again (default 1 s, as PM2).
     #[serde(default = "default_watch_delay", with = "duration_ms")]
     pub watch_delay: Duration,
+    /// Whether `wait_ready` was written (either value) rather than left to
+    /// its default: a written `false` turns off the wait a Node app with a
+    /// `port` gets by default (see [`AppConfig::readiness`]).
+    #[serde(default)]
+    pub wait_ready_written: bool,
 }
 
 /// The `[daemon]` table: settings of the daemon itself, and the log rotation
@@ -350,8 +357,9 @@ impl AppConfig {
     ///
     /// The defaults are PM2's: fork mode, 1 instance, SIGINT then SIGKILL after
     /// 1.6 s, autorestart with up to 16 unstable restarts (min_uptime 1 s),
-    /// readiness wait bounded at 3 s, `INSTANCE_ID`, empty args and env; no
-    /// health check (10 s interval, 2 s timeout, 3 retries when one is set),
+    /// readiness wait bounded at 3 s (`wait_ready` not written, so a Node
+    /// app with a port waits until it listens), `INSTANCE_ID`, empty args
+    /// and env; no health check (10 s interval, 2 s timeout, 3 retries when one is set),
     /// no watchdog, log rotation from `[daemon]`, merged logs, not watched
     /// (a 1 s `watch_delay` when it is).
     pub fn with_defaults(name: String, script: String, cwd: PathBuf) -> AppConfig {
@@ -393,6 +401,7 @@ impl AppConfig {
             watch: Vec::new(),
             ignore_watch: Vec::new(),
             watch_delay: default_watch_delay(),
+            wait_ready_written: false,
         }
     }
 

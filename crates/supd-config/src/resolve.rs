@@ -89,6 +89,7 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
     app.instances = instances.unwrap_or(app.instances);
     app.port = raw.port.map(Spanned::into_inner);
     app.wait_ready = raw.wait_ready.unwrap_or(app.wait_ready);
+    app.wait_ready_written = raw.wait_ready.is_some();
     app.listen_timeout = raw.listen_timeout.unwrap_or(app.listen_timeout);
     app.kill_signal = raw.kill_signal.unwrap_or(app.kill_signal);
     app.kill_timeout = raw.kill_timeout.unwrap_or(app.kill_timeout);

@@ -90,8 +90,8 @@ pub struct AppView {
 
 /// A request to the actor, with the channel its answer goes back on.
 pub enum Command {
-    /// Start a process for `slot` and answer once it is online (ready, with
-    /// `wait_ready`) with its pid, or with why not. If the slot already has
+    /// Start a process for `slot` and answer once it is online (ready, when
+    /// its [`AppConfig::readiness`] waits) with its pid, or with why not. If the slot already has
     /// a live process (a reload), the new one runs beside it.
     Launch {
         /// Instance number.
@@ -728,14 +728,15 @@ impl App {
     }
 
     /// Spawns the process of record `i`. A launch reply is answered now
-    /// (failure, or no `wait_ready`) or when the process is ready.
+    /// (failure, or a readiness that does not wait) or when the process is
+    /// ready.
     fn spawn_record(&mut self, i: usize, reply: Option<oneshot::Sender<Result<u32, String>>>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let slot = self.instances[i].slot;
         let result = self.try_spawn(slot, generation);
         let name = self.config.name.clone();
-        let wait_ready = self.config.wait_ready;
+        let waits = self.config.readiness().waits();
         // A new process beside a live one of its slot (a reload): if it
         // cannot start, the live one keeps serving and the record goes.
         let beside_live = self
@@ -753,7 +754,7 @@ impl App {
                 inst.spawn_failures = 0;
                 inst.started = Some(Instant::now());
                 tracing::info!(app = %name, instance = slot, pid, "started");
-                if wait_ready {
+                if waits {
                     inst.status = Status::Launching;
                     self.waiting.entry(generation).or_default().launch = reply;
                     schedule(
@@ -805,7 +806,7 @@ impl App {
                 .map_err(SpawnFailure::with("cannot create a log pipe"))
         };
         let (stdout, stderr) = (pipe(Stream::Out)?, pipe(Stream::Err)?);
-        let channels = readiness::channels(self.config.wait_ready)
+        let channels = readiness::channels(self.config.readiness().waits())
             .map_err(SpawnFailure::with("cannot create the notify socket"))?;
         let mut env = self.instance_env(slot);
         env.insert("NOTIFY_SOCKET".into(), channels.notify_address.clone());
@@ -1065,10 +1066,10 @@ impl App {
         if self.instances[i].status != Status::Launching {
             return;
         }
-        let reason = format!(
-            "not ready within listen_timeout ({} ms)",
-            self.config.listen_timeout.as_millis()
-        );
+        let reason = self
+            .config
+            .readiness()
+            .timeout_reason(self.config.listen_timeout);
         if self
             .waiting
             .get(&generation)
@@ -1152,9 +1153,14 @@ impl App {
                     .is_some_and(|w| w.launch.is_some()) =>
             {
                 group::signal(pgid, Signal::SIGKILL);
+                let hint = self.config.readiness().hint();
                 self.fail_launch(
                     i,
-                    format!("exited with {} before it was ready", describe_exit(exit)),
+                    format!(
+                        "exited with {} before it was ready{}",
+                        describe_exit(exit),
+                        hint.map_or(String::new(), |h| format!("; {h}"))
+                    ),
                     false,
                 );
             }

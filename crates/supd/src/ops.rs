@@ -1,19 +1,22 @@
 //! Multi-step operations on one app, sequenced on the actor's primitives:
-//! start, restart, reload (rolling, or stop-then-start for an app capped at
-//! one instance) and scale.
+//! start, restart, reload (rolling, each instance swapped in the order
+//! [`order::swap_order`] picks) and scale.
 //!
 //! One operation runs at a time per app (the handle's operation lock), so two
 //! reloads never interleave; the actor keeps handling crashes and `list`
 //! meanwhile.
 
+mod order;
+
 use std::time::Duration;
 
-use supd_config::{AppConfig, ExecMode, check_instance_count};
+use supd_config::{AppConfig, check_instance_count};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
 use crate::app::Env;
 use crate::registry::AppHandle;
+use order::{Order, swap_order};
 
 /// The longest a removed slot's accept queue is given to drain.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -53,24 +56,19 @@ pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Out
         app.configure(config, Some(env)).await?;
     }
     trim_slots(app).await;
-    launch_all(app, false, None).await?;
+    launch_all(app, false).await?;
     app.route(app.view().config.instances)
         .await
         .map(|()| Outcome::Started)
 }
 
-/// Stops every instance, then starts them all again.
+/// Stops every instance, then starts every configured slot again (as a
+/// restart).
 pub async fn restart(app: &AppHandle) -> Result<(), String> {
     let _op = app.begin().await;
-    stop_and_start(app, None).await
-}
-
-/// Stops every instance, then starts every configured slot as a restart
-/// (recording `reason`, if supd decided it).
-async fn stop_and_start(app: &AppHandle, reason: Option<&str>) -> Result<(), String> {
     app.stop().await?;
     trim_slots(app).await;
-    launch_all(app, true, reason).await?;
+    launch_all(app, true).await?;
     app.route(app.view().config.instances).await
 }
 
@@ -92,7 +90,7 @@ pub async fn reload_with(
     if !app.view().instances.iter().any(|i| i.is_active()) {
         app.configure(config, Some(env)).await?;
         trim_slots(app).await;
-        launch_all(app, false, None).await?;
+        launch_all(app, false).await?;
         return app.route(app.view().config.instances).await;
     }
     let target = config.instances;
@@ -107,9 +105,10 @@ pub async fn reload_with(
 }
 
 /// Replaces one process that must go (memory limit, failed health check,
-/// silent watchdog): a cluster instance the reload way (the new one ready
-/// first, so no request fails), a fork or capped instance by a graceful
-/// stop and a start. A process already replaced meanwhile is left alone.
+/// silent watchdog) the way a reload would ([`swap_order`]): where the
+/// daemon holds the port, the new one ready first, so no request fails;
+/// else (a fork app without a port, a capped app) a graceful stop, then a
+/// start. A process already replaced meanwhile is left alone.
 pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(), String> {
     let _op = app.begin().await;
     let view = app.view();
@@ -120,23 +119,51 @@ pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(
     else {
         return Ok(());
     };
-    let (name, slot) = (view.config.name.clone(), inst.slot);
-    tracing::warn!(app = %name, instance = slot, pid = inst.pid, "restarting: {reason}");
-    if rolls(&view.config) {
-        app.launch_because(slot, reason).await?;
-        if !app.hand_over(generation).await {
-            return Err(format!(
-                "app \"{name}\" instance {slot}: the replacement exited right after becoming ready"
-            ));
+    let slot = inst.slot;
+    tracing::warn!(app = %view.config.name, instance = slot, pid = inst.pid, "restarting: {reason}");
+    swap(
+        app,
+        slot,
+        generation,
+        swap_order(&view.config),
+        Some(reason),
+    )
+    .await
+    .map(drop)
+}
+
+/// Swaps the live process `generation` of `slot` for a new one (started as
+/// a restart, for `reason` if supd decided it) in `order`. The new pid, or
+/// `None` when, stopping first, the old process had crashed and its restart
+/// already replaced it.
+async fn swap(
+    app: &AppHandle,
+    slot: u32,
+    generation: u64,
+    order: Order,
+    reason: Option<&str>,
+) -> Result<Option<u32>, String> {
+    match order {
+        Order::StartFirst => {
+            let pid = relaunch(app, slot, reason).await?;
+            if !app.hand_over(generation).await {
+                return Err(format!(
+                    "app \"{}\" instance {slot}: the new process exited right after becoming ready",
+                    app.view().config.name
+                ));
+            }
+            Ok(Some(pid))
         }
-    } else {
-        app.retire(generation, false).await;
-        // Crashed and restarted meanwhile: that restart replaced it.
-        if !slot_is_live(app, slot) {
-            app.launch_because(slot, reason).await?;
+        Order::StopFirst => {
+            // The record stays (stopped) so the new process inherits its
+            // restart count.
+            app.retire(generation, false).await;
+            if slot_is_live(app, slot) {
+                return Ok(None);
+            }
+            relaunch(app, slot, reason).await.map(Some)
         }
     }
-    Ok(())
 }
 
 /// Whether `slot` has a process starting or serving.
@@ -167,10 +194,10 @@ pub async fn scheduled_restart(
 }
 
 /// A graceful restart of the whole app that supd decided (files it watches
-/// changed), `reason` shown by `show` on every instance: the reload way when
-/// it runs in cluster mode or as several instances, so no request fails; a
-/// single fork instance is stopped, then started. Slots that are down
-/// (errored, stopped) are started too.
+/// changed), `reason` shown by `show` on every instance: the reload way,
+/// each instance swapped in the order [`swap_order`] picks, so where the
+/// daemon holds the port no request fails. Slots that are down (errored,
+/// stopped) are started too.
 pub async fn restart_because(
     app: &AppHandle,
     reason: &str,
@@ -182,17 +209,7 @@ pub async fn restart_because(
 
 /// [`restart_because`], under the operation lock.
 async fn restart_whole(app: &AppHandle, reason: &str, progress: &Progress) -> Result<(), String> {
-    let config = app.view().config;
-    if config.exec_mode == ExecMode::Cluster || config.instances > 1 {
-        roll(app, progress, Some(reason)).await
-    } else {
-        stop_and_start(app, Some(reason)).await
-    }
-}
-
-/// Whether an app is replaced new-first (cluster, not capped at one).
-fn rolls(config: &AppConfig) -> bool {
-    config.exec_mode == ExecMode::Cluster && config.max_instances != Some(1)
+    roll(app, progress, Some(reason)).await
 }
 
 /// Changes the instance count, within `max_instances`.
@@ -232,15 +249,17 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
     resize(app, target, progress).await
 }
 
-/// The reload itself: for each slot, start the new process, wait until it
-/// is ready, then retire the old one. An app capped at one instance is
-/// stopped first instead, so two never run at once; its held socket queues
-/// clients through the gap. The first failure stops the reload. `reason`,
-/// when supd decided the reload, is recorded on every instance.
+/// The reload itself, slot by slot in the order [`swap_order`] picks:
+/// start the new process, wait until it is ready, then retire the old one;
+/// or, for an app capped at one instance or a fork app without a
+/// daemon-held port, stop the old one first, so two never run at once (a
+/// held socket queues clients through the gap). The first failure stops
+/// the reload. `reason`, when supd decided the reload, is recorded on
+/// every instance.
 async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Result<(), String> {
     let view = app.view();
     let name = view.config.name.clone();
-    let capped = view.config.max_instances == Some(1);
+    let order = swap_order(&view.config);
     for slot in 0..view.config.instances {
         let old = app
             .view()
@@ -254,27 +273,16 @@ async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Res
             )
         };
         let pid = match old {
-            Some((generation, _)) if capped => {
-                // The record stays (stopped) so the new process inherits its
-                // restart count; if the old process crashed and was restarted
-                // meanwhile, that restart already replaced it.
-                app.retire(generation, false).await;
-                if slot_is_live(app, slot) {
-                    continue;
-                }
-                relaunch(app, slot, reason).await.map_err(|e| {
-                    format!("reload of \"{name}\" failed at instance {slot}: {e}; the app capped at one instance is down")
-                })?
-            }
-            Some((generation, _)) => {
-                let pid = relaunch(app, slot, reason).await.map_err(failed)?;
-                if !app.hand_over(generation).await {
-                    return Err(failed(
-                        "the new process exited right after becoming ready".into(),
+            Some((generation, _)) => match swap(app, slot, generation, order, reason).await {
+                Ok(Some(pid)) => pid,
+                Ok(None) => continue,
+                Err(e) if order == Order::StopFirst => {
+                    return Err(format!(
+                        "reload of \"{name}\" failed at instance {slot}: {e}; it was stopped first (two copies never run at once), so it is down"
                     ));
                 }
-                pid
-            }
+                Err(e) => return Err(failed(e)),
+            },
             None => relaunch(app, slot, reason).await.map_err(failed)?,
         };
         let before = old
@@ -372,19 +380,13 @@ async fn relaunch(app: &AppHandle, slot: u32, reason: Option<&str>) -> Result<u3
     }
 }
 
-/// Launches every configured slot at once (as restarts, for `reason` if
-/// given); the first failure is returned after all have answered.
-async fn launch_all(app: &AppHandle, restart: bool, reason: Option<&str>) -> Result<(), String> {
+/// Launches every configured slot at once (as restarts, if `restart`); the
+/// first failure is returned after all have answered.
+async fn launch_all(app: &AppHandle, restart: bool) -> Result<(), String> {
     let mut tasks = JoinSet::new();
     for slot in 0..app.view().config.instances {
         let app = app.clone();
-        let reason = reason.map(str::to_owned);
-        tasks.spawn(async move {
-            match restart {
-                true => relaunch(&app, slot, reason.as_deref()).await,
-                false => app.launch(slot, false).await,
-            }
-        });
+        tasks.spawn(async move { app.launch(slot, restart).await });
     }
     let mut first_error = None;
     while let Some(done) = tasks.join_next().await {

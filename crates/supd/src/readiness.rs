@@ -3,9 +3,12 @@
 //!
 //! Each process gets its own `NOTIFY_SOCKET` (an abstract Unix datagram
 //! socket), so a datagram says which process spoke even when a helper such as
-//! `systemd-notify` sends it. With `wait_ready`, a Node process also gets an
-//! IPC channel: one end of a socketpair announced by `NODE_CHANNEL_FD`, in
-//! JSON serialization, where `process.send('ready')` arrives as `"ready"\n`.
+//! `systemd-notify` sends it. When the app's readiness waits (`wait_ready`,
+//! or a Node app with a `port`: see `AppConfig::readiness`), a process also
+//! gets a Node IPC channel: one end of a socketpair announced by
+//! `NODE_CHANNEL_FD`, in JSON serialization, where `process.send('ready')`
+//! (the app's, or supd's preload's once the server listens) arrives as
+//! `"ready"\n`.
 
 use std::io;
 use std::os::fd::OwnedFd;

@@ -1,0 +1,309 @@
+//! When an instance counts as online: the rule that picks an app's
+//! [`Readiness`] from its config.
+//!
+//! Without `wait_ready`, PM2 (and supd before) calls an instance online the
+//! moment it is spawned, so a rolling reload replaces every instance at once
+//! and stops the old ones before any new one listens. supd's Node preload
+//! knows better: it sees the app's server take the daemon's socket and says
+//! so on the instance's IPC channel. A Node app with a `port` therefore waits
+//! for that by default, and `supctl start node -i 2 --port 3000 -- app.js`
+//! reloads one instance at a time with no key to write. `wait_ready = false`,
+//! written, is the way out for a Node app that never listens on its `port`.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::AppConfig;
+
+/// When a new instance of an app counts as online (and `start`, `reload`
+/// and `scale` go on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Once spawned: nothing tells supd more.
+    Spawned,
+    /// When the app says so (`wait_ready = true`): `READY=1` on
+    /// `NOTIFY_SOCKET`, or `process.send('ready')` from Node.
+    Notified,
+    /// When supd's Node preload reports that the app's server listens on the
+    /// daemon's socket for `port` (a Node app with a `port`, `wait_ready`
+    /// not written).
+    Listening {
+        /// The daemon-held port the server must take.
+        port: u16,
+        /// What runs Node: `node` itself, or a wrapper that never listens.
+        program: NodeProgram,
+    },
+}
+
+/// A program that runs Node, so that supd's preload loads in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeProgram {
+    /// `node` (or `nodejs`): the app's own process.
+    Node,
+    /// A Node-based launcher (`npm`, `npx`, `yarn`, `pnpm`): the preload
+    /// loads in it, but the server it starts is its grandchild, which cannot
+    /// take supd's socket, so it never reports listening.
+    Wrapper(&'static str),
+}
+
+/// The programs (by file name) that run Node with supd's preload in them.
+const NODE_PROGRAMS: &[(&str, NodeProgram)] = &[
+    ("node", NodeProgram::Node),
+    ("nodejs", NodeProgram::Node),
+    ("npm", NodeProgram::Wrapper("npm")),
+    ("npx", NodeProgram::Wrapper("npx")),
+    ("yarn", NodeProgram::Wrapper("yarn")),
+    ("pnpm", NodeProgram::Wrapper("pnpm")),
+];
+
+impl NodeProgram {
+    /// What `script` is, by its file name (`/usr/bin/node` is `node`);
+    /// `None` for a program that does not run Node.
+    pub fn of(script: &str) -> Option<NodeProgram> {
+        let file = Path::new(script).file_name()?.to_str()?;
+        NODE_PROGRAMS
+            .iter()
+            .find(|(name, _)| *name == file)
+            .map(|&(_, program)| program)
+    }
+}
+
+impl AppConfig {
+    /// When this app's new instances count as online: `wait_ready = true`
+    /// waits for the app's own signal; else a Node program (after
+    /// [`AppConfig::apply_interpreter`], so `app.js` counts) with a `port`
+    /// waits until the preload reports it listens, unless `wait_ready =
+    /// false` was written; anything else is online at spawn.
+    pub fn readiness(&self) -> Readiness {
+        match (self.wait_ready, self.wait_ready_written, self.port) {
+            (true, _, _) => Readiness::Notified,
+            (false, false, Some(port)) => {
+                NodeProgram::of(&self.script).map_or(Readiness::Spawned, |program| {
+                    Readiness::Listening { port, program }
+                })
+            }
+            (false, _, _) => Readiness::Spawned,
+        }
+    }
+}
+
+impl Readiness {
+    /// Whether a new instance starts `launching` and waits (at most
+    /// `listen_timeout`) for the word that it is ready; such an instance
+    /// also gets a Node IPC channel (`NODE_CHANNEL_FD`), the way
+    /// `process.send('ready')` arrives.
+    pub fn waits(self) -> bool {
+        self != Readiness::Spawned
+    }
+
+    /// Why an instance that waited `listen_timeout` is not online: for a
+    /// Node app with a port, that it did not listen, and what to do.
+    pub fn timeout_reason(self, listen_timeout: Duration) -> String {
+        let within = human(listen_timeout);
+        match self {
+            Readiness::Listening { port, program } => {
+                let what = match program.hint() {
+                    Some(hint) => format!("; {hint}"),
+                    None => format!(
+                        "; raise listen_timeout if it needs longer, or set wait_ready = false if it does not serve port {port}"
+                    ),
+                };
+                format!("did not listen on port {port} within {within} (listen_timeout){what}")
+            }
+            Readiness::Spawned | Readiness::Notified => {
+                format!("not ready within listen_timeout ({within})")
+            }
+        }
+    }
+
+    /// What to say beside any failure to become ready (an exit, a timeout):
+    /// for a wrapper, the program to name instead.
+    pub fn hint(self) -> Option<String> {
+        match self {
+            Readiness::Listening { program, .. } => program.hint(),
+            Readiness::Spawned | Readiness::Notified => None,
+        }
+    }
+}
+
+impl NodeProgram {
+    /// For a wrapper, why it cannot become ready and what to write instead.
+    fn hint(self) -> Option<String> {
+        match self {
+            NodeProgram::Node => None,
+            NodeProgram::Wrapper(name) => Some(format!(
+                "{name} starts the server as a grandchild, which cannot take supd's socket: name the program that listens (script = \"node\", args = [\"server.js\"]), not {name}"
+            )),
+        }
+    }
+}
+
+/// How `show` words it: `when it listens on port 3000 (Node)`.
+impl fmt::Display for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Readiness::Spawned => f.write_str("at spawn"),
+            Readiness::Notified => {
+                f.write_str("when it sends READY=1 or process.send('ready') (wait_ready)")
+            }
+            Readiness::Listening {
+                port,
+                program: NodeProgram::Node,
+            } => write!(f, "when it listens on port {port} (Node)"),
+            Readiness::Listening {
+                port,
+                program: NodeProgram::Wrapper(name),
+            } => write!(
+                f,
+                "when it listens on port {port} (Node, through {name}: it cannot)"
+            ),
+        }
+    }
+}
+
+/// `3s`, `1500ms`: a duration as a user wrote it, most likely.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 1000 && ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExecMode;
+
+    /// An app running `script` with the given keys.
+    fn app(script: &str, port: Option<u16>, wait_ready: Option<bool>) -> AppConfig {
+        let mut app = AppConfig::with_defaults("a".into(), script.into(), "/srv".into());
+        app.apply_interpreter();
+        app.port = port;
+        app.wait_ready = wait_ready.unwrap_or(false);
+        app.wait_ready_written = wait_ready.is_some();
+        app
+    }
+
+    #[test]
+    fn the_rule() {
+        use NodeProgram::{Node, Wrapper};
+        use Readiness::{Listening, Notified, Spawned};
+        let listening = |program| Listening {
+            port: 3000,
+            program,
+        };
+        let table: &[(&str, Option<u16>, Option<bool>, Readiness)] = &[
+            // wait_ready = true: the app's own word, whatever it runs.
+            ("node", Some(3000), Some(true), Notified),
+            ("./server", None, Some(true), Notified),
+            // Node with a port: when it listens.
+            ("node", Some(3000), None, listening(Node)),
+            ("/usr/local/bin/node", Some(3000), None, listening(Node)),
+            ("nodejs", Some(3000), None, listening(Node)),
+            ("app.js", Some(3000), None, listening(Node)),
+            ("/srv/app.mjs", Some(3000), None, listening(Node)),
+            ("npm", Some(3000), None, listening(Wrapper("npm"))),
+            ("/usr/bin/npx", Some(3000), None, listening(Wrapper("npx"))),
+            ("yarn", Some(3000), None, listening(Wrapper("yarn"))),
+            ("pnpm", Some(3000), None, listening(Wrapper("pnpm"))),
+            // wait_ready = false written: the way out.
+            ("node", Some(3000), Some(false), Spawned),
+            ("npm", Some(3000), Some(false), Spawned),
+            // No port: nothing to listen on that supd knows of.
+            ("node", None, None, Spawned),
+            ("npm", None, None, Spawned),
+            // Not Node: the preload does not load.
+            ("python3", Some(3000), None, Spawned),
+            ("app.py", Some(3000), None, Spawned),
+            ("./api-gateway", Some(3000), None, Spawned),
+            ("sh", Some(3000), None, Spawned),
+            ("nodemon", Some(3000), None, Spawned),
+            ("/opt/node/bin/deno", Some(3000), None, Spawned),
+        ];
+        for &(script, port, wait_ready, want) in table {
+            assert_eq!(
+                app(script, port, wait_ready).readiness(),
+                want,
+                "{script} port {port:?} wait_ready {wait_ready:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_that_writes_wait_ready_false_turns_the_wait_off() {
+        let load = |keys: &str| {
+            let text = format!("[[apps]]\nname = \"a\"\nscript = \"app.js\"\nport = 3000\n{keys}");
+            let eco = crate::load_str(&text, Path::new("/srv/ecosystem.toml"), &Default::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            eco.apps[0].readiness()
+        };
+        let node = Readiness::Listening {
+            port: 3000,
+            program: NodeProgram::Node,
+        };
+        assert_eq!(load(""), node);
+        assert_eq!(load("wait_ready = false\n"), Readiness::Spawned);
+        assert_eq!(load("wait_ready = true\n"), Readiness::Notified);
+    }
+
+    #[test]
+    fn the_mode_does_not_matter() {
+        let mut cluster = app("node", Some(3000), None);
+        cluster.exec_mode = ExecMode::Cluster;
+        cluster.instances = 4;
+        assert_eq!(
+            cluster.readiness(),
+            app("node", Some(3000), None).readiness()
+        );
+    }
+
+    #[test]
+    fn only_spawned_does_not_wait() {
+        assert!(!Readiness::Spawned.waits());
+        assert!(Readiness::Notified.waits());
+        assert!(app("node", Some(3000), None).readiness().waits());
+    }
+
+    #[test]
+    fn failures_say_what_happened_and_what_to_do() {
+        let secs = Duration::from_secs(3);
+        let node = app("node", Some(3000), None).readiness();
+        assert_eq!(
+            node.timeout_reason(secs),
+            "did not listen on port 3000 within 3s (listen_timeout); raise listen_timeout if it \
+             needs longer, or set wait_ready = false if it does not serve port 3000"
+        );
+        assert_eq!(node.hint(), None);
+        let npm = app("npm", Some(3000), None).readiness();
+        let hint = "npm starts the server as a grandchild, which cannot take supd's socket: \
+                    name the program that listens (script = \"node\", args = [\"server.js\"]), not npm";
+        assert_eq!(npm.hint().as_deref(), Some(hint));
+        assert_eq!(
+            npm.timeout_reason(Duration::from_millis(1500)),
+            format!("did not listen on port 3000 within 1500ms (listen_timeout); {hint}")
+        );
+        assert_eq!(
+            Readiness::Notified.timeout_reason(Duration::from_millis(500)),
+            "not ready within listen_timeout (500ms)"
+        );
+    }
+
+    #[test]
+    fn show_words_it() {
+        let shown =
+            |script, wait_ready| app(script, Some(3000), wait_ready).readiness().to_string();
+        assert_eq!(shown("app.js", None), "when it listens on port 3000 (Node)");
+        assert_eq!(
+            shown("yarn", None),
+            "when it listens on port 3000 (Node, through yarn: it cannot)"
+        );
+        assert_eq!(shown("app.js", Some(false)), "at spawn");
+        assert_eq!(
+            shown("./server", Some(true)),
+            "when it sends READY=1 or process.send('ready') (wait_ready)"
+        );
+    }
+}
