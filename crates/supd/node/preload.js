@@ -66,6 +66,10 @@ function drainOnStop(server) {
     for (const res of open) {
       if (!res.headersSent) res.setHeader('Connection', 'close');
     }
+    // A response whose headers went out before the drain leaves its
+    // connection idle when it ends, maybe after the sweep below: Node
+    // closes it after this much idleness instead of its 5 s.
+    server.keepAliveTimeout = IDLE_GRACE_MS;
     // net's close only stops accepting; http's (Node >= 19) would also
     // close idle keep-alive connections at once, under a request a client
     // may have sent already.
