@@ -165,7 +165,7 @@ impl fmt::Display for Readiness {
 /// `3s`, `1500ms`: a duration as a user wrote it, most likely.
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

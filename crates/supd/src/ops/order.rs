@@ -36,11 +36,14 @@ pub fn swap_order(config: &AppConfig) -> Order {
 mod tests {
     use super::*;
 
+    /// Mode, instances, port, max_instances, and the order they get.
+    type Case = (ExecMode, u32, Option<u16>, Option<u32>, Order);
+
     #[test]
     fn the_rule() {
         use ExecMode::{Cluster, Fork};
         use Order::{StartFirst, StopFirst};
-        let table: &[(ExecMode, u32, Option<u16>, Option<u32>, Order)] = &[
+        let table: &[Case] = &[
             // The daemon holds the socket: both take it, no gap.
             (Cluster, 4, Some(3000), None, StartFirst),
             (Fork, 1, Some(3000), None, StartFirst),
