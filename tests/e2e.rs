@@ -14,6 +14,7 @@ mod docs;
 mod drain;
 mod fork;
 mod home;
+mod host;
 mod import;
 mod limits;
 mod logs;

@@ -137,6 +137,10 @@ pub struct StartArgs {
     /// Port the daemon binds and hands to every instance.
     #[arg(long)]
     pub port: Option<u16>,
+    /// Where that port listens: an IPv4 or IPv6 address, or `localhost`
+    /// (127.0.0.1); default every interface, dual-stack `::` (IPv4 too).
+    #[arg(long, value_name = "ADDR")]
+    pub host: Option<String>,
     /// Restart the program when files under the current folder change
     /// (PM2's `--watch`; `node_modules` and `.git` do not count).
     #[arg(long)]

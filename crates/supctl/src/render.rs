@@ -1,5 +1,7 @@
 //! Human output: the process table and the `show` page.
 
+use std::net::IpAddr;
+
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use supd_proto::{AppDetail, ProcessInfo};
 
@@ -41,6 +43,7 @@ pub fn detail(app: &AppDetail) -> String {
     line("exec_mode", format!("{:?}", c.exec_mode).to_lowercase());
     line("instances", c.instances.to_string());
     line("port", c.port.map_or("-".into(), |p| p.to_string()));
+    line("host", listen_host(app.host));
     let readiness = c.readiness();
     line(
         "ready",
@@ -137,6 +140,21 @@ pub fn detail(app: &AppDetail) -> String {
     out
 }
 
+/// Where a port listens, as bound: the address, and what an unspecified
+/// one means; `-` without a port.
+fn listen_host(host: Option<IpAddr>) -> String {
+    match host {
+        None => "-".into(),
+        Some(ip @ IpAddr::V6(_)) if ip.is_unspecified() => {
+            format!("{ip} (every interface, IPv4 too)")
+        }
+        Some(ip @ IpAddr::V4(_)) if ip.is_unspecified() => {
+            format!("{ip} (every interface, IPv4 only)")
+        }
+        Some(ip) => ip.to_string(),
+    }
+}
+
 /// Items separated by commas; `-` for none.
 fn list(items: impl Iterator<Item = String>) -> String {
     let joined = items.collect::<Vec<_>>().join(", ");
@@ -170,5 +188,26 @@ pub fn bytes(n: u64) -> String {
         format!("{:.1}mb", f / K / K)
     } else {
         format!("{:.1}gb", f / K / K / K)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn listen_hosts() {
+        #[rustfmt::skip]
+        let cases: &[(Option<IpAddr>, &str)] = &[
+            (None, "-"),
+            (Some(Ipv6Addr::UNSPECIFIED.into()), ":: (every interface, IPv4 too)"),
+            (Some(Ipv4Addr::UNSPECIFIED.into()), "0.0.0.0 (every interface, IPv4 only)"),
+            (Some(Ipv4Addr::LOCALHOST.into()), "127.0.0.1"),
+            (Some(Ipv6Addr::LOCALHOST.into()), "::1"),
+        ];
+        for (host, want) in cases {
+            assert_eq!(listen_host(*host), *want);
+        }
     }
 }

@@ -62,7 +62,7 @@ pub fn report(client: &mut Client, request: &Request) -> anyhow::Result<ExitCode
     })
 }
 
-/// The config of `supctl start CMD [--name] [-i] [--port] [-- ARGS]`.
+/// The config of `supctl start CMD [--name] [-i] [--port [--host]] [-- ARGS]`.
 fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let script = if args.target.contains('/') {
@@ -81,6 +81,12 @@ fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
     app.args = args.args.clone();
     app.apply_interpreter();
     app.port = args.port;
+    if let Some(host) = &args.host {
+        app.host = Some(
+            supd_config::parse_host(host)
+                .map_err(|e| anyhow::anyhow!("app \"{name}\": --host: {e}"))?,
+        );
+    }
     if args.watch {
         app.watch = vec![app.cwd.clone()];
     }

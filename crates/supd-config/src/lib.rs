@@ -41,7 +41,7 @@ mod validate;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,6 +75,11 @@ pub struct AppConfig {
     pub instances: u32,
     /// Port the daemon binds and hands over as fd 3.
     pub port: Option<u16>,
+    /// The address that port listens on (only with `port`); `None`: every
+    /// interface, dual-stack `::` (IPv4 too), or `0.0.0.0` where IPv6 is
+    /// off. `localhost` in a file is 127.0.0.1 here.
+    #[serde(default)]
+    pub host: Option<IpAddr>,
     /// Online only after READY=1 (or `process.send('ready')`).
     pub wait_ready: bool,
     /// Bound on the wait for readiness (default 3 s, as PM2).
@@ -371,6 +376,7 @@ impl AppConfig {
             exec_mode: ExecMode::Fork,
             instances: 1,
             port: None,
+            host: None,
             wait_ready: false,
             listen_timeout: Duration::from_millis(3000),
             kill_signal: "SIGINT".to_owned(),
@@ -516,6 +522,13 @@ pub fn valid_name(name: &str) -> bool {
 /// `SIGINT` and `sigint` all give `"SIGINT"`; unknown names are errors.
 pub fn parse_signal(text: &str) -> Result<String, String> {
     values::parse_signal(text)
+}
+
+/// Parses a `host` as the file and `--host` take it: an IPv4 or IPv6
+/// address, or `localhost` (127.0.0.1: one socket per slot, and IPv4's
+/// loopback exists even where IPv6 is off); host names are not resolved.
+pub fn parse_host(text: &str) -> Result<IpAddr, String> {
+    values::parse_host(text)
 }
 
 /// Parses an instance count as `-i` takes it: a positive integer, `max`

@@ -7,6 +7,7 @@
 //! file is then rejected, so the default that takes its place is never used.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub const APP_KEYS: &[&str] = &[
     "exec_mode",
     "instances",
     "port",
+    "host",
     "wait_ready",
     "listen_timeout",
     "kill_signal",
@@ -69,6 +71,9 @@ pub const APP_KEYS: &[&str] = &[
 /// Keys that tune `health_check` and mean nothing without it.
 pub(crate) const HEALTH_TUNING: &[&str] = &["health_interval", "health_timeout", "health_retries"];
 
+/// Keys that tune `port` and mean nothing without it.
+pub(crate) const PORT_TUNING: &[&str] = &["host"];
+
 /// Keys that tune `watch` and mean nothing without it.
 pub(crate) const WATCH_TUNING: &[&str] = &["ignore_watch", "watch_delay"];
 
@@ -98,6 +103,7 @@ pub(crate) struct RawApp {
     pub exec_mode: Option<ExecMode>,
     pub instances: Option<Spanned<Instances>>,
     pub port: Option<Spanned<u16>>,
+    pub host: Option<IpAddr>,
     pub wait_ready: Option<bool>,
     pub listen_timeout: Option<Duration>,
     pub kill_signal: Option<String>,
@@ -164,6 +170,7 @@ impl RawApp {
                 "exec_mode" => app.exec_mode = v.exec_mode(),
                 "instances" => app.instances = v.instances(),
                 "port" => app.port = v.port(),
+                "host" => app.host = v.host(),
                 "wait_ready" => app.wait_ready = v.boolean(),
                 "listen_timeout" => app.listen_timeout = v.duration(),
                 "kill_signal" => {

@@ -9,7 +9,7 @@ use toml::Spanned;
 use crate::AppConfig;
 use crate::diag::Diag;
 use crate::health::PORT_PLACEHOLDER;
-use crate::raw::{HEALTH_TUNING, RawApp, RawWatch, WATCH_TUNING};
+use crate::raw::{HEALTH_TUNING, PORT_TUNING, RawApp, RawWatch, WATCH_TUNING};
 use crate::values::{self, Instances};
 
 /// What resolving needs besides the app itself.
@@ -72,6 +72,9 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
     // Tuning keys need what they tune.
     needs("health_check", HEALTH_TUNING, &raw, diag);
     needs("watch", WATCH_TUNING, &raw, diag);
+    // A host says where the daemon's socket for the port listens; an app
+    // without a port binds its own sockets, wherever it likes.
+    needs("port", PORT_TUNING, &raw, diag);
 
     let cwd = raw
         .cwd
@@ -88,6 +91,7 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
     app.exec_mode = raw.exec_mode.unwrap_or(app.exec_mode);
     app.instances = instances.unwrap_or(app.instances);
     app.port = raw.port.map(Spanned::into_inner);
+    app.host = raw.host;
     app.wait_ready = raw.wait_ready.unwrap_or(app.wait_ready);
     app.wait_ready_written = raw.wait_ready.is_some();
     app.listen_timeout = raw.listen_timeout.unwrap_or(app.listen_timeout);

@@ -69,6 +69,7 @@ cwd = "."
 exec_mode = "cluster"
 instances = 4
 port = 30000
+host = "127.0.0.1"
 wait_ready = true
 listen_timeout = "10s"
 kill_signal = "SIGINT"
@@ -107,6 +108,7 @@ NODE_ENV = "production"
     assert_eq!(a.exec_mode, ExecMode::Cluster);
     assert_eq!(a.instances, 4);
     assert_eq!(a.port, Some(30000));
+    assert_eq!(a.host, Some(std::net::Ipv4Addr::LOCALHOST.into()));
     assert!(a.wait_ready);
     assert_eq!(a.listen_timeout, Duration::from_secs(10));
     assert_eq!(a.kill_signal, "SIGINT");
@@ -145,6 +147,7 @@ fn defaults_are_pm2s() {
     assert_eq!(eco.path, file.folder().join("ecosystem.toml"));
     assert_eq!(want.exec_mode, ExecMode::Fork);
     assert_eq!(want.instances, 1);
+    assert_eq!(want.host, None);
     assert!(!want.wait_ready);
     assert_eq!(want.listen_timeout, Duration::from_millis(3000));
     assert_eq!(want.kill_signal, "SIGINT");
@@ -257,6 +260,11 @@ fn each_error_class_is_located_and_names_the_key() {
             "apps[0].instances: 2 instances exceed max_instances = 1 (one socket)"),
         (&app("port = 70000"), "4:8", "apps[0].port: 70000 is out of range (1-65535)"),
         (&app("port = 0"), "4:8", "apps[0].port: 0 is out of range"),
+        (&app("port = 80\nhost = \"300.1.1.1\""), "5:8", "apps[0].host: \"300.1.1.1\" is not an IP address; write an IPv4 or IPv6 address"),
+        (&app("port = 80\nhost = \"example.com\""), "5:8", "apps[0].host: \"example.com\" is not an IP address"),
+        (&app("port = 80\nhost = \"\""), "5:8", "apps[0].host: must not be empty"),
+        (&app("port = 80\nhost = 127"), "5:8", "apps[0].host: expected a string, found an integer"),
+        (&app("host = \"127.0.0.1\""), "4:8", "apps[0].host: has no effect without port"),
         ("[[apps]]\nname = \"a/b\"\nscript = \"x\"\n", "2:8", "apps[0].name: \"a/b\" is not a valid name"),
         ("[[apps]]\nname = \"all\"\nscript = \"x\"\n", "2:8", "apps[0].name: \"all\" is reserved"),
         (&format!("{APP}[[apps]]\nname = \"a\"\nscript = \"y\"\n"), "5:8",
@@ -557,6 +565,17 @@ fn validate_checks_ad_hoc_apps() {
             "instances: 3 instances exceed max_instances = 1 (one socket)",
         ),
         (|a| a.port = Some(0), "port: 0 is out of range"),
+        (
+            |a| a.host = Some([127, 0, 0, 1].into()),
+            "host: has no effect without port",
+        ),
+        (
+            |a| {
+                a.port = Some(80);
+                a.host = Some([224, 0, 0, 1].into());
+            },
+            "host: 224.0.0.1 is a multicast address",
+        ),
         (|a| a.max_memory_restart = Some(0), "max_memory_restart:"),
         (|a| a.kill_signal = "SIGNOPE".into(), "kill_signal:"),
         (
@@ -591,6 +610,7 @@ fn public_helpers() {
     assert!(crate::valid_env_name("NODE_ENV") && !crate::valid_env_name("2X"));
     assert_eq!(crate::parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert_eq!(crate::parse_size("1G"), Ok(1 << 30));
+    assert_eq!(crate::parse_host("localhost"), Ok([127, 0, 0, 1].into()));
 }
 
 mod daemon_and_health;

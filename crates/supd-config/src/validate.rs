@@ -35,6 +35,12 @@ pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
     if app.port == Some(0) {
         return Err("port: 0 is out of range (1-65535)".into());
     }
+    if let Some(host) = app.host {
+        if app.port.is_none() {
+            return Err("host: has no effect without port".into());
+        }
+        key("host", values::check_host(host))?;
+    }
     if app.max_memory_restart == Some(0) {
         return Err("max_memory_restart: 0 bytes is impossible; a size must be more than 0".into());
     }

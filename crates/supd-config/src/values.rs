@@ -3,7 +3,7 @@
 //! Each check returns a message *without* the key in front, so the caller can
 //! prefix `apps[2].kill_signal: ` (a file) or `kill_signal: ` (an ad-hoc app).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use chrono::format::{Item, StrftimeItems};
@@ -283,6 +283,43 @@ pub(crate) fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// Parses a `host` (where a daemon-held port listens): an IPv4 or IPv6
+/// address, or `localhost`, which is 127.0.0.1.
+///
+/// `localhost` is one address because a slot has one socket (fd 3,
+/// `LISTEN_FDS=1`); IPv4's loopback is there even where IPv6 is off, and a
+/// client that tries `::1` first falls back to it (happy eyeballs). Other
+/// names are refused, not resolved: what a name resolves to may change
+/// after the port is bound.
+pub(crate) fn parse_host(text: &str) -> Result<IpAddr, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("must not be empty; {HOST_FORMS}"));
+    }
+    if text.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let ip: IpAddr = text.parse().map_err(|_| {
+        format!("{text:?} is not an IP address; {HOST_FORMS} (host names are not resolved)")
+    })?;
+    check_host(ip).map(|()| ip)
+}
+
+/// Checks a `host` address, parsed or received over the wire: a multicast
+/// address can never accept a connection.
+pub(crate) fn check_host(ip: IpAddr) -> Result<(), String> {
+    if ip.is_multicast() {
+        return Err(format!(
+            "{ip} is a multicast address, where no TCP port can listen; {HOST_FORMS}"
+        ));
+    }
+    Ok(())
+}
+
+/// The forms a `host` may take, for its messages.
+const HOST_FORMS: &str =
+    "write an IPv4 or IPv6 address such as \"127.0.0.1\" or \"::1\", or \"localhost\"";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +440,41 @@ mod tests {
         assert_eq!(check_log_size(1024), Ok(()));
         assert!(check_log_size(1023).is_err());
         assert!(check_log_size(0).is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        let v4 = |a, b, c, d| Ok(IpAddr::V4(Ipv4Addr::new(a, b, c, d)));
+        #[rustfmt::skip]
+        let accepted: &[(&str, Result<IpAddr, String>)] = &[
+            ("127.0.0.1", v4(127, 0, 0, 1)),
+            ("localhost", v4(127, 0, 0, 1)),
+            ("LocalHost", v4(127, 0, 0, 1)),
+            (" 10.0.0.7 ", v4(10, 0, 0, 7)),
+            ("0.0.0.0", v4(0, 0, 0, 0)),
+            ("::1", Ok(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))),
+            ("::", Ok(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))),
+            ("fd00::2", Ok("fd00::2".parse().unwrap())),
+        ];
+        for (text, want) in accepted {
+            assert_eq!(&parse_host(text), want, "{text}");
+        }
+        #[rustfmt::skip]
+        let refused: &[(&str, &str)] = &[
+            ("", "must not be empty; write an IPv4 or IPv6 address"),
+            ("  ", "must not be empty"),
+            ("300.1.1.1", "\"300.1.1.1\" is not an IP address; write an IPv4 or IPv6 address such as \"127.0.0.1\" or \"::1\", or \"localhost\" (host names are not resolved)"),
+            ("example.com", "\"example.com\" is not an IP address"),
+            ("[::1]", "\"[::1]\" is not an IP address"),
+            ("127.0.0.1:80", "\"127.0.0.1:80\" is not an IP address"),
+            ("fe80::1%eth0", "is not an IP address"),
+            ("224.0.0.1", "224.0.0.1 is a multicast address, where no TCP port can listen"),
+            ("ff02::1", "ff02::1 is a multicast address"),
+        ];
+        for (text, want) in refused {
+            let err = parse_host(text).expect_err(text);
+            assert!(err.starts_with(want) || err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Requests, responses and the process views they carry.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -294,6 +295,11 @@ pub struct ProcessInfo {
     pub memory: u64,
     /// The app's port, if any.
     pub port: Option<u16>,
+    /// The address that port listens on, as bound: the app's `host`, or
+    /// `::` (dual-stack) or `0.0.0.0` for every interface; `None` without
+    /// a port.
+    #[serde(default)]
+    pub host: Option<IpAddr>,
 }
 
 /// How a process ended.
@@ -333,6 +339,10 @@ pub struct InstanceDetail {
 pub struct AppDetail {
     /// The resolved config.
     pub config: AppConfig,
+    /// Where the app's port listens, as bound (see [`ProcessInfo::host`]);
+    /// `config.host` is what was asked, `None` for every interface.
+    #[serde(default)]
+    pub host: Option<IpAddr>,
     /// The instances.
     pub instances: Vec<InstanceDetail>,
     /// Log files.

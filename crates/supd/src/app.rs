@@ -12,6 +12,7 @@
 //! by [`crate::ops`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +87,8 @@ pub struct AppView {
     pub base_env: Env,
     /// Every process record, by slot; during a reload a slot has two.
     pub instances: Vec<Instance>,
+    /// Where the app's port listens, as bound (`None` without a port).
+    pub host: Option<IpAddr>,
 }
 
 /// A request to the actor, with the channel its answer goes back on.
@@ -264,7 +267,7 @@ pub fn spawn_actor(
     taken: Vec<OwnedFd>,
     with: Surroundings,
 ) -> Result<Actor, String> {
-    let listener = bind(&config, taken)?;
+    let listener = bind(&config, taken, None)?;
     // Every slot exists from the start, stopped, so `list` shows an app
     // that is registered but not running (a resurrected stopped app).
     let instances: Vec<Instance> = (0..config.instances).map(Instance::new).collect();
@@ -295,7 +298,7 @@ pub fn resume_actor(
     let listener = config.port.map(|port| {
         // SAFETY: the sockets of this app in the handover, taken once.
         let fds = sockets.into_iter().map(|fd| unsafe { handover::take(fd) });
-        SlotSockets::adopt(port, fds.collect())
+        SlotSockets::adopt(config.host, port, fds.collect())
     });
     let base_env = envs.share(base_env);
     let (mut app, actor, commands) =
@@ -306,16 +309,27 @@ pub fn resume_actor(
 }
 
 /// The daemon-owned listening sockets of an app with a port: the `taken`
-/// ones of its first slots (the others are bound when needed), or new ones.
-fn bind(config: &AppConfig, taken: Vec<OwnedFd>) -> Result<Option<SlotSockets>, String> {
+/// ones of its first slots (the others are bound when needed), or new ones
+/// (`held`: the app's current ones, when only its host changes).
+fn bind(
+    config: &AppConfig,
+    taken: Vec<OwnedFd>,
+    held: Option<&SlotSockets>,
+) -> Result<Option<SlotSockets>, String> {
     config
         .port
         .map(|port| {
             if !taken.is_empty() {
-                return Ok(SlotSockets::adopt(port, taken));
+                return Ok(SlotSockets::adopt(config.host, port, taken));
             }
-            SlotSockets::bind(port)
-                .map_err(|e| format!("app \"{}\": cannot bind port {port}: {e}", config.name))
+            match held {
+                Some(held) if held.port() == port => held.moved(config.host),
+                _ => SlotSockets::bind(config.host, port),
+            }
+            .map_err(|e| {
+                let on = config.host.map(|h| format!(" on {h}")).unwrap_or_default();
+                format!("app \"{}\": cannot bind port {port}{on}: {e}", config.name)
+            })
         })
         .transpose()
 }
@@ -335,6 +349,7 @@ impl App {
             config: config.clone(),
             base_env: base_env.clone(),
             instances: instances.clone(),
+            host: listener.as_ref().map(SlotSockets::host),
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -414,6 +429,7 @@ impl App {
             config: self.config.clone(),
             base_env: self.base_env.clone(),
             instances: self.instances.clone(),
+            host: self.listener.as_ref().map(SlotSockets::host),
         });
     }
 
@@ -660,8 +676,8 @@ impl App {
     }
 
     fn configure(&mut self, config: AppConfig, base_env: Option<Env>) -> Result<(), String> {
-        if config.port != self.config.port {
-            self.listener = bind(&config, Vec::new())?;
+        if (config.port, config.host) != (self.config.port, self.config.host) {
+            self.listener = bind(&config, Vec::new(), self.listener.as_ref())?;
         }
         self.log.configure(&config);
         self.config = Arc::new(config);

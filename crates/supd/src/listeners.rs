@@ -15,9 +15,14 @@
 //! sockets are indexed in the order they joined, i.e. by slot. Scaling down
 //! first steers connections away from the slots being removed, lets their
 //! queues drain, and only then closes them, so no queued connection is reset.
+//!
+//! Where they listen is the app's `host`; without one, on every interface:
+//! dual-stack `::` (IPv6 and, through mapped addresses, IPv4), or `0.0.0.0`
+//! where the kernel has no IPv6. Every socket of a group is bound to the same
+//! address, or it would not join the group.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
@@ -29,33 +34,60 @@ const SKF_AD_RXHASH: i32 = 32;
 
 /// The sockets of one app's port, indexed by slot.
 pub struct SlotSockets {
-    port: u16,
+    /// Where every slot's socket is bound: the host (or `::`, `0.0.0.0`)
+    /// and the port.
+    address: SocketAddr,
     sockets: Vec<Socket>,
 }
 
 impl SlotSockets {
-    /// Binds the socket of slot 0 (proving the port is ours to use).
+    /// Binds the socket of slot 0 on `host` (every interface when `None`),
+    /// proving the port is ours to use.
     ///
     /// SO_REUSEPORT would let us join a group another process (another
     /// supd's app, say) already listens in, and the kernel would then split
     /// that port's connections between two unrelated services. So a probe
-    /// bind without it comes first: it fails while anyone listens there.
-    pub fn bind(port: u16) -> io::Result<SlotSockets> {
-        probe(port)?;
+    /// bind without it comes first, on the same address: it fails while
+    /// anyone listens there.
+    pub fn bind(host: Option<IpAddr>, port: u16) -> io::Result<SlotSockets> {
+        first_available(&candidates(host), |ip| {
+            let address = SocketAddr::new(ip, port);
+            probe(address)?;
+            SlotSockets::first(address)
+        })
+    }
+
+    /// The same port on another `host`, for an app whose `host` changed: no
+    /// probe, which would only find the app's own sockets (its running
+    /// instances keep the old ones until they are replaced).
+    pub fn moved(&self, host: Option<IpAddr>) -> io::Result<SlotSockets> {
+        let port = self.port();
+        first_available(&candidates(host), |ip| {
+            SlotSockets::first(SocketAddr::new(ip, port))
+        })
+    }
+
+    /// The sockets of an app handed over by the daemon's previous image, or
+    /// taken from a dead daemon's instances. They say where they listen
+    /// (an older daemon bound `0.0.0.0`), and the slots bound later join
+    /// them there; `host` only serves when they cannot say.
+    pub fn adopt(host: Option<IpAddr>, port: u16, sockets: Vec<OwnedFd>) -> SlotSockets {
+        let sockets: Vec<Socket> = sockets.into_iter().map(Socket::from).collect();
+        let address = sockets
+            .first()
+            .and_then(|s| s.local_addr().ok()?.as_socket())
+            .unwrap_or_else(|| SocketAddr::new(candidates(host)[0], port));
+        SlotSockets { address, sockets }
+    }
+
+    /// The listening socket of slot 0 on `address`.
+    fn first(address: SocketAddr) -> io::Result<SlotSockets> {
         let mut sockets = SlotSockets {
-            port,
+            address,
             sockets: Vec::new(),
         };
         sockets.ensure(1)?;
         Ok(sockets)
-    }
-
-    /// The sockets of an app handed over by the daemon's previous image.
-    pub fn adopt(port: u16, sockets: Vec<OwnedFd>) -> SlotSockets {
-        SlotSockets {
-            port,
-            sockets: sockets.into_iter().map(Socket::from).collect(),
-        }
     }
 
     /// Each slot's socket, to hand over.
@@ -65,7 +97,12 @@ impl SlotSockets {
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.address.port()
+    }
+
+    /// The address the port listens on (`::` or `0.0.0.0` for every interface).
+    pub fn host(&self) -> IpAddr {
+        self.address.ip()
     }
 
     /// The socket of `slot`, binding it (and any below it) first if needed.
@@ -76,7 +113,7 @@ impl SlotSockets {
 
     fn ensure(&mut self, count: usize) -> io::Result<()> {
         while self.sockets.len() < count {
-            self.sockets.push(bind_one(self.port)?);
+            self.sockets.push(bind_one(self.address)?);
         }
         Ok(())
     }
@@ -100,28 +137,86 @@ impl SlotSockets {
     }
 }
 
-/// Fails with "port P is already in use by another process" when a socket
-/// listens on `port`. SO_REUSEADDR only, so a port left in TIME_WAIT by a
-/// previous run is still ours.
-fn probe(port: u16) -> io::Result<()> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+/// Where to try to listen, in order: `host`, or every interface: `::`,
+/// then `0.0.0.0` for a kernel without IPv6.
+fn candidates(host: Option<IpAddr>) -> Vec<IpAddr> {
+    match host {
+        Some(ip) => vec![ip],
+        None => vec![Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()],
+    }
+}
+
+/// `attempt` on each address in turn, until one works or fails for
+/// another reason than a missing IPv6: that error is the answer (a port
+/// in use on `::` is in use, not a reason to try `0.0.0.0`).
+fn first_available<T>(
+    addresses: &[IpAddr],
+    mut attempt: impl FnMut(IpAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut unavailable = io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
+    for &ip in addresses {
+        match attempt(ip) {
+            Err(e) if no_ipv6(&e) => unavailable = e,
+            done => return done,
+        }
+    }
+    Err(unavailable)
+}
+
+/// Whether `e` says the address family (IPv6) is missing: no IPv6 in the
+/// kernel (EAFNOSUPPORT at `socket`), or no such address here
+/// (EADDRNOTAVAIL at `bind`).
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+    )
+}
+
+/// A TCP socket for `address`, SO_REUSEADDR set (a port left in TIME_WAIT
+/// by a previous run is still ours); an IPv6 one also takes IPv4 (mapped
+/// addresses), whatever `net.ipv6.bindv6only` says, so `::` is dual-stack.
+fn socket_for(address: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
     socket.set_reuse_address(true)?;
-    match socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()) {
+    Ok(socket)
+}
+
+/// Fails with "port P is already in use by another process" when a socket
+/// listens on `address`'s port where it would take connections meant for
+/// `address` (SO_REUSEADDR only, without SO_REUSEPORT).
+fn probe(address: SocketAddr) -> io::Result<()> {
+    match socket_for(address)?.bind(&address.into()) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
-            format!("port {port} is already in use by another process"),
+            format!(
+                "port {} is already in use by another process",
+                address.port()
+            ),
         )),
         other => other,
     }
 }
 
-fn bind_one(port: u16) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
+fn bind_one(address: SocketAddr) -> io::Result<Socket> {
+    let socket = socket_for(address)?;
     socket.set_reuse_port(true)?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    socket.bind(&address.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket)
+}
+
+/// Whether a socket bound to `bound` listens where an app with `host`
+/// wants: on `host`, or without one on every interface (`::`, or the
+/// `0.0.0.0` of a kernel without IPv6 or of an older supd).
+pub fn listens_for(host: Option<IpAddr>, bound: IpAddr) -> bool {
+    match host {
+        Some(host) => bound == host,
+        None => bound.is_unspecified(),
+    }
 }
 
 /// Attaches `A = flow hash; A %= active; return A` to the reuseport group.
@@ -208,7 +303,7 @@ mod tests {
         let probe = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
-        let mut sockets = SlotSockets::bind(port).unwrap();
+        let mut sockets = SlotSockets::bind(None, port).unwrap();
         for slot in 0..3 {
             sockets.socket(slot).unwrap();
         }
@@ -238,8 +333,110 @@ mod tests {
         assert_eq!(sockets.sockets.len(), 2);
     }
 
+    fn os_error(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    /// Without IPv6, every interface is `0.0.0.0`; any other failure is
+    /// the answer, and a host is tried alone.
+    #[test]
+    fn every_interface_falls_back_to_ipv4_only_without_ipv6() {
+        let v6: IpAddr = Ipv6Addr::UNSPECIFIED.into();
+        let v4: IpAddr = Ipv4Addr::UNSPECIFIED.into();
+        let loopback6: IpAddr = Ipv6Addr::LOCALHOST.into();
+        // (host, the error IPv6 addresses fail with, what is bound or the error)
+        #[rustfmt::skip]
+        let cases: &[(Option<IpAddr>, Option<i32>, Result<IpAddr, i32>)] = &[
+            (None, None, Ok(v6)),
+            (None, Some(libc::EAFNOSUPPORT), Ok(v4)),
+            (None, Some(libc::EADDRNOTAVAIL), Ok(v4)),
+            (None, Some(libc::EADDRINUSE), Err(libc::EADDRINUSE)),
+            (None, Some(libc::EACCES), Err(libc::EACCES)),
+            (Some(loopback6), None, Ok(loopback6)),
+            (Some(loopback6), Some(libc::EADDRNOTAVAIL), Err(libc::EADDRNOTAVAIL)),
+            (Some(loopback6), Some(libc::EAFNOSUPPORT), Err(libc::EAFNOSUPPORT)),
+        ];
+        for &(host, v6_error, want) in cases {
+            let mut tried = Vec::new();
+            let got = first_available(&candidates(host), |ip| {
+                tried.push(ip);
+                match v6_error {
+                    Some(code) if ip.is_ipv6() => Err(os_error(code)),
+                    _ => Ok(ip),
+                }
+            });
+            let got = got.map_err(|e| e.raw_os_error().unwrap());
+            assert_eq!(got, want, "{host:?} {v6_error:?}, tried {tried:?}");
+        }
+    }
+
+    /// A socket taken over serves an app when it listens where the app's
+    /// host says; without a host, on every interface of either family.
+    #[test]
+    fn a_socket_listens_for_its_host() {
+        let any6: IpAddr = Ipv6Addr::UNSPECIFIED.into();
+        let any4: IpAddr = Ipv4Addr::UNSPECIFIED.into();
+        let local4: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let local6: IpAddr = Ipv6Addr::LOCALHOST.into();
+        #[rustfmt::skip]
+        let cases = [
+            (None, any6, true), (None, any4, true), (None, local4, false),
+            (Some(local4), local4, true), (Some(local4), any4, false), (Some(local4), local6, false),
+            (Some(local6), local6, true), (Some(any4), any4, true), (Some(any4), any6, false),
+        ];
+        for (host, bound, want) in cases {
+            assert_eq!(listens_for(host, bound), want, "{host:?} {bound}");
+        }
+    }
+
+    /// Whether something accepts TCP connections at `ip`:`port`.
+    fn answers(ip: IpAddr, port: u16) -> bool {
+        TcpStream::connect((ip, port)).is_ok()
+    }
+
+    /// Every interface is dual-stack; a host is that address only; a new
+    /// host on the same port binds beside the sockets instances still hold.
+    #[test]
+    fn sockets_listen_on_the_host() {
+        let local4: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let local6: IpAddr = Ipv6Addr::LOCALHOST.into();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let everywhere = SlotSockets::bind(None, port).unwrap();
+        assert_eq!(everywhere.host(), IpAddr::from(Ipv6Addr::UNSPECIFIED));
+        assert!(answers(local4, port) && answers(local6, port));
+
+        let loopback = everywhere.moved(Some(local4)).unwrap();
+        drop(everywhere);
+        assert_eq!(loopback.host(), local4);
+        assert!(answers(local4, port) && !answers(local6, port));
+
+        let mut six = loopback.moved(Some(local6)).unwrap();
+        drop(loopback);
+        six.socket(1).unwrap();
+        assert_eq!(six.host(), local6);
+        assert!(!answers(local4, port) && answers(local6, port));
+    }
+
+    /// Sockets handed over keep their address, and later slots join them
+    /// there (an older supd bound `0.0.0.0`).
+    #[test]
+    fn adopted_sockets_say_where_they_listen() {
+        let old = bind_one(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).unwrap();
+        let address = old.local_addr().unwrap().as_socket().unwrap();
+        let mut adopted = SlotSockets::adopt(None, address.port(), vec![old.into()]);
+        assert_eq!(adopted.host(), IpAddr::from(Ipv4Addr::UNSPECIFIED));
+        adopted.socket(1).unwrap();
+        let second = adopted.sockets[1].local_addr().unwrap().as_socket();
+        assert_eq!(second, Some(address));
+    }
+
     /// A port someone else listens on, even with SO_REUSEPORT as ours
-    /// would, is refused rather than shared.
+    /// would, is refused rather than shared, on every interface or on the
+    /// host.
     #[test]
     fn a_port_another_process_listens_on_is_refused() {
         let theirs = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -249,12 +446,15 @@ mod tests {
             .unwrap();
         theirs.listen(1).unwrap();
         let port = theirs.local_addr().unwrap().as_socket().unwrap().port();
-        let err = SlotSockets::bind(port).err().expect("refused");
-        assert_eq!(
-            err.to_string(),
-            format!("port {port} is already in use by another process")
-        );
+        for host in [None, Some(Ipv4Addr::LOCALHOST.into())] {
+            let err = SlotSockets::bind(host, port).err().expect("refused");
+            assert_eq!(
+                err.to_string(),
+                format!("port {port} is already in use by another process"),
+                "{host:?}"
+            );
+        }
         drop(theirs);
-        SlotSockets::bind(port).expect("free again");
+        SlotSockets::bind(None, port).expect("free again");
     }
 }

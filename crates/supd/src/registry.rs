@@ -888,6 +888,7 @@ impl Registry {
         Ok(Response::Show {
             app: Box::new(AppDetail {
                 config,
+                host: view.host,
                 instances,
                 logs,
                 next_cron_restart,
@@ -953,6 +954,7 @@ fn processes(view: &AppView, samples: &Samples) -> Vec<ProcessInfo> {
             cpu: i.pid.map_or(0.0, |p| samples.get(p).cpu),
             memory: i.pid.map_or(0, |p| samples.get(p).memory),
             port: c.port,
+            host: view.host,
         })
         .collect()
 }

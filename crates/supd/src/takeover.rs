@@ -13,13 +13,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use socket2::Socket;
 use supd_supervisor::procfs;
 
 use crate::dump::SavedApp;
+use crate::listeners;
 use crate::state::Recorded;
 
 /// The descriptor an instance holds its slot's socket on.
@@ -37,7 +38,7 @@ pub fn take(apps: &[SavedApp], recorded: &[Recorded]) -> HashMap<String, Vec<Own
                 .iter()
                 .find(|r| r.app == config.name && r.slot == slot);
             let result = match holder {
-                Some(r) => take_one(r, port),
+                Some(r) => take_one(r, config.host, port),
                 None => Err(io::Error::other("no process of it is recorded")),
             };
             match result {
@@ -61,8 +62,9 @@ pub fn take(apps: &[SavedApp], recorded: &[Recorded]) -> HashMap<String, Vec<Own
 }
 
 /// Copies fd 3 of the recorded process, if it is still that process and the
-/// descriptor is the slot's socket: listening TCP on `0.0.0.0:port`.
-fn take_one(recorded: &Recorded, port: u16) -> io::Result<OwnedFd> {
+/// descriptor is the slot's socket: listening TCP on `port`, where the app's
+/// `host` says.
+fn take_one(recorded: &Recorded, host: Option<IpAddr>, port: u16) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // (or -1), owned here from now on.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, recorded.pid as libc::pid_t, 0) };
@@ -86,17 +88,18 @@ fn take_one(recorded: &Recorded, port: u16) -> io::Result<OwnedFd> {
     }
     // SAFETY: a descriptor pidfd_getfd just returned, owned by nobody else.
     let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    check(&socket, port)?;
+    check(&socket, host, port)?;
     Ok(socket.into())
 }
 
-/// Whether `socket` is one the daemon would have bound for `port`.
-fn check(socket: &Socket, port: u16) -> io::Result<()> {
-    let wanted = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
+/// Whether `socket` is one the daemon would have bound for `port` on `host`.
+fn check(socket: &Socket, host: Option<IpAddr>, port: u16) -> io::Result<()> {
     let address = socket.local_addr()?.as_socket();
-    if address != Some(wanted) || !socket.is_listener()? {
+    let wanted = address.is_some_and(|a| a.port() == port && listeners::listens_for(host, a.ip()));
+    if !wanted || !socket.is_listener()? {
+        let at = host.map_or_else(|| "every interface".to_owned(), |h| h.to_string());
         return Err(io::Error::other(format!(
-            "its fd 3 is not a socket listening on {wanted}"
+            "its fd 3 is not a socket listening on port {port} on {at}"
         )));
     }
     Ok(())
@@ -106,6 +109,7 @@ fn check(socket: &Socket, port: u16) -> io::Result<()> {
 mod tests {
     use super::*;
     use socket2::{Domain, Type};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
     fn socket(address: SocketAddr, listen: bool) -> Socket {
         let s = Socket::new(Domain::for_address(address), Type::STREAM, None).unwrap();
@@ -116,18 +120,28 @@ mod tests {
         s
     }
 
+    fn port(socket: &Socket) -> u16 {
+        socket.local_addr().unwrap().as_socket().unwrap().port()
+    }
+
     /// Only a listening socket on the app's address and port is kept.
     #[test]
     fn only_the_apps_listening_socket_passes() {
+        let local4 = Some(Ipv4Addr::LOCALHOST.into());
         let ours = socket((Ipv4Addr::UNSPECIFIED, 0).into(), true);
-        let port = ours.local_addr().unwrap().as_socket().unwrap().port();
-        check(&ours, port).unwrap();
-        assert!(check(&ours, port.wrapping_add(1)).is_err(), "another port");
+        check(&ours, None, port(&ours)).unwrap();
+        let err = check(&ours, None, port(&ours).wrapping_add(1)).unwrap_err();
+        assert!(err.to_string().ends_with("on every interface"), "{err}");
+        assert!(check(&ours, local4, port(&ours)).is_err(), "another host");
+        let dual = socket((Ipv6Addr::UNSPECIFIED, 0).into(), true);
+        check(&dual, None, port(&dual)).unwrap();
         let local = socket((Ipv4Addr::LOCALHOST, 0).into(), true);
-        let local_port = local.local_addr().unwrap().as_socket().unwrap().port();
-        assert!(check(&local, local_port).is_err(), "another address");
+        check(&local, local4, port(&local)).unwrap();
+        let err = check(&local, None, port(&local)).unwrap_err();
+        assert!(err.to_string().contains("every interface"), "{err}");
+        let err = check(&ours, local4, port(&ours)).unwrap_err();
+        assert!(err.to_string().ends_with("on 127.0.0.1"), "{err}");
         let idle = socket((Ipv4Addr::UNSPECIFIED, 0).into(), false);
-        let idle_port = idle.local_addr().unwrap().as_socket().unwrap().port();
-        assert!(check(&idle, idle_port).is_err(), "not listening");
+        assert!(check(&idle, None, port(&idle)).is_err(), "not listening");
     }
 }

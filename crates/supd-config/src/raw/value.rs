@@ -2,7 +2,7 @@
 //! at the value's span when it is not.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -309,13 +309,23 @@ impl<'a, 'v, 'i> Value<'_, 'a, 'v, 'i> {
         }
     }
 
-    /// `metrics`: `"IP:PORT"`.
-    pub(super) fn socket_addr(&mut self) -> Option<SocketAddr> {
+    /// A string turned into a `T` by `parse`, which may reject it.
+    fn parsed<T>(&mut self, parse: fn(&str) -> Result<T, String>) -> Option<T> {
         let text = self.string()?;
-        match values::parse_metrics_addr(&text) {
-            Ok(addr) => Some(addr),
+        match parse(&text) {
+            Ok(value) => Some(value),
             Err(message) => self.fail(message),
         }
+    }
+
+    /// `metrics`: `"IP:PORT"`.
+    pub(super) fn socket_addr(&mut self) -> Option<SocketAddr> {
+        self.parsed(values::parse_metrics_addr)
+    }
+
+    /// `host`: an IP address, or `"localhost"`.
+    pub(super) fn host(&mut self) -> Option<IpAddr> {
+        self.parsed(values::parse_host)
     }
 
     /// An array whose every element `one` reads (its problems reported at
