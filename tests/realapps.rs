@@ -51,19 +51,28 @@ fn start_cluster(supd: &Supd, name: &str, keys: &str) -> u16 {
     port
 }
 
-/// A Node app of the fixtures, unmodified and with no readiness key: the
-/// frameworks come from `NODE_PATH`.
+/// A Node app of the fixtures, unmodified, without `wait_ready`: supd's own
+/// rule makes it ready when it listens (checked on `show`'s `ready` line).
+/// `listen_timeout` only bounds that wait: 3 s by default, which a Node
+/// start can exceed while a debug daemon, the load and other tests share two
+/// cores. The frameworks come from `NODE_PATH`.
 fn start_node(supd: &Supd, name: &str, script: &str) -> u16 {
     let node_modules = install::node();
-    start_cluster(
+    let port = start_cluster(
         supd,
         name,
         &format!(
-            "script = \"node\"\nargs = [\"{}\"]\n[apps.env]\nNODE_PATH = \"{}\"\n",
+            "script = \"node\"\nargs = [\"{}\"]\nlisten_timeout = \"20s\"\n[apps.env]\nNODE_PATH = \"{}\"\n",
             install::fixtures().join(script).display(),
             node_modules.display()
         ),
-    )
+    );
+    let show = supd.ok(&["show", name]);
+    assert!(
+        show.contains(&format!("when it listens on port {port} (Node)")),
+        "{name} is ready when it listens, with no key: {show}"
+    );
+    port
 }
 
 /// The processes serving on `port` that are not in `old`, by instance:
