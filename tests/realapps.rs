@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use crate::support::{KeepAliveLoad, Load, Supd, free_port, get_fresh, wait_for};
 
-/// One real app at a time: each runs a load beside two interpreters that
-/// start and stop, and the Node ones must listen within the default
-/// `listen_timeout` (3 s) while the others' loads take the machine's cores.
+/// One real app at a time: each runs a load beside interpreters that start
+/// and stop, and two of them at once on two cores slow each other's starts
+/// past any bound worth waiting for.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Waits for the other real-app tests (a failed one does not block the rest).
