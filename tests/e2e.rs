@@ -23,6 +23,7 @@ mod monitor;
 mod operations;
 mod platform;
 mod readiness;
+mod realapps;
 mod scale;
 mod services;
 mod tree;

@@ -378,6 +378,36 @@ def pm2_install(prefix: Path | None, tmp_root: Path) -> Pm2Install:
     return inst
 
 
+REAL_APPS = WORKSPACE / "tests" / "fixtures" / "realapps"
+
+
+def real_apps_node() -> Path:
+    """The `node_modules` of Express and Fastify, installed once per target folder into
+    `target/real-apps/node` with `npm ci` from the pinned `tests/fixtures/realapps/package.json`
+    and `package-lock.json`: the same cache, lock and completion stamp as tests/realapps
+    (install.rs), so the tests and the benchmark install it once between them. The lock
+    (`flock` on `target/real-apps/node.lock`) makes a parallel installer wait; the stamp
+    (the manifests' contents, written last) tells a finished install from a changed pin or
+    an interrupted one."""
+    import fcntl  # Linux only, as everything here
+    manifests = ("package.json", "package-lock.json")
+    root = Path(os.environ.get("CARGO_TARGET_DIR") or WORKSPACE / "target") / "real-apps"
+    root.mkdir(parents=True, exist_ok=True)
+    folder, wanted = root / "node", "".join((REAL_APPS / m).read_text() for m in manifests)
+    with open(root / "node.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = folder / ".installed"
+        if not (stamp.exists() and stamp.read_text() == wanted):
+            log(f"installing Express and Fastify into {folder} (npm ci, once)")
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            for m in manifests:
+                shutil.copy(REAL_APPS / m, folder / m)
+            run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, timeout=600)
+            stamp.write_text(wanted)
+    return folder / "node_modules"
+
+
 def toml_value(v) -> str:
     """A TOML value for a str, int, float, bool or a list of them (JSON's escapes are TOML's)."""
     if isinstance(v, bool):

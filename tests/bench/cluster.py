@@ -63,9 +63,17 @@ def wrk(port: int, *, close: bool, duration: int, threads: int, conns: int, quie
         cmd += ["-H", "Connection: close"]
     cmd.append(f"http://127.0.0.1:{port}/")
     p = run(cmd, timeout=duration + 30, quiet=quiet)
-    out = p.stdout
-    res = {"cmd": " ".join(cmd), "rps": None, "requests": None, "errors": 0,
-           "non_2xx": 0, "latency_avg_ms": None, "latency_p99_ms": None}
+    res = parse_wrk(p.stdout, p.stderr)
+    res["cmd"] = " ".join(cmd)
+    return res
+
+
+def parse_wrk(out: str, err: str = "") -> dict:
+    """What a wrk run printed: req/s, requests, socket errors (by kind, and their sum),
+    non-2xx/3xx answers, mean and p99 latency. wrk never retries a request, so every
+    error it counts is a request a client lost. Raises when there is no summary."""
+    res = {"rps": None, "requests": None, "errors": 0, "socket_errors": {}, "non_2xx": 0,
+           "latency_avg_ms": None, "latency_p99_ms": None}
     if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
         res["rps"] = float(m.group(1))
     if m := re.search(r"(\d+) requests in", out):
@@ -80,7 +88,7 @@ def wrk(port: int, *, close: bool, duration: int, threads: int, conns: int, quie
     if m := re.search(r"^\s+99%\s+(\S+)", out, re.M):
         res["latency_p99_ms"] = _ms(m.group(1))
     if res["rps"] is None:
-        raise RuntimeError(f"could not parse wrk output:\n{out}\n{p.stderr}")
+        raise RuntimeError(f"could not parse wrk output:\n{out}\n{err}")
     return res
 
 
@@ -130,14 +138,21 @@ def throughput(deployments: list, args) -> dict:
 # --------------------------------------------------------------------------- load during reloads
 
 
+class ClosedUnderRequest(ConnectionError):
+    """The server closed a reused keep-alive connection under a request the client had
+    already sent. Counted as a failure, as wrk and clients that do not retry see it; a
+    client that resends once on a new connection would have hidden it."""
+
+
 class Load:
     """N threads, each looping GET / until stop() (bounded by max_seconds).
 
     `close`: a new connection per request (`Connection: close`). `keepalive`: each thread
-    keeps one connection and sends its requests on it. When a reused connection is closed
-    by the server before it answers (the old worker going away), the request is sent once
-    more on a new connection, as HTTP clients do for idempotent requests; those are
-    counted as `retried`, and a request fails only if that second try fails too."""
+    keeps one connection and sends its requests on it, opening a new one only after the
+    server closed it (`Connection: close`) or a request failed. A request is never sent
+    twice: a reused connection closed before the answer is a failed request, counted
+    among the connection errors and also as `hidden_by_resend` (what a client that resends
+    once, as this one did before issue 16, would not have seen)."""
 
     def __init__(self, port: int, threads: int, max_seconds: float, request_timeout: float, keepalive: bool = False):
         self.port = port
@@ -150,23 +165,24 @@ class Load:
         self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(threads)]
         self.t0 = 0.0
 
-    def _keepalive_get(self, conn: http.client.HTTPConnection):
-        """GET / on the thread's connection (reconnected when closed); (status, body, retried)."""
-        for retry in (False, True):
-            reused = conn.sock is not None
-            try:
-                conn.request("GET", "/")
-                r = conn.getresponse()
-                return r.status, r.read().decode("utf-8", "replace"), retry
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                conn.close()
-                if not reused or retry:
-                    raise
-        raise AssertionError("unreachable")
+    @staticmethod
+    def _keepalive_get(conn: http.client.HTTPConnection):
+        """GET / on the thread's connection (a new one when the last was closed); (status,
+        body). Raises ClosedUnderRequest when a reused connection closed under the request."""
+        reused = conn.sock is not None
+        try:
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            return r.status, r.read().decode("utf-8", "replace")
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+            conn.close()
+            if reused:
+                raise ClosedUnderRequest(str(e)) from e
+            raise
 
     def _loop(self, idx: int) -> None:
         """One load thread: requests until stopped, counting answers, errors and instances."""
-        ok = non200 = retried = 0
+        ok = non200 = hidden = 0
         errors: collections.Counter = collections.Counter()
         per_instance: collections.Counter = collections.Counter()
         samples = []  # (seconds since load start when the request was sent, kind, detail)
@@ -176,8 +192,7 @@ class Load:
             sent = round(time.monotonic() - self.t0, 3)
             try:
                 if self.keepalive:
-                    status, body, again = self._keepalive_get(conn)
-                    retried += again
+                    status, body = self._keepalive_get(conn)
                 else:
                     status, body = bl.http_get(self.port, timeout=self.request_timeout)
                 if status == 200:
@@ -190,10 +205,11 @@ class Load:
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 errors[type(e).__name__] += 1
+                hidden += isinstance(e, ClosedUnderRequest)
                 if len(samples) < 20:
                     samples.append((sent, type(e).__name__, str(e)))
         conn.close()
-        self.results[idx] = (ok, non200, errors, per_instance, samples, retried)
+        self.results[idx] = (ok, non200, errors, per_instance, samples, hidden)
 
     def start(self) -> None:
         """Starts the threads."""
@@ -206,7 +222,7 @@ class Load:
         self.stop_ev.set()
         for t in self.threads:
             t.join(timeout=10)
-        ok = non200 = retried = 0
+        ok = non200 = hidden = 0
         errors: collections.Counter = collections.Counter()
         per_instance: collections.Counter = collections.Counter()
         samples = []
@@ -218,7 +234,7 @@ class Load:
             errors.update(r[2])
             per_instance.update(r[3])
             samples.extend(r[4])
-            retried += r[5]
+            hidden += r[5]
         elapsed = time.monotonic() - self.t0
         return {
             "load": "keepalive" if self.keepalive else "close",
@@ -227,7 +243,7 @@ class Load:
             "non_200": non200,
             "connection_errors": sum(errors.values()),
             "errors_by_kind": dict(errors),
-            "retried": retried,
+            "hidden_by_resend": hidden,
             "per_instance": dict(sorted(per_instance.items())),
             "first_failures": sorted(samples)[:20],
             "seconds": round(elapsed, 2),
@@ -272,7 +288,8 @@ def reloads_under_load(d: "Deployment", args, keepalive: bool) -> dict:
     res["reloads_ok"] = sum(1 for r in reloads if r["rc"] == 0 and r["replaced"])
     res["total_reload_s"] = round(sum(r["seconds"] for r in reloads), 3)
     log(f"  load ({res['load']}): {res['requests']} requests, {res['non_200']} non-200, "
-        f"{res['connection_errors']} connection errors {res['errors_by_kind'] or ''}, {res['retried']} retried")
+        f"{res['connection_errors']} connection errors {res['errors_by_kind'] or ''}, "
+        f"{res['hidden_by_resend']} of them closed under a sent request (a resend would have hidden them)")
     return res
 
 
@@ -343,6 +360,12 @@ def reload_runs(s: dict) -> dict:
     return s.get("reloads") or ({"close": [s["reload"]]} if "reload" in s else {})
 
 
+def hidden_by_resend(r: dict) -> str:
+    """The failures a resending client would have hidden; a report from before issue 16
+    counted resent requests as `retried` and not as failures: shown as such."""
+    return str(r["hidden_by_resend"]) if "hidden_by_resend" in r else f"{r.get('retried', 0)} resent, not counted"
+
+
 def markdown(report: dict) -> str:
     """The report as Markdown."""
     m = report["machine"]
@@ -409,10 +432,11 @@ def markdown(report: dict) -> str:
         f"Reloads under load: {a['reloads']} reloads in sequence ({a['reload_pause']} s apart) while "
         f"{a['load_threads']} Python threads send `GET /`, with a fresh connection per request or on a keep-alive "
         f"connection each (no answer within {a['request_timeout']:g} s counts as a connection error; a keep-alive "
-        "request whose reused connection the server closed before answering is sent once more on a new connection: "
-        "'retried'). Total reload time = the reload commands' wall time, added up.",
+        "request whose reused connection the server closed before answering is a connection error too, never "
+        "resent; 'hidden by a resend' counts those, which a client that resends once on a new connection would "
+        "not have seen). Total reload time = the reload commands' wall time, added up.",
         "",
-        "| supervisor | load | round | reloads done (exit 0, every pid replaced) | total reload time | requests | 200 | non-200 | connection errors | retried | answers per instance |",
+        "| supervisor | load | round | reloads done (exit 0, every pid replaced) | total reload time | requests | 200 | non-200 | connection errors | of which hidden by a resend | answers per instance |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key, label, cmd in (("supd_cluster", "supd", "supctl reload hello"), ("pm2_cluster", "PM2", "pm2 reload hello")):
@@ -432,7 +456,7 @@ def markdown(report: dict) -> str:
                 lines.append(
                     f"| {label} (`{cmd}`) | {kinds[kind]} | {rnd} | {r['reloads_ok']}/{len(r['reloads'])} | {total:.2f} s | "
                     f"{r['requests']:,} | {r['ok']:,} | {r['non_200']} | {r['connection_errors']}{f' ({errs})' if errs else ''} | "
-                    f"{r.get('retried', 0)} | {per} |")
+                    f"{hidden_by_resend(r)} | {per} |")
     return bl.tail_md(report, lines) if "leftovers" in report else "\n".join(lines)
 
 

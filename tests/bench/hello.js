@@ -6,7 +6,11 @@
 // - GET / answers 200 "hello from <instance>" (NODE_APP_INSTANCE).
 // - Once listening, process.send('ready') when an IPC channel exists
 //   (PM2's wait_ready protocol; supd speaks it too).
-// - SIGINT/SIGTERM: stop accepting, let in-flight requests finish, exit.
+// - SIGINT/SIGTERM: the drain of docs/cluster.md ("The drain"), as supd's Node
+//   preload does it: stop accepting, answer every request that arrives or is in
+//   flight with `Connection: close`, close a connection left idle only after
+//   1 s, exit once the last connection is closed. Closing idle keep-alive
+//   connections at once would lose a request a client has just sent on one.
 'use strict';
 
 const http = require('http');
@@ -14,7 +18,12 @@ const http = require('http');
 const instance = process.env.NODE_APP_INSTANCE || '0';
 const body = `hello from ${instance}\n`;
 
+// How long a connection may stay idle once the drain has started.
+const IDLE_GRACE_MS = 1000;
+let stopping = false;
+
 const server = http.createServer((req, res) => {
+  if (stopping) res.setHeader('Connection', 'close');
   if (req.method === 'GET' && (req.url === '/' || req.url.startsWith('/?'))) {
     res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
@@ -34,13 +43,17 @@ if (process.env.LISTEN_FDS && parseInt(process.env.LISTEN_FDS, 10) >= 1) {
   server.listen(parseInt(process.env.PORT || '3000', 10), '127.0.0.1', onListening);
 }
 
-let stopping = false;
 function shutdown() {
   if (stopping) return;
   stopping = true;
-  // Stop accepting; keep-alive connections that are idle are closed so close() can finish.
-  server.close(() => process.exit(0));
-  if (typeof server.closeIdleConnections === 'function') server.closeIdleConnections();
+  // A connection whose response is under way goes idle after it: closed after the grace.
+  server.keepAliveTimeout = IDLE_GRACE_MS;
+  // net's close only stops accepting; http's (Node >= 19) would also close the idle
+  // keep-alive connections at once, under a request a client may have sent already.
+  require('net').Server.prototype.close.call(server, () => process.exit(0));
+  setTimeout(() => {
+    if (typeof server.closeIdleConnections === 'function') server.closeIdleConnections();
+  }, IDLE_GRACE_MS);
   // Bounded: never hang the supervisor's stop beyond a few seconds.
   setTimeout(() => process.exit(0), 4000).unref();
 }

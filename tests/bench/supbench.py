@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """supbench: every supd-vs-PM2 benchmark in one command, one summary table.
 
-    python3 tests/bench/supbench.py            # full run (about 21 minutes on 2 cores)
+    python3 tests/bench/supbench.py            # full run (about 31 minutes on 2 cores)
     python3 tests/bench/supbench.py --quick    # smoke run for CI (under two minutes)
 
 Runs each scenario against supd and against PM2 on the same machine, in one run, through
@@ -14,6 +14,9 @@ the scripts next to this one (each as a subprocess with `--json-out`, bounded in
   logs      logs.py: log throughput and the daemon's CPU seconds per GB, lines checked
   reload    cluster.py: failed requests and total time of 5 reloads of a 2-instance
             cluster app under load, `Connection: close` and keep-alive
+  keepalive keepalive.py: requests wrk (keep-alive, never retries) lost through 3 reloads, a
+            scale from 8 to 4 and the daemon's update: api-gateway x4, unmodified Express
+            and Fastify x2 with no readiness keys
   cluster   cluster.py: requests per second through cluster mode (wrk, same Node app)
   memlimit  monitor.py: memory-limit reaction time
   idle      monitor.py: the daemon's CPU while it supervises 8 and 200 idle processes
@@ -55,6 +58,12 @@ import benchlib as bl  # noqa: E402 - the shared helpers, next to this script
 from benchlib import HERE, log  # noqa: E402
 from cluster import wrk_version  # noqa: E402
 from monitor import missed_cycles  # noqa: E402
+
+
+# The keep-alive cases of a quick run: every app through reloads, the scale-down and the
+# daemon update once each, and PM2 through one scale-down (about 40 s in all; the full run
+# does every app through every operation on both sides).
+QUICK_KEEPALIVE = "gateway:reload,express:reload,fastify:reload,express:scale,gateway:update"
 
 
 @dataclass
@@ -181,6 +190,9 @@ def sum_reload(rep: dict) -> tuple[list[Row], list]:
         failed = tuple([r["connection_errors"] + r["non_200"] for r in runs_of(g, s)] for s in ("supd", "pm2"))
         rows.append(Row(f"failed requests during {n} reloads of a 2-instance cluster app, {label} load", "",
                         *failed, spec="{:.0f}"))
+        if kind == "keepalive":
+            rows.append(Row("… of which a client that resends once would have hidden (closed under a sent request)",
+                            "", *per_run(g, "hidden_by_resend"), spec="{:.0f}"))
         rows.append(Row(f"total time of the {n} reload commands, {label} load", "s", *per_run(g, "total_reload_s")))
         problems += side_errors(g, f"reload {kind}")
         for side in ("supd", "pm2"):
@@ -192,6 +204,26 @@ def sum_reload(rep: dict) -> tuple[list[Row], list]:
     for key, side in (("supd_cluster", "supd"), ("pm2_cluster", "pm2")):
         if "error" in sc.get(key, {}) and not sc[key].get("reloads"):
             problems.append((side, f"reload: {sc[key]['error'].splitlines()[0][:200]}"))
+    return rows, problems
+
+
+def sum_keepalive(rep: dict) -> tuple[list[Row], list]:
+    """Rows of keepalive.py: requests wrk lost (socket errors + non-2xx) per app and
+    operation, each side's runs; supd's losses, failed operations and failed runs are
+    problems (they fail the run), PM2's are its results."""
+    from keepalive import APPS, failures, op_label  # noqa: PLC0415 - the script's own labels
+    rows, groups = [], {}
+    for r in rep.get("runs", []):
+        groups.setdefault((r["app"], r["op"]), {"supd": [], "pm2": []})[r["side"]].append(r)
+    for (app_key, op), g in groups.items():
+        app = APPS[app_key]
+        name = app.name if op == "scale" else f"{app.name} x{app.instances}"
+        rows.append(Row(f"keep-alive (wrk -c32, never retries): requests failed through {op_label(op)}, {name}", "",
+                        *per_run(g, "failed"), spec="{:.0f}",
+                        pm2_text=None if app.pm2 else "n/a (Node cluster only)"))
+    problems = [("supd", f"keepalive {f}") for f in failures(rep.get("runs", []))]
+    problems += [("pm2", f"keepalive {r['app']}:{r['op']}: {r['error'].splitlines()[0][:200]}")
+                 for r in rep.get("runs", []) if r["side"] == "pm2" and "error" in r]
     return rows, problems
 
 
@@ -282,6 +314,9 @@ def scenarios(a) -> list[Scenario]:
         Scenario("reload", "cluster.py", ["--skip-throughput", "--reloads", "5"],
                  ["--skip-throughput", "--reloads", "2", "--reload-pause", "0.2", "--request-timeout", "2"], (1200, 120),
                  rounds="--reload-rounds", summarize=sum_reload),
+        Scenario("keepalive", "keepalive.py", ["--cases", "all"],
+                 ["--cases", QUICK_KEEPALIVE, "--pm2-cases", "express:scale", "--after", "0.5"], (2400, 120),
+                 summarize=sum_keepalive),
         Scenario("cluster", "cluster.py", ["--reload-kinds", "", "--duration", "10"],
                  ["--reload-kinds", "", "--no-fork", "--duration", "1", "--warmup", "1", "--retries", "0"], (1200, 90),
                  summarize=sum_cluster),
