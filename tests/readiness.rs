@@ -154,8 +154,11 @@ fn node_app(supd: &Supd, name: &str, script: &str, args: &[&str], port: u16, key
     file.to_str().unwrap().to_owned()
 }
 
+/// A Node server that has not listened by `listen_timeout` is late, not
+/// failed (a slow start on a busy machine must not kill it): it is counted
+/// online at the timeout, as PM2 does, with the reason as its status.
 #[test]
-fn a_node_app_that_never_listens_on_its_port_fails_to_start_saying_so() {
+fn a_node_app_that_never_listens_on_its_port_is_counted_online_at_the_timeout_saying_so() {
     let supd = Supd::new();
     let port = free_port();
     let idle = ["-e", "setInterval(() => {}, 1000)"];
@@ -167,24 +170,31 @@ fn a_node_app_that_never_listens_on_its_port_fails_to_start_saying_so() {
         port,
         "listen_timeout = \"1s\"\n",
     );
-    let err = supd.fails(&["start", &file]);
-    let reason = format!("did not listen on port {port} within 1s");
-    assert!(err.contains(&reason) && err.contains("\"idle\""), "{err}");
+    let started = Instant::now();
+    supd.ok(&["start", &file]);
     assert!(
-        err.contains("wait_ready = false"),
-        "names the way out: {err}"
+        started.elapsed() >= Duration::from_millis(900),
+        "start waited for the listen: {:?}",
+        started.elapsed()
     );
+    let reason =
+        format!("did not listen on port {port} within 1s (listen_timeout); counted online");
     let show = supd.show("idle");
     let instance = &show["instances"][0];
-    assert_eq!(instance["status"], "errored", "{show}");
+    assert_eq!(instance["status"], "online", "{show}");
     assert!(
-        instance["last_error"].as_str().unwrap().contains(&reason),
+        instance["status_text"].as_str().unwrap().contains(&reason),
         "{show}"
+    );
+    assert!(
+        supd.ok(&["show", "idle"]).contains("wait_ready = false"),
+        "names the way out"
     );
     let log = std::fs::read_to_string(supd.home().join("supd.log")).unwrap();
     assert!(log.contains(&reason), "the daemon log says it: {log}");
 
     // `wait_ready = false`, written, turns the wait off.
+    supd.ok(&["delete", "idle"]);
     let file = node_app(&supd, "idle", "node", &idle, port, "wait_ready = false\n");
     supd.ok(&["start", &file]);
     assert_eq!(supd.instance("idle", 0)["status"], "online");

@@ -97,7 +97,27 @@ impl Readiness {
         self != Readiness::Spawned
     }
 
-    /// Why an instance that waited `listen_timeout` is not online: for a
+    /// Whether an instance still not ready at `listen_timeout` has failed
+    /// (it is killed and the operation stops) rather than being late.
+    ///
+    /// A Node app's own server is only late: PM2 too calls it online at
+    /// `listen_timeout`, and a slow start must not kill it (eight Express
+    /// processes starting at once on two busy cores took over 3 s). It is
+    /// counted online with the reason as its status; if it never listens,
+    /// the held socket's queue shows it (see docs/cluster.md, "A port nobody
+    /// serves"). The app's own word (`wait_ready = true`) is a promise to
+    /// keep, and a wrapper cannot listen at all: those fail.
+    pub fn fails_on_timeout(self) -> bool {
+        !matches!(
+            self,
+            Readiness::Listening {
+                program: NodeProgram::Node,
+                ..
+            }
+        )
+    }
+
+    /// Why an instance that waited `listen_timeout` is not ready: for a
     /// Node app with a port, that it did not listen, and what to do.
     pub fn timeout_reason(self, listen_timeout: Duration) -> String {
         let within = human(listen_timeout);
@@ -106,7 +126,7 @@ impl Readiness {
                 let what = match program.hint() {
                     Some(hint) => format!("; {hint}"),
                     None => format!(
-                        "; raise listen_timeout if it needs longer, or set wait_ready = false if it does not serve port {port}"
+                        "; counted online, as PM2 does: raise listen_timeout if it needs longer, or set wait_ready = false if it does not serve port {port}"
                     ),
                 };
                 format!("did not listen on port {port} within {within} (listen_timeout){what}")
@@ -268,13 +288,28 @@ mod tests {
     }
 
     #[test]
+    fn only_a_node_server_is_late_rather_than_failed_at_the_timeout() {
+        let fails = |script, wait_ready| {
+            app(script, Some(3000), wait_ready)
+                .readiness()
+                .fails_on_timeout()
+        };
+        assert!(!fails("node", None), "a slow Node server is late");
+        assert!(!fails("app.js", None), "a slow Node server is late");
+        assert!(fails("npm", None), "a wrapper never listens");
+        assert!(fails("node", Some(true)), "wait_ready is a promise");
+        assert!(fails("worker", Some(true)), "wait_ready is a promise");
+    }
+
+    #[test]
     fn failures_say_what_happened_and_what_to_do() {
         let secs = Duration::from_secs(3);
         let node = app("node", Some(3000), None).readiness();
         assert_eq!(
             node.timeout_reason(secs),
-            "did not listen on port 3000 within 3s (listen_timeout); raise listen_timeout if it \
-             needs longer, or set wait_ready = false if it does not serve port 3000"
+            "did not listen on port 3000 within 3s (listen_timeout); counted online, as PM2 does: \
+             raise listen_timeout if it needs longer, or set wait_ready = false if it does not \
+             serve port 3000"
         );
         assert_eq!(node.hint(), None);
         let npm = app("npm", Some(3000), None).readiness();

@@ -764,6 +764,7 @@ impl App {
         inst.generation = generation;
         inst.kill_deadline = None;
         inst.status_text = None;
+        inst.late = false;
         match result {
             Ok(pid) => {
                 inst.pid = Some(pid);
@@ -1002,23 +1003,36 @@ impl App {
         let inst = &mut self.instances[i];
         match notice {
             Notice::Ready if inst.status == Status::Launching => {
-                inst.status = Status::Online;
                 tracing::info!(app = %self.config.name, instance = inst.slot, pid = inst.pid, "ready");
-                let pid = inst.pid.unwrap_or_default();
-                if let Some(reply) = self
-                    .waiting
-                    .get_mut(&generation)
-                    .and_then(|w| w.launch.take())
-                {
-                    let _ = reply.send(Ok(pid));
-                }
-                self.arm_watchdog(i);
+                self.become_online(i, generation);
             }
-            Notice::Ready => {}
+            Notice::Ready => {
+                // Late, after the timeout counted it online: no longer late.
+                if inst.late {
+                    inst.late = false;
+                    inst.status_text = None;
+                }
+            }
             Notice::Watchdog => inst.last_keepalive = Some(Instant::now()),
             Notice::Stopping => inst.status_text = Some("stopping".into()),
             Notice::Status(text) => inst.status_text = Some(text),
         }
+    }
+
+    /// Marks the launching record `i` online, answers whoever waits on its
+    /// launch, and starts its watchdog.
+    fn become_online(&mut self, i: usize, generation: u64) {
+        let inst = &mut self.instances[i];
+        inst.status = Status::Online;
+        let pid = inst.pid.unwrap_or_default();
+        if let Some(reply) = self
+            .waiting
+            .get_mut(&generation)
+            .and_then(|w| w.launch.take())
+        {
+            let _ = reply.send(Ok(pid));
+        }
+        self.arm_watchdog(i);
     }
 
     /// Starts watching keep-alives of the (now online) record `i`, if the
@@ -1082,10 +1096,16 @@ impl App {
         if self.instances[i].status != Status::Launching {
             return;
         }
-        let reason = self
-            .config
-            .readiness()
-            .timeout_reason(self.config.listen_timeout);
+        let readiness = self.config.readiness();
+        let reason = readiness.timeout_reason(self.config.listen_timeout);
+        if !readiness.fails_on_timeout() {
+            let inst = &mut self.instances[i];
+            tracing::warn!(app = %self.config.name, instance = inst.slot, pid = inst.pid, "{reason}");
+            inst.status_text = Some(reason);
+            inst.late = true;
+            self.become_online(i, generation);
+            return;
+        }
         if self
             .waiting
             .get(&generation)

@@ -38,8 +38,14 @@ pub struct Instance {
     /// descendants that left its group are stopped with it.
     #[serde(skip)]
     pub tree: Option<Tree>,
-    /// The last `STATUS=` (or `STOPPING=1`) the process sent.
+    /// The last `STATUS=` (or `STOPPING=1`) the process sent, or why it
+    /// was counted online without saying it was ready.
     pub status_text: Option<String>,
+    /// Counted online at `listen_timeout` without having reported that it
+    /// listens (a slow Node server, see `Readiness::fails_on_timeout`); its
+    /// late word clears `status_text`.
+    #[serde(default)]
+    pub late: bool,
     /// The last sign of life for the watchdog (readiness or `WATCHDOG=1`).
     #[serde(with = "age")]
     pub last_keepalive: Option<Instant>,
@@ -68,6 +74,7 @@ impl Instance {
             kill_deadline: None,
             tree: None,
             status_text: None,
+            late: false,
             spawn_failures: 0,
             restart_reason: None,
             last_keepalive: None,
