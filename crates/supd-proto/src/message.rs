@@ -294,6 +294,11 @@ pub struct ProcessInfo {
     pub memory: u64,
     /// The app's port, if any.
     pub port: Option<u16>,
+    /// Why this online instance is reported as not serving its port
+    /// (connections wait and nothing accepts them), or null. `status` stays
+    /// `online`: the process runs.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// How a process ended.

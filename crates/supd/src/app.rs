@@ -33,6 +33,7 @@ use crate::node_preload;
 use crate::readiness::{self, Notice};
 use crate::registry::Trouble;
 use crate::state::StateFile;
+use crate::unserved::{PortWatch, Report};
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
@@ -86,6 +87,9 @@ pub struct AppView {
     pub base_env: Env,
     /// Every process record, by slot; during a reload a slot has two.
     pub instances: Vec<Instance>,
+    /// Why each slot whose port nobody serves is reported, by slot (see
+    /// [`crate::unserved`]).
+    pub unserved: BTreeMap<u32, String>,
 }
 
 /// A request to the actor, with the channel its answer goes back on.
@@ -139,6 +143,13 @@ pub enum Command {
         slots: u32,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// A look at every slot's accept queue, at a monitor sample (see
+    /// [`crate::unserved`]).
+    LookAtQueues {
+        /// The app's operation lock: held through the look if free, so no
+        /// operation begins while a queue is reset; none is reset if taken.
+        operations: Arc<tokio::sync::Mutex<()>>,
     },
     /// How many connections wait in the accept queue of a slot.
     Queued {
@@ -200,6 +211,8 @@ struct App {
     base_env: Env,
     instances: Vec<Instance>,
     listener: Option<SlotSockets>,
+    /// Where the port's connections go, and what its queues showed.
+    ports: PortWatch,
     reaper: Reaper,
     log: AppLog,
     events: mpsc::UnboundedSender<Event>,
@@ -335,6 +348,7 @@ impl App {
             config: config.clone(),
             base_env: base_env.clone(),
             instances: instances.clone(),
+            unserved: BTreeMap::new(),
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -345,6 +359,7 @@ impl App {
             state,
         } = with;
         let app = App {
+            ports: PortWatch::new(config.instances),
             config,
             base_env,
             instances,
@@ -388,6 +403,7 @@ impl App {
                 else => break,
             }
             self.settle();
+            self.steer();
             self.publish();
         }
         tracing::info!(app = %self.config.name, "deleted");
@@ -414,7 +430,59 @@ impl App {
             config: self.config.clone(),
             base_env: self.base_env.clone(),
             instances: self.instances.clone(),
+            unserved: self.ports.problems(),
         });
+    }
+
+    /// Steers the port's new connections to the slots that serve, if that
+    /// changed (a failure is logged, and tried again at the next step).
+    fn steer(&mut self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        if let Err(e) = self.ports.steer(listener, &self.instances) {
+            tracing::error!(app = %self.config.name, port = listener.port(), "cannot steer connections: {e}");
+        }
+    }
+
+    /// Looks at every slot's accept queue (see [`crate::unserved`]): reports
+    /// a slot nobody serves, and resets the connections that wait where
+    /// nobody will take them.
+    fn look_at_queues(&mut self, operations: &tokio::sync::Mutex<()>) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        // Held to the end of this step: an operation starts after it.
+        let idle = operations.try_lock();
+        let decisions = self
+            .ports
+            .look(Instant::now(), listener, &self.instances, idle.is_err());
+        let (name, port) = (&self.config.name, listener.port());
+        for (slot, decision) in decisions {
+            match decision.report {
+                Some(Report::NotServing) => tracing::warn!(
+                    app = %name, instance = slot, port,
+                    "connections wait on the port and nothing accepts them"
+                ),
+                Some(Report::ServingAgain) => {
+                    tracing::info!(app = %name, instance = slot, port, "accepts connections again")
+                }
+                None => {}
+            }
+            if decision.reset {
+                match listener.reset_queued(slot) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        app = %name, instance = slot, port,
+                        "reset {n} connection(s) nobody would accept"
+                    ),
+                    Err(e) => tracing::error!(
+                        app = %name, instance = slot, port,
+                        "cannot reset the connections nobody would accept: {e}"
+                    ),
+                }
+            }
+        }
     }
 
     fn find(&self, generation: u64) -> Option<usize> {
@@ -491,18 +559,24 @@ impl App {
                     .map(|i| i.slot + 1)
                     .max()
                     .unwrap_or(0);
+                self.ports.route(slots);
                 let result = match self.listener.as_mut() {
-                    Some(l) => l.route(slots, live.max(slots)).map_err(|e| {
-                        format!(
+                    Some(l) => match self.ports.steer(l, &self.instances) {
+                        Ok(()) => {
+                            l.close_from(live.max(slots));
+                            Ok(())
+                        }
+                        Err(e) => Err(format!(
                             "app \"{}\": cannot steer connections on port {}: {e}",
                             self.config.name,
                             l.port()
-                        )
-                    }),
+                        )),
+                    },
                     None => Ok(()),
                 };
                 let _ = reply.send(result);
             }
+            Command::LookAtQueues { operations } => self.look_at_queues(&operations),
             Command::Queued { slot, reply } => {
                 let _ = reply.send(self.listener.as_ref().map_or(0, |l| l.queued(slot)));
             }
@@ -662,6 +736,7 @@ impl App {
     fn configure(&mut self, config: AppConfig, base_env: Option<Env>) -> Result<(), String> {
         if config.port != self.config.port {
             self.listener = bind(&config, Vec::new())?;
+            self.ports.rebound();
         }
         self.log.configure(&config);
         self.config = Arc::new(config);

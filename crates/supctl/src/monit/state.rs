@@ -279,6 +279,7 @@ pub(crate) mod tests {
             cpu,
             memory,
             port: None,
+            problem: None,
         }
     }
 
