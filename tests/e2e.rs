@@ -23,5 +23,6 @@ mod platform;
 mod scale;
 mod services;
 mod tree;
+mod unserved;
 mod update;
 mod watch;

@@ -37,6 +37,9 @@ mod tests;
 mod units;
 mod validate;
 mod values;
+mod wrapper;
+
+pub use wrapper::Wrapper;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
