@@ -151,6 +151,51 @@ fn a_slot_nobody_serves_is_steered_away_from() {
     }
 }
 
+/// A slow server whose queue stays the same length while it works through
+/// it (each client reconnects as soon as it is answered) is not reported,
+/// and every client is answered.
+#[test]
+fn a_slow_server_with_a_steady_queue_is_not_reported() {
+    let supd = Supd::new();
+    let port = free_port();
+    let server = supd.write(
+        "slow.py",
+        "import socket, time\n\
+         s = socket.socket(fileno=3)\n\
+         while True:\n\
+         \x20   c, _ = s.accept()\n\
+         \x20   c.recv(1024)\n\
+         \x20   time.sleep(0.25)\n\
+         \x20   c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok')\n\
+         \x20   c.close()\n",
+    );
+    let script = supd.script("slow.sh", &format!("exec python3 {}", server.display()));
+    start_cluster(&supd, "slow", &script, port, 1);
+    let until = Instant::now() + Duration::from_secs(7);
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while Instant::now() < until {
+                    seen.push(request(port));
+                }
+                seen
+            })
+        })
+        .collect();
+    let seen: Vec<(Seen, Duration)> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(seen.len() >= 20, "the load ran: {seen:?}");
+    assert!(
+        seen.iter().all(|(s, _)| *s == Seen::Answered(200)),
+        "every client answered: {seen:?}\n{}",
+        std::fs::read_to_string(supd.home().join("supd.log")).unwrap_or_default()
+    );
+    assert!(supd.instance("slow", 0)["problem"].is_null());
+}
+
 /// An errored instance beside one that serves: clients go to the one that
 /// serves. An app whose only instance is errored resets its clients.
 #[test]

@@ -33,7 +33,7 @@ use crate::node_preload;
 use crate::readiness::{self, Notice};
 use crate::registry::Trouble;
 use crate::state::StateFile;
-use crate::unserved::{PortWatch, Report};
+use crate::unserved::{PortWatch, Report, held};
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
@@ -454,14 +454,29 @@ impl App {
         };
         // Held to the end of this step: an operation starts after it.
         let idle = operations.try_lock();
+        let instances = &self.instances;
+        let holds = |generations: &[u64]| {
+            let pids: Vec<u32> = instances
+                .iter()
+                .filter(|i| generations.contains(&i.generation))
+                .filter_map(|i| i.pid)
+                .collect();
+            held::holds_connection(&pids, listener.port())
+        };
         let decisions = self
             .ports
-            .look(Instant::now(), listener, &self.instances, idle.is_err());
+            .look(Instant::now(), listener, instances, idle.is_err(), holds);
+        // Away from a slot found not served before its clients are reset,
+        // so they do not reconnect into it.
+        self.steer();
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
         let (name, port) = (&self.config.name, listener.port());
         for (slot, decision) in decisions {
             match decision.report {
                 Some(Report::NotServing) => tracing::warn!(
-                    app = %name, instance = slot, port,
+                    app = %name, instance = slot, port, queued = listener.queued(slot),
                     "connections wait on the port and nothing accepts them"
                 ),
                 Some(Report::ServingAgain) => {

@@ -11,7 +11,9 @@
 //! At every monitor sample the actor of an app with a port looks at each
 //! slot's accept queue ([`crate::listeners::SlotSockets::queued`]):
 //! - a slot with an online process whose queue has held connections and not
-//!   shrunk for [`WINDOW`] is *not served*: reported (`list`, `show`),
+//!   shrunk for [`WINDOW`], and whose processes hold no connection of the
+//!   port (a slow server holds the one it answers: see [`held`]), is *not
+//!   served*: reported (`list`, `show`),
 //!   steered away from while another slot serves, and its waiting
 //!   connections are reset. Its process is not killed: a long pause looks
 //!   the same from here. A shrinking queue (it accepted) or a new process
@@ -33,6 +35,8 @@ use supd_proto::Status;
 
 use crate::instance::Instance;
 use crate::listeners::SlotSockets;
+
+pub mod held;
 
 /// How long a queue must hold connections without shrinking before its slot
 /// counts as not served. PM2 gives a process 3 s to listen (its default
@@ -98,9 +102,21 @@ pub enum SlotState {
 }
 
 impl SlotState {
-    /// The state of `slot` from the app's records.
-    pub fn of(instances: &[Instance], slot: u32) -> SlotState {
-        let records = || instances.iter().filter(|i| i.slot == slot);
+    /// The state of each slot `0..count`, from the app's records (in one
+    /// pass: this runs at every step of an actor with up to 1,024 slots).
+    pub fn of_slots(instances: &[Instance], count: u32) -> Vec<SlotState> {
+        let mut by_slot: Vec<Vec<&Instance>> = vec![Vec::new(); count as usize];
+        for i in instances {
+            if let Some(records) = by_slot.get_mut(i.slot as usize) {
+                records.push(i);
+            }
+        }
+        by_slot.iter().map(|r| SlotState::of(r)).collect()
+    }
+
+    /// The state of a slot from its records.
+    fn of(records: &[&Instance]) -> SlotState {
+        let records = || records.iter().copied();
         let online: Vec<u64> = records()
             .filter(|i| i.status == Status::Online)
             .map(|i| i.generation)
@@ -151,7 +167,9 @@ struct SlotWatch {
 
 impl SlotWatch {
     /// One look at the slot: `queued` connections wait, the slot is in
-    /// `state`, and an operation is running or not.
+    /// `state`, and an operation is running or not. `holds` tells whether
+    /// its processes hold a connection of the port; asked only when the
+    /// queue alone says nobody serves it.
     fn look(
         &mut self,
         at: Instant,
@@ -159,6 +177,7 @@ impl SlotWatch {
         queued: u32,
         operation: bool,
         port: u16,
+        holds: impl FnOnce(&[u64]) -> bool,
     ) -> Decision {
         let servers = match state {
             SlotState::Serving(servers) => servers,
@@ -181,7 +200,15 @@ impl SlotWatch {
                 ..SlotWatch::default()
             };
         }
-        match self.watch.observe(at, queued, WINDOW) {
+        let verdict = match self.watch.observe(at, queued, WINDOW) {
+            // It is answering someone: slow, not deaf. Judged anew from here.
+            Verdict::NotServed if holds(servers) => {
+                self.watch = QueueWatch::default();
+                Verdict::Served
+            }
+            verdict => verdict,
+        };
+        match verdict {
             Verdict::NotServed => {
                 let report = self.problem.is_none().then_some(Report::NotServing);
                 self.problem = Some(format!(
@@ -258,21 +285,24 @@ impl PortWatch {
     }
 
     /// One look at every slot of `sockets`, at `at`; `operation` tells that
-    /// an operation runs. Returns each slot's decision.
+    /// an operation runs, `holds` whether the processes of these generations
+    /// hold a connection of the port. Returns each slot's decision.
     pub fn look(
         &mut self,
         at: Instant,
         sockets: &SlotSockets,
         instances: &[Instance],
         operation: bool,
+        holds: impl Fn(&[u64]) -> bool,
     ) -> Vec<(u32, Decision)> {
         self.slots.retain(|&slot, _| slot < sockets.len());
-        (0..sockets.len())
-            .map(|slot| {
-                let state = SlotState::of(instances, slot);
+        let states = SlotState::of_slots(instances, sockets.len());
+        (0..)
+            .zip(states)
+            .map(|(slot, state)| {
                 let queued = sockets.queued(slot);
                 let watch = self.slots.entry(slot).or_default();
-                let decision = watch.look(at, &state, queued, operation, sockets.port());
+                let decision = watch.look(at, &state, queued, operation, sockets.port(), &holds);
                 (slot, decision)
             })
             .collect()
@@ -289,8 +319,9 @@ impl PortWatch {
     /// Steers new connections to the slots that serve (see [`targets`]),
     /// unless they already are.
     pub fn steer(&mut self, sockets: &SlotSockets, instances: &[Instance]) -> std::io::Result<()> {
-        let serves = |slot| {
-            matches!(SlotState::of(instances, slot), SlotState::Serving(_))
+        let states = SlotState::of_slots(instances, sockets.len());
+        let serves = |slot: u32| {
+            matches!(states[slot as usize], SlotState::Serving(_))
                 && self.slots.get(&slot).is_none_or(|w| w.problem.is_none())
         };
         let targets = targets(self.routed, sockets.len(), serves);
@@ -375,16 +406,29 @@ mod tests {
             (vec![record(1, 3, Online)], SlotState::Unused),
         ];
         for (records, expected) in cases {
-            assert_eq!(SlotState::of(&records, 0), expected, "{records:?}");
+            assert_eq!(SlotState::of_slots(&records, 1), [expected], "{records:?}");
         }
+        let records = [
+            record(1, 3, Online),
+            record(0, 2, Errored),
+            record(5, 4, Online),
+        ];
+        assert_eq!(
+            SlotState::of_slots(&records, 2),
+            [SlotState::Down, SlotState::Serving(vec![3])],
+            "each slot by its own records; slots beyond the count left out"
+        );
     }
 
     /// Looks at one slot, one a second: (state, queued, operation running)
-    /// in, (reset, report, reported problem) out.
+    /// in, (reset, report, reported problem) out; its processes hold no
+    /// connection unless the case says so.
     #[test]
     fn what_each_look_decides() {
         use Report::*;
         let serving = || SlotState::Serving(vec![7]);
+        // Holding a connection, as a slow server does.
+        let answering = || SlotState::Serving(vec![9]);
         type Look = (SlotState, u32, bool, bool, Option<Report>, bool);
         let cases: Vec<(&str, Vec<Look>)> = vec![
             (
@@ -440,6 +484,16 @@ mod tests {
                 ],
             ),
             (
+                "a slow server answering someone is not reported",
+                vec![
+                    (answering(), 4, false, false, None, false),
+                    (answering(), 4, false, false, None, false),
+                    (answering(), 4, false, false, None, false),
+                    (answering(), 4, false, false, None, false),
+                    (answering(), 4, false, false, None, false),
+                ],
+            ),
+            (
                 "coming or going, or never started: left alone",
                 vec![
                     (SlotState::Moving, 5, false, false, None, false),
@@ -455,7 +509,8 @@ mod tests {
             let mut watch = SlotWatch::default();
             for (second, (state, queued, operation, reset, report, problem)) in (0..).zip(looks) {
                 let at = start + Duration::from_secs(second);
-                let decision = watch.look(at, &state, queued, operation, 3000);
+                let holds = |servers: &[u64]| servers == [9];
+                let decision = watch.look(at, &state, queued, operation, 3000, holds);
                 assert_eq!(
                     (decision, watch.problem.is_some()),
                     (Decision { reset, report }, problem),
