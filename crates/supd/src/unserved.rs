@@ -39,11 +39,11 @@ use crate::listeners::SlotSockets;
 pub mod held;
 
 /// How long a queue must hold connections without shrinking before its slot
-/// counts as not served. PM2 gives a process 3 s to listen (its default
+/// counts as not served (if its processes hold no connection of the port
+/// either: see [`held`]). PM2 gives a process 3 s to listen (its default
 /// `listen_timeout`); a garbage-collection pause or a busy event loop that
-/// long is already an outage for the clients waiting; and at the default
-/// 1 s sample interval it takes four looks in a row, which a server that
-/// accepts at all does not produce unless its queue stays full.
+/// long is already an outage for the clients waiting; at the default 1 s
+/// sample interval it takes four looks in a row.
 pub const WINDOW: Duration = Duration::from_secs(3);
 
 /// What the looks at one queue say about whoever should accept from it.
