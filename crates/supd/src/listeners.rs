@@ -119,9 +119,11 @@ impl SlotSockets {
             .map_or(0, |s| accept_queue(s).unwrap_or(0))
     }
 
-    /// Accepts the connections waiting in the queue of `slot` and closes
-    /// each with a reset (SO_LINGER 0), so their clients fail at once
-    /// instead of waiting for a worker that will not come; how many.
+    /// Accepts the connections waiting in the queue of `slot` now (not
+    /// those that arrive meanwhile, such as the reset clients coming back:
+    /// they get a look of their own) and closes each with a reset
+    /// (SO_LINGER 0), so their clients fail at once instead of waiting for
+    /// a worker that will not come; how many.
     ///
     /// The socket is made non-blocking meanwhile (a flag shared with every
     /// holder), so the daemon never waits here even if someone else took
@@ -134,7 +136,7 @@ impl SlotSockets {
         if was_blocking {
             socket.set_nonblocking(true)?;
         }
-        let reset = reset_all(socket);
+        let reset = reset_first(socket, accept_queue(socket)?);
         if was_blocking {
             socket.set_nonblocking(false)?;
         }
@@ -142,11 +144,11 @@ impl SlotSockets {
     }
 }
 
-/// Accepts and resets what `socket` (non-blocking) has queued, at most a
-/// backlog's worth: a flood arriving meanwhile waits for the next call.
-fn reset_all(socket: &Socket) -> io::Result<u32> {
+/// Accepts and resets the first `count` connections `socket` (non-blocking)
+/// has queued, or fewer if someone else took some.
+fn reset_first(socket: &Socket, count: u32) -> io::Result<u32> {
     let mut reset = 0;
-    while reset < BACKLOG as u32 {
+    for _ in 0..count {
         match socket.accept() {
             Ok((connection, _)) => {
                 // Dropped right away: the kernel answers the client with RST.
@@ -402,6 +404,11 @@ mod tests {
             let err = client.read(&mut [0u8; 1]).expect_err("reset");
             assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
         }
+        // One an instance made non-blocking (as Node does) stays so.
+        sockets.sockets[1].set_nonblocking(true).unwrap();
+        let _more = connect(&sockets, 2);
+        assert_eq!(sockets.reset_queued(1).unwrap(), 2);
+        assert!(sockets.sockets[1].nonblocking().unwrap());
     }
 
     /// A port someone else listens on, even with SO_REUSEPORT as ours

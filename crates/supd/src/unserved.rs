@@ -145,6 +145,11 @@ pub enum Report {
     ServingAgain,
 }
 
+/// How many looks in a row, once the queue says nobody serves the slot, must
+/// find its processes holding no connection of the port: one could fall
+/// between a slow server's `close` and its next `accept`.
+const EMPTY_HANDED: u32 = 2;
+
 /// What one look at a slot decides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Decision {
@@ -161,6 +166,9 @@ struct SlotWatch {
     servers: Vec<u64>,
     /// The looks since the queue last moved (or was reset).
     watch: QueueWatch,
+    /// Looks in a row that found the queue stuck and the processes holding
+    /// no connection of the port.
+    empty_handed: u32,
     /// Why the slot is reported as not served.
     problem: Option<String>,
 }
@@ -169,7 +177,8 @@ impl SlotWatch {
     /// One look at the slot: `queued` connections wait, the slot is in
     /// `state`, and an operation is running or not. `holds` tells whether
     /// its processes hold a connection of the port; asked only when the
-    /// queue alone says nobody serves it.
+    /// queue alone says nobody serves it, and that must find none
+    /// [`EMPTY_HANDED`] looks in a row.
     fn look(
         &mut self,
         at: Instant,
@@ -204,9 +213,20 @@ impl SlotWatch {
             // It is answering someone: slow, not deaf. Judged anew from here.
             Verdict::NotServed if holds(servers) => {
                 self.watch = QueueWatch::default();
+                self.empty_handed = 0;
                 Verdict::Served
             }
-            verdict => verdict,
+            Verdict::NotServed => {
+                self.empty_handed += 1;
+                match self.empty_handed < EMPTY_HANDED {
+                    true => Verdict::Unknown,
+                    false => Verdict::NotServed,
+                }
+            }
+            verdict => {
+                self.empty_handed = 0;
+                verdict
+            }
         };
         match verdict {
             Verdict::NotServed => {
@@ -223,6 +243,7 @@ impl SlotWatch {
                 }
                 // Those who waited are let go; the next ones get a window of their own.
                 self.watch = QueueWatch::default();
+                self.empty_handed = 0;
                 Decision {
                     reset: true,
                     report,
@@ -437,6 +458,8 @@ mod tests {
                     (serving(), 1, false, false, None, false),
                     (serving(), 1, false, false, None, false),
                     (serving(), 2, false, false, None, false),
+                    // Stuck for 3 s, and nothing held: once more to be sure.
+                    (serving(), 2, false, false, None, false),
                     (serving(), 2, false, true, Some(NotServing), true),
                     // The report stays; the next clients get a window too.
                     (serving(), 1, false, false, None, true),
@@ -446,6 +469,7 @@ mod tests {
             (
                 "it accepts again: the report goes",
                 vec![
+                    (serving(), 1, false, false, None, false),
                     (serving(), 1, false, false, None, false),
                     (serving(), 1, false, false, None, false),
                     (serving(), 1, false, false, None, false),
@@ -460,6 +484,7 @@ mod tests {
                     (serving(), 1, true, false, None, false),
                     (serving(), 1, true, false, None, false),
                     (serving(), 1, true, false, None, false),
+                    (serving(), 1, true, false, None, false),
                     (serving(), 1, true, false, Some(NotServing), true),
                     (serving(), 1, false, true, None, true),
                 ],
@@ -470,8 +495,20 @@ mod tests {
                     (serving(), 1, false, false, None, false),
                     (serving(), 1, false, false, None, false),
                     (serving(), 1, false, false, None, false),
+                    (serving(), 1, false, false, None, false),
                     (serving(), 1, false, true, Some(NotServing), true),
                     (SlotState::Serving(vec![8]), 1, false, false, None, false),
+                ],
+            ),
+            (
+                "the queue moving between the two looks clears the suspicion",
+                vec![
+                    (serving(), 2, false, false, None, false),
+                    (serving(), 2, false, false, None, false),
+                    (serving(), 2, false, false, None, false),
+                    (serving(), 2, false, false, None, false),
+                    (serving(), 1, false, false, None, false),
+                    (serving(), 1, false, false, None, false),
                 ],
             ),
             (

@@ -16,19 +16,33 @@ use supd_supervisor::procfs;
 
 /// Whether a process of the trees rooted at `roots` holds a TCP connection
 /// (not a listener) whose local port is `port`.
+///
+/// The descriptors are read before and after the tables, so a connection
+/// closed and the next one accepted meanwhile are both seen.
 pub fn holds_connection(roots: &[u32], port: u16) -> bool {
-    let sockets: HashSet<u64> = roots
-        .iter()
-        .flat_map(|&root| procfs::descendants(root))
-        .flat_map(|(pid, _)| socket_inodes(pid))
-        .collect();
-    let Some(root) = roots.first().filter(|_| !sockets.is_empty()) else {
+    let sockets = || -> HashSet<u64> {
+        roots
+            .iter()
+            .flat_map(|&root| procfs::descendants(root))
+            .flat_map(|(pid, _)| socket_inodes(pid))
+            .collect()
+    };
+    let before = sockets();
+    let Some(root) = roots.first().filter(|_| !before.is_empty()) else {
         return false;
     };
-    ["tcp", "tcp6"].iter().any(|table| {
-        std::fs::read_to_string(format!("/proc/{root}/net/{table}"))
-            .is_ok_and(|text| connections_on(&text, port).any(|i| sockets.contains(&i)))
-    })
+    let connections: Vec<u64> = ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{root}/net/{table}")).ok())
+        .flat_map(|text| connections_on(&text, port).collect::<Vec<_>>())
+        .collect();
+    if connections.is_empty() {
+        return false;
+    }
+    let after = sockets();
+    connections
+        .iter()
+        .any(|i| before.contains(i) || after.contains(i))
 }
 
 /// The inodes of the sockets process `pid` has open.
