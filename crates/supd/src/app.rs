@@ -482,15 +482,17 @@ impl App {
                 Some(Report::ServingAgain) => {
                     tracing::info!(app = %name, instance = slot, port, "accepts connections again")
                 }
+                Some(Report::DownResetting) => tracing::warn!(
+                    app = %name, instance = slot, port,
+                    "no process will accept the connections of this slot: they are reset until one runs"
+                ),
                 None => {}
             }
             if decision.reset {
                 match listener.reset_queued(slot) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::warn!(
-                        app = %name, instance = slot, port,
-                        "reset {n} connection(s) nobody would accept"
-                    ),
+                    Ok(n) => {
+                        tracing::debug!(app = %name, instance = slot, port, "reset {n} connection(s)")
+                    }
                     Err(e) => tracing::error!(
                         app = %name, instance = slot, port,
                         "cannot reset the connections nobody would accept: {e}"

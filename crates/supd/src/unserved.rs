@@ -143,6 +143,9 @@ pub enum Report {
     NotServing,
     /// It accepted again.
     ServingAgain,
+    /// The first connections reset since the slot went down (later ones
+    /// are not worth a line each: a health checker would fill the log).
+    DownResetting,
 }
 
 /// How many looks in a row, once the queue says nobody serves the slot, must
@@ -169,6 +172,8 @@ struct SlotWatch {
     /// Looks in a row that found the queue stuck and the processes holding
     /// no connection of the port.
     empty_handed: u32,
+    /// Connections were reset since the slot went down.
+    down_resetting: bool,
     /// Why the slot is reported as not served.
     problem: Option<String>,
 }
@@ -191,11 +196,15 @@ impl SlotWatch {
         let servers = match state {
             SlotState::Serving(servers) => servers,
             SlotState::Down => {
-                *self = SlotWatch::default();
                 let reset = queued > 0 && !operation;
+                let first = reset && !self.down_resetting;
+                *self = SlotWatch {
+                    down_resetting: self.down_resetting || reset,
+                    ..SlotWatch::default()
+                };
                 return Decision {
                     reset,
-                    report: None,
+                    report: first.then_some(Report::DownResetting),
                 };
             }
             SlotState::Moving | SlotState::Unused => {
@@ -515,9 +524,12 @@ mod tests {
                 "down for good: reset at every look, never during an operation",
                 vec![
                     (SlotState::Down, 0, false, false, None, false),
-                    (SlotState::Down, 2, false, true, None, false),
+                    (SlotState::Down, 2, false, true, Some(DownResetting), false),
                     (SlotState::Down, 2, true, false, None, false),
                     (SlotState::Down, 1, false, true, None, false),
+                    // Up and down again: worth a line again.
+                    (SlotState::Moving, 0, false, false, None, false),
+                    (SlotState::Down, 1, false, true, Some(DownResetting), false),
                 ],
             ),
             (
