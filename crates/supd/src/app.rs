@@ -452,8 +452,9 @@ impl App {
         let Some(listener) = self.listener.as_ref() else {
             return;
         };
-        // Held to the end of this step: an operation starts after it.
-        let idle = operations.try_lock();
+        // Held to the end of this step if free: no operation starts meanwhile.
+        let lock = operations.try_lock();
+        let operation_running = lock.is_err();
         let instances = &self.instances;
         let holds = |generations: &[u64]| {
             let pids: Vec<u32> = instances
@@ -463,9 +464,13 @@ impl App {
                 .collect();
             held::holds_connection(&pids, listener.port())
         };
-        let decisions = self
-            .ports
-            .look(Instant::now(), listener, instances, idle.is_err(), holds);
+        let decisions = self.ports.look(
+            Instant::now(),
+            listener,
+            instances,
+            operation_running,
+            holds,
+        );
         // Away from a slot found not served before its clients are reset,
         // so they do not reconnect into it.
         self.steer();

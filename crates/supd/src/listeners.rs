@@ -132,11 +132,12 @@ impl SlotSockets {
         let Some(socket) = self.sockets.get(slot as usize) else {
             return Ok(0);
         };
+        let queued = accept_queue(socket)?;
         let was_blocking = !socket.nonblocking()?;
         if was_blocking {
             socket.set_nonblocking(true)?;
         }
-        let reset = reset_first(socket, accept_queue(socket)?);
+        let reset = reset_first(socket, queued);
         if was_blocking {
             socket.set_nonblocking(false)?;
         }

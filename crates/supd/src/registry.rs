@@ -341,7 +341,7 @@ impl Registry {
     }
 
     /// Has every app with a port look at its accept queues (a monitor
-    /// sample; see [`crate::unserved`]). Apps without one cost nothing.
+    /// sample; see [`crate::unserved`]). Apps without one are not asked.
     pub fn look_at_queues(&self) {
         for app in self.apps().iter() {
             if app.view.borrow().config.port.is_some() {
