@@ -12,12 +12,12 @@
 //! slot's accept queue ([`crate::listeners::SlotSockets::queued`]):
 //! - a slot with an online process whose queue has held connections and not
 //!   shrunk for [`WINDOW`], and whose processes hold no connection of the
-//!   port (a slow server holds the one it answers: see [`held`]), is *not
-//!   served*: reported (`list`, `show`),
-//!   steered away from while another slot serves, and its waiting
-//!   connections are reset. Its process is not killed: a long pause looks
-//!   the same from here. A shrinking queue (it accepted) or a new process
-//!   in the slot clears the report;
+//!   port on two looks in a row (a slow server holds the one it answers:
+//!   see [`held`]), is *not served*: reported (`list`, `show`), steered away
+//!   from while another slot serves, and its waiting connections are reset.
+//!   Its process is not killed: a long pause looks the same from here. A
+//!   shrinking queue (it accepted) or a new process in the slot clears the
+//!   report;
 //! - a slot *down for good* (no process launching, online, stopping or
 //!   waiting to restart, and errored or stopped after it ran) is steered
 //!   away from, and its queue is reset at every look;
