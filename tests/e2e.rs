@@ -27,5 +27,6 @@ mod realapps;
 mod scale;
 mod services;
 mod tree;
+mod unserved;
 mod update;
 mod watch;

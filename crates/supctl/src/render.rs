@@ -3,9 +3,15 @@
 use std::net::IpAddr;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use supd_proto::{AppDetail, ProcessInfo};
+use supd_config::Wrapper;
+use supd_proto::{AppDetail, ProcessInfo, Status};
 
-/// The `list` table.
+/// The status cell of an online instance that does not serve its port: no
+/// wider than `launching`, so the table keeps its width.
+const UNSERVED: &str = "unserved";
+
+/// The `list` table. An online instance reported as not serving its port
+/// shows [`UNSERVED`] as its status, explained under the table.
 pub fn process_table(processes: &[ProcessInfo]) -> String {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED).set_header([
@@ -17,7 +23,10 @@ pub fn process_table(processes: &[ProcessInfo]) -> String {
             p.instance.to_string(),
             format!("{:?}", p.mode).to_lowercase(),
             p.pid.map_or("-".into(), |pid| pid.to_string()),
-            p.status.as_str().to_string(),
+            match (p.status, &p.problem) {
+                (Status::Online, Some(_)) => UNSERVED.to_string(),
+                (status, _) => status.as_str().to_string(),
+            },
             p.restarts.to_string(),
             if p.pid.is_some() {
                 duration(p.uptime_ms)
@@ -28,7 +37,14 @@ pub fn process_table(processes: &[ProcessInfo]) -> String {
             bytes(p.memory),
         ]);
     }
-    table.to_string()
+    let mut out = table.to_string();
+    if let Some(p) = processes.iter().find(|p| p.problem.is_some()) {
+        out.push_str(&format!(
+            "\n{UNSERVED}: online, but nothing accepts the connections on its port (supctl show {})",
+            p.name
+        ));
+    }
+    out
 }
 
 /// The `show` page.
@@ -136,6 +152,15 @@ pub fn detail(app: &AppDetail) -> String {
                 i.process.instance
             ));
         }
+        if let Some(problem) = &i.process.problem {
+            out.push_str(&format!(
+                "instance {}: not serving: {problem}\n",
+                i.process.instance
+            ));
+        }
+    }
+    if app.instances.iter().any(|i| i.process.problem.is_some()) {
+        out.push_str(&format!("hint: {}\n", unserved_hint(c)));
     }
     out
 }
@@ -152,6 +177,19 @@ fn listen_host(host: Option<IpAddr>) -> String {
             format!("{ip} (every interface, IPv4 only)")
         }
         Some(ip) => ip.to_string(),
+    }
+}
+
+/// What to do about a port nobody serves: the wrapper's advice, or what
+/// any program must do with the socket.
+fn unserved_hint(app: &supd_config::AppConfig) -> String {
+    match Wrapper::of_app(app) {
+        Some(wrapper) => format!(
+            "{} runs the server as a child process, which does not get the port's socket; {}",
+            wrapper.name(),
+            wrapper.advice()
+        ),
+        None => "the program must accept connections on the socket it gets as fd 3 (LISTEN_FDS=1, LISTEN_PID = its own pid); one that binds the port itself or leaves it to a child process never does (see docs/cluster.md, \"A port nobody serves\")".into(),
     }
 }
 
@@ -208,6 +246,109 @@ mod tests {
         ];
         for (host, want) in cases {
             assert_eq!(listen_host(*host), *want);
+        }
+    }
+
+    use supd_config::{AppConfig, ExecMode};
+    use supd_proto::{AppLogs, InstanceDetail};
+
+    fn row(instance: u32, status: Status, problem: Option<&str>) -> ProcessInfo {
+        ProcessInfo {
+            name: "web".into(),
+            instance,
+            pid: Some(100 + instance),
+            status,
+            mode: ExecMode::Cluster,
+            restarts: 0,
+            uptime_ms: 1000,
+            cpu: 0.0,
+            memory: 0,
+            port: Some(3000),
+            host: None,
+            problem: problem.map(str::to_string),
+        }
+    }
+
+    /// The status cell of each row, read back from the table.
+    fn statuses(table: &str) -> Vec<String> {
+        table
+            .lines()
+            .filter(|l| l.contains(" web "))
+            .map(|l| l.split(['│', '┆']).nth(5).unwrap().trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_online_instance_nobody_serves_reads_unserved_in_the_table() {
+        let cases: &[(Status, Option<&str>, &str)] = &[
+            (Status::Online, None, "online"),
+            (Status::Online, Some("nothing accepts"), "unserved"),
+            (Status::Errored, None, "errored"),
+        ];
+        for &(status, problem, cell) in cases {
+            let table = process_table(&[row(0, status, problem)]);
+            assert_eq!(statuses(&table), [cell], "{table}");
+            assert_eq!(
+                table.contains("unserved: online, but nothing accepts"),
+                problem.is_some(),
+                "{table}"
+            );
+        }
+    }
+
+    #[test]
+    fn show_gives_the_hint_for_the_program() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            (
+                "npm",
+                &["start"],
+                "hint: npm runs the server as a child process",
+            ),
+            (
+                "sh",
+                &["-c", "node a.js"],
+                "hint: sh -c runs the server as a child process",
+            ),
+            (
+                "/srv/app",
+                &[],
+                "hint: the program must accept connections on the socket it gets as fd 3",
+            ),
+        ];
+        for &(script, args, hint) in cases {
+            let mut config = AppConfig::with_defaults("web".into(), script.into(), "/srv".into());
+            config.args = args.iter().map(|a| a.to_string()).collect();
+            config.port = Some(3000);
+            let instance = |problem| InstanceDetail {
+                process: row(0, Status::Online, problem),
+                unstable_restarts: 0,
+                last_exit: None,
+                last_error: None,
+                status_text: None,
+                restart_reason: None,
+            };
+            let mut app = AppDetail {
+                config,
+                instances: vec![instance(None)],
+                logs: AppLogs {
+                    name: "web".into(),
+                    out: "/o".into(),
+                    err: "/e".into(),
+                    instances: Vec::new(),
+                },
+                next_cron_restart: None,
+                log_problem: None,
+                watch_problem: None,
+                host: None,
+            };
+            assert!(!detail(&app).contains("hint:"));
+            app.instances = vec![instance(Some("nothing accepts"))];
+            let page = detail(&app);
+            assert!(
+                page.contains("instance 0: not serving: nothing accepts"),
+                "{page}"
+            );
+            assert!(page.contains(hint), "{page}");
         }
     }
 }

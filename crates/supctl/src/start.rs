@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use supd_config::{AppConfig, ExecMode, LoadOptions};
+use supd_config::{AppConfig, ExecMode, LoadOptions, Wrapper};
 use supd_proto::{Home, Outcome, Request, Response};
 
 use crate::args::StartArgs;
 use crate::client::Client;
 use crate::render;
 
-/// Runs `supctl start`.
+/// Runs `supctl start`. An app with a port whose program is a wrapper
+/// (`npm start`, `sh -c …`) is warned about first, and started anyway.
 pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let (apps, daemon) = if args.target.ends_with(".toml") {
         let opts = LoadOptions {
@@ -24,6 +25,11 @@ pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
     } else {
         (vec![adhoc(args)?], None)
     };
+    for app in &apps {
+        if let Some(wrapper) = Wrapper::of_app(app) {
+            eprintln!("{}", wrapper.warning(&app.name));
+        }
+    }
     let base_env: BTreeMap<String, String> = std::env::vars().collect();
     let mut client = Client::connect(home)?;
     let request = Request::Start {

@@ -39,6 +39,9 @@ mod tests;
 mod units;
 mod validate;
 mod values;
+mod wrapper;
+
+pub use wrapper::Wrapper;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};

@@ -300,6 +300,11 @@ pub struct ProcessInfo {
     /// a port.
     #[serde(default)]
     pub host: Option<IpAddr>,
+    /// Why this online instance is reported as not serving its port
+    /// (connections wait and nothing accepts them), or null. `status` stays
+    /// `online`: the process runs.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 /// How a process ended.

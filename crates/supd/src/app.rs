@@ -34,6 +34,7 @@ use crate::node_preload;
 use crate::readiness::{self, Notice};
 use crate::registry::Trouble;
 use crate::state::StateFile;
+use crate::unserved::{PortWatch, Report, held};
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
@@ -89,6 +90,9 @@ pub struct AppView {
     pub instances: Vec<Instance>,
     /// Where the app's port listens, as bound (`None` without a port).
     pub host: Option<IpAddr>,
+    /// Why each slot whose port nobody serves is reported, by slot (see
+    /// [`crate::unserved`]).
+    pub unserved: BTreeMap<u32, String>,
 }
 
 /// A request to the actor, with the channel its answer goes back on.
@@ -142,6 +146,13 @@ pub enum Command {
         slots: u32,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// A look at every slot's accept queue, at a monitor sample (see
+    /// [`crate::unserved`]).
+    LookAtQueues {
+        /// The app's operation lock: held through the look if free, so no
+        /// operation begins while a queue is reset; none is reset if taken.
+        operations: Arc<tokio::sync::Mutex<()>>,
     },
     /// How many connections wait in the accept queue of a slot.
     Queued {
@@ -203,6 +214,8 @@ struct App {
     base_env: Env,
     instances: Vec<Instance>,
     listener: Option<SlotSockets>,
+    /// Where the port's connections go, and what its queues showed.
+    ports: PortWatch,
     reaper: Reaper,
     log: AppLog,
     events: mpsc::UnboundedSender<Event>,
@@ -350,6 +363,7 @@ impl App {
             base_env: base_env.clone(),
             instances: instances.clone(),
             host: listener.as_ref().map(SlotSockets::host),
+            unserved: BTreeMap::new(),
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -360,6 +374,7 @@ impl App {
             state,
         } = with;
         let app = App {
+            ports: PortWatch::new(config.instances),
             config,
             base_env,
             instances,
@@ -403,6 +418,7 @@ impl App {
                 else => break,
             }
             self.settle();
+            self.steer();
             self.publish();
         }
         tracing::info!(app = %self.config.name, "deleted");
@@ -430,7 +446,81 @@ impl App {
             base_env: self.base_env.clone(),
             instances: self.instances.clone(),
             host: self.listener.as_ref().map(SlotSockets::host),
+            unserved: self.ports.problems(),
         });
+    }
+
+    /// Steers the port's new connections to the slots that serve, if that
+    /// changed (a failure is logged, and tried again at the next step).
+    fn steer(&mut self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        if let Err(e) = self.ports.steer(listener, &self.instances) {
+            tracing::error!(app = %self.config.name, port = listener.port(), "cannot steer connections: {e}");
+        }
+    }
+
+    /// Looks at every slot's accept queue (see [`crate::unserved`]): reports
+    /// a slot nobody serves, and resets the connections that wait where
+    /// nobody will take them.
+    fn look_at_queues(&mut self, operations: &tokio::sync::Mutex<()>) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        // Held to the end of this step if free: no operation starts meanwhile.
+        let lock = operations.try_lock();
+        let operation_running = lock.is_err();
+        let instances = &self.instances;
+        let holds = |generations: &[u64]| {
+            let pids: Vec<u32> = instances
+                .iter()
+                .filter(|i| generations.contains(&i.generation))
+                .filter_map(|i| i.pid)
+                .collect();
+            held::holds_connection(&pids, listener.port())
+        };
+        let decisions = self.ports.look(
+            Instant::now(),
+            listener,
+            instances,
+            operation_running,
+            holds,
+        );
+        // Away from a slot found not served before its clients are reset,
+        // so they do not reconnect into it.
+        self.steer();
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        let (name, port) = (&self.config.name, listener.port());
+        for (slot, decision) in decisions {
+            match decision.report {
+                Some(Report::NotServing) => tracing::warn!(
+                    app = %name, instance = slot, port, queued = listener.queued(slot),
+                    "connections wait on the port and nothing accepts them"
+                ),
+                Some(Report::ServingAgain) => {
+                    tracing::info!(app = %name, instance = slot, port, "accepts connections again")
+                }
+                Some(Report::DownResetting) => tracing::warn!(
+                    app = %name, instance = slot, port,
+                    "no process will accept the connections of this slot: they are reset until one runs"
+                ),
+                None => {}
+            }
+            if decision.reset {
+                match listener.reset_queued(slot) {
+                    Ok(n) => {
+                        tracing::debug!(app = %name, instance = slot, port, "reset {n} connection(s)")
+                    }
+                    Err(e) => tracing::error!(
+                        app = %name, instance = slot, port,
+                        "cannot reset the connections nobody would accept: {e}"
+                    ),
+                }
+            }
+        }
     }
 
     fn find(&self, generation: u64) -> Option<usize> {
@@ -507,18 +597,24 @@ impl App {
                     .map(|i| i.slot + 1)
                     .max()
                     .unwrap_or(0);
+                self.ports.route(slots);
                 let result = match self.listener.as_mut() {
-                    Some(l) => l.route(slots, live.max(slots)).map_err(|e| {
-                        format!(
+                    Some(l) => match self.ports.steer(l, &self.instances) {
+                        Ok(()) => {
+                            l.close_from(live.max(slots));
+                            Ok(())
+                        }
+                        Err(e) => Err(format!(
                             "app \"{}\": cannot steer connections on port {}: {e}",
                             self.config.name,
                             l.port()
-                        )
-                    }),
+                        )),
+                    },
                     None => Ok(()),
                 };
                 let _ = reply.send(result);
             }
+            Command::LookAtQueues { operations } => self.look_at_queues(&operations),
             Command::Queued { slot, reply } => {
                 let _ = reply.send(self.listener.as_ref().map_or(0, |l| l.queued(slot)));
             }
@@ -678,6 +774,7 @@ impl App {
     fn configure(&mut self, config: AppConfig, base_env: Option<Env>) -> Result<(), String> {
         if (config.port, config.host) != (self.config.port, self.config.host) {
             self.listener = bind(&config, Vec::new(), self.listener.as_ref())?;
+            self.ports.rebound();
         }
         self.log.configure(&config);
         self.config = Arc::new(config);

@@ -24,6 +24,7 @@ mod recover;
 mod registry;
 mod state;
 mod takeover;
+mod unserved;
 mod update;
 mod watcher;
 

@@ -9,6 +9,10 @@
 //! costs no directory listing. CPU is the percentage of one core since the
 //! previous sample. The monitor is the one owner of the figures; `list`,
 //! `show`, metrics and the memory check read its latest [`Samples`].
+//!
+//! The same tick has every app with a port look at its accept queues, so a
+//! port nobody serves is seen without a timer of its own
+//! ([`crate::unserved`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -112,6 +116,7 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
         }
         reported.retain(|g, _| live.contains(g));
         samples.replace(figures);
+        registry.look_at_queues();
     }
 }
 

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use supd_config::{AppConfig, DaemonConfig};
-use supd_proto::{AppDetail, AppLogs, Home, Outcome, ProcessInfo, Request, Response, StartOutcome};
+use supd_proto::{
+    AppDetail, AppLogs, Home, Outcome, ProcessInfo, Request, Response, StartOutcome, Status,
+};
 use supd_supervisor::Reaper;
 use supd_supervisor::group::parse_signal;
 use supd_supervisor::spawn::check_program;
@@ -336,6 +338,17 @@ impl Registry {
     /// The current view of every app.
     pub fn views(&self) -> Vec<AppView> {
         self.apps().iter().map(|a| a.view()).collect()
+    }
+
+    /// Has every app with a port look at its accept queues (a monitor
+    /// sample; see [`crate::unserved`]). Apps without one are not asked.
+    pub fn look_at_queues(&self) {
+        for app in self.apps().iter() {
+            if app.view.borrow().config.port.is_some() {
+                let operations = app.op.clone();
+                let _ = app.commands.send(Command::LookAtQueues { operations });
+            }
+        }
     }
 
     /// Asks for a process to be replaced.
@@ -955,6 +968,10 @@ fn processes(view: &AppView, samples: &Samples) -> Vec<ProcessInfo> {
             memory: i.pid.map_or(0, |p| samples.get(p).memory),
             port: c.port,
             host: view.host,
+            problem: match i.status {
+                Status::Online => view.unserved.get(&i.slot).cloned(),
+                _ => None,
+            },
         })
         .collect()
 }

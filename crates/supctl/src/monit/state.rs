@@ -280,6 +280,7 @@ pub(crate) mod tests {
             memory,
             port: None,
             host: None,
+            problem: None,
         }
     }
 
