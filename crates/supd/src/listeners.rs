@@ -518,9 +518,10 @@ mod tests {
         let v6: IpAddr = Ipv6Addr::UNSPECIFIED.into();
         let v4: IpAddr = Ipv4Addr::UNSPECIFIED.into();
         let loopback6: IpAddr = Ipv6Addr::LOCALHOST.into();
-        // (host, the error IPv6 addresses fail with, what is bound or the error)
+        /// The host, the error IPv6 addresses fail with, what is bound or the error.
+        type Case = (Option<IpAddr>, Option<i32>, Result<IpAddr, i32>);
         #[rustfmt::skip]
-        let cases: &[(Option<IpAddr>, Option<i32>, Result<IpAddr, i32>)] = &[
+        let cases: &[Case] = &[
             (None, None, Ok(v6)),
             (None, Some(libc::EAFNOSUPPORT), Ok(v4)),
             (None, Some(libc::EADDRNOTAVAIL), Ok(v4)),
