@@ -205,14 +205,7 @@ fn a_node_app_that_never_listens_on_its_port_is_counted_online_at_the_timeout_sa
 fn a_cluster_app_run_through_npm_fails_to_start_naming_the_program_to_run() {
     let supd = Supd::new();
     let port = free_port();
-    supd.write(
-        "package.json",
-        r#"{"name": "web", "version": "1.0.0", "scripts": {"start": "node server.js"}}"#,
-    );
-    supd.write(
-        "server.js",
-        "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT);\n",
-    );
+    supd.npm_project();
     let file = node_app(
         &supd,
         "web",

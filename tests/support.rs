@@ -168,6 +168,20 @@ impl Supd {
         path
     }
 
+    /// A tiny npm project in the work folder, what a PM2 user puts behind
+    /// `script = "npm"`: `npm start` runs `node server.js`, an HTTP server
+    /// on `PORT` answering `ok`.
+    pub fn npm_project(&self) {
+        self.write(
+            "package.json",
+            r#"{"name": "web", "version": "1.0.0", "scripts": {"start": "node server.js"}}"#,
+        );
+        self.write(
+            "server.js",
+            "require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);\n",
+        );
+    }
+
     /// Writes an executable shell script under the work folder.
     pub fn script(&self, name: &str, body: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;

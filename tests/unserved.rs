@@ -268,14 +268,7 @@ fn clients_of_a_stopped_app_are_reset_and_served_after_a_start() {
 fn start_warns_about_npm_in_front_of_a_port() {
     let supd = Supd::new();
     let port = free_port();
-    supd.write(
-        "package.json",
-        r#"{"name": "web", "version": "1.0.0", "scripts": {"start": "node server.js"}}"#,
-    );
-    supd.write(
-        "server.js",
-        "require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);\n",
-    );
+    supd.npm_project();
     let file = supd.write(
         "web.toml",
         &format!(
