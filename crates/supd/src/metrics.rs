@@ -1,54 +1,30 @@
-//! The metrics endpoint: Prometheus text at `/metrics` and the `list --json`
-//! data at `/json`, served only when `[daemon] metrics = "HOST:PORT"` (or
-//! `supd --metrics`) asks for it.
+//! The metrics endpoint: Prometheus metrics at `/metrics` and the
+//! `list --json` data at `/json`, served only when `[daemon] metrics =
+//! "HOST:PORT"` (or `supd --metrics`) asks for it.
 //!
-//! Every scrape is built from the monitor's latest samples and the apps'
-//! published views, so serving costs nothing between scrapes.
+//! `/metrics` answers the text format 0.0.4, or OpenMetrics when the
+//! scraper's `Accept` header prefers it (see [`exposition`]), with families
+//! and samples in a fixed order. Only GET and HEAD are answered; other
+//! methods get 405 with `Allow`. Every scrape is built from the monitor's
+//! latest samples and the apps' published views, so serving costs nothing
+//! between scrapes.
+
+mod exposition;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 
+use exposition::{Family, Format, Kind};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue, VARY};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry as Metrics;
 use supd_proto::{ProcessInfo, Status};
 use supd_supervisor::procfs;
 use tokio::net::TcpListener;
 
 use crate::registry::Registry;
-
-/// Labels of a per-instance series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InstanceLabels {
-    app: String,
-    instance: String,
-    mode: String,
-}
-
-/// Labels of the status series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    app: String,
-    instance: String,
-    mode: String,
-    status: String,
-}
-
-/// Labels of a per-app series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AppLabels {
-    app: String,
-}
-
-type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Binds `addr` and serves until the daemon exits.
 pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
@@ -71,16 +47,28 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
     Ok(())
 }
 
+/// The answer to one request: the body, or 404 for an unknown path, 405
+/// for a method other than GET and HEAD (hyper leaves HEAD's body out).
 async fn answer(
     req: Request<Incoming>,
     registry: Registry,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let allowed = matches!(*req.method(), Method::GET | Method::HEAD);
     let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            prometheus(&registry),
+        _ if !allowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            format!("method {} not allowed: use GET or HEAD\n", req.method()),
         ),
+        "/metrics" => {
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            (
+                StatusCode::OK,
+                format.content_type(),
+                exposition::render(&families(&registry), format),
+            )
+        }
         "/json" => (
             StatusCode::OK,
             "application/json",
@@ -94,126 +82,111 @@ async fn answer(
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    if let Ok(value) = content_type.parse() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // The body of /metrics depends on Accept: caches must not mix them.
+    headers.insert(VARY, HeaderValue::from_static("Accept"));
+    if !allowed {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     Ok(response)
 }
 
-/// The Prometheus text exposition of every instance, app and the daemon.
-fn prometheus(registry: &Registry) -> String {
-    let processes = registry.processes();
-    let mut metrics = Metrics::default();
-    let cpu = Family::<InstanceLabels, FloatGauge>::default();
-    let memory = Family::<InstanceLabels, Gauge>::default();
-    let restarts = Family::<InstanceLabels, Counter>::default();
-    let uptime = Family::<InstanceLabels, FloatGauge>::default();
-    let status = Family::<StatusLabels, Gauge>::default();
-    let desired = Family::<AppLabels, Gauge>::default();
-    let online = Family::<AppLabels, Gauge>::default();
-    metrics.register(
+/// Every family of a scrape, in a fixed order: instances (by app name, then
+/// instance number), apps (by name), then the daemon itself.
+fn families(registry: &Registry) -> Vec<Family> {
+    let mut processes = registry.processes();
+    processes.sort_by(|a, b| (&a.name, a.instance).cmp(&(&b.name, b.instance)));
+    let mut cpu = Family::new(
         "supd_instance_cpu_percent",
+        Kind::Gauge,
         "CPU use of the instance's process tree, percent of one core",
-        cpu.clone(),
     );
-    metrics.register(
+    let mut memory = Family::new(
         "supd_instance_memory_bytes",
+        Kind::Gauge,
         "Resident memory of the instance's process tree",
-        memory.clone(),
     );
-    metrics.register(
+    let mut restarts = Family::new(
         "supd_instance_restarts",
+        Kind::Counter,
         "Restarts of the instance, automatic and requested",
-        restarts.clone(),
     );
-    metrics.register(
+    let mut uptime = Family::new(
         "supd_instance_uptime_seconds",
+        Kind::Gauge,
         "Seconds since the instance's process started",
-        uptime.clone(),
     );
-    metrics.register(
+    let mut status = Family::new(
         "supd_instance_status",
+        Kind::Gauge,
         "1 for the instance's current status",
-        status.clone(),
-    );
-    metrics.register(
-        "supd_app_desired_instances",
-        "Instances the app is configured to run",
-        desired.clone(),
-    );
-    metrics.register(
-        "supd_app_online_instances",
-        "Instances of the app that are online",
-        online.clone(),
     );
     for p in &processes {
         let labels = instance_labels(p);
-        cpu.get_or_create(&labels).set(p.cpu);
-        memory.get_or_create(&labels).set(p.memory as i64);
-        restarts
-            .get_or_create(&labels)
-            .inc_by(u64::from(p.restarts));
-        uptime
-            .get_or_create(&labels)
-            .set(p.uptime_ms as f64 / 1000.0);
-        let InstanceLabels {
-            app,
-            instance,
-            mode,
-        } = labels;
-        status
-            .get_or_create(&StatusLabels {
-                app,
-                instance,
-                mode,
-                status: p.status.as_str().into(),
-            })
-            .set(1);
+        cpu.sample(labels.clone(), p.cpu);
+        memory.sample(labels.clone(), p.memory as f64);
+        restarts.sample(labels.clone(), f64::from(p.restarts));
+        uptime.sample(labels.clone(), p.uptime_ms as f64 / 1000.0);
+        let mut labels = labels;
+        labels.push(("status", p.status.as_str().into()));
+        status.sample(labels, 1.0);
     }
-    for view in registry.views() {
-        let app = AppLabels {
-            app: view.config.name.clone(),
-        };
-        desired
-            .get_or_create(&app)
-            .set(i64::from(view.config.instances));
+    let mut desired = Family::new(
+        "supd_app_desired_instances",
+        Kind::Gauge,
+        "Instances the app is configured to run",
+    );
+    let mut online = Family::new(
+        "supd_app_online_instances",
+        Kind::Gauge,
+        "Instances of the app that are online",
+    );
+    let mut views = registry.views();
+    views.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    for view in &views {
+        let app = || vec![("app", view.config.name.clone())];
+        desired.sample(app(), f64::from(view.config.instances));
         let up = view
             .instances
             .iter()
             .filter(|i| i.status == Status::Online)
             .count();
-        online.get_or_create(&app).set(up as i64);
+        online.sample(app(), up as f64);
     }
     let (rss, cpu_seconds) = own_usage();
-    let daemon_memory = Gauge::<i64>::default();
-    daemon_memory.set(rss as i64);
-    let daemon_cpu = Counter::<f64, AtomicU64>::default();
-    daemon_cpu.inc_by(cpu_seconds);
-    metrics.register(
+    let mut daemon_memory = Family::new(
         "supd_daemon_memory_bytes",
+        Kind::Gauge,
         "Resident memory of the supd daemon",
-        daemon_memory,
     );
-    metrics.register(
+    daemon_memory.sample(vec![], rss as f64);
+    let mut daemon_cpu = Family::new(
         "supd_daemon_cpu_seconds",
+        Kind::Counter,
         "CPU time used by the supd daemon",
-        daemon_cpu,
     );
-    let mut out = String::new();
-    if encode(&mut out, &metrics).is_err() {
-        return String::new();
-    }
-    out
+    daemon_cpu.sample(vec![], cpu_seconds);
+    vec![
+        cpu,
+        memory,
+        restarts,
+        uptime,
+        status,
+        desired,
+        online,
+        daemon_memory,
+        daemon_cpu,
+    ]
 }
 
-fn instance_labels(p: &ProcessInfo) -> InstanceLabels {
-    InstanceLabels {
-        app: p.name.clone(),
-        instance: p.instance.to_string(),
-        mode: format!("{:?}", p.mode).to_lowercase(),
-    }
+/// The labels of a per-instance sample: app, instance, mode.
+fn instance_labels(p: &ProcessInfo) -> Vec<(&'static str, String)> {
+    vec![
+        ("app", p.name.clone()),
+        ("instance", p.instance.to_string()),
+        ("mode", format!("{:?}", p.mode).to_lowercase()),
+    ]
 }
 
 /// The daemon's own resident bytes and CPU seconds (user + system).
