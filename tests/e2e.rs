@@ -18,6 +18,7 @@ mod host;
 mod import;
 mod limits;
 mod logs;
+mod metrics;
 mod monit;
 mod monitor;
 mod operations;

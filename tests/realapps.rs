@@ -9,7 +9,7 @@
 //! instance and the process that served it. The frameworks are installed by
 //! the tests themselves, once (see [`install`]).
 
-mod install;
+pub mod install;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};

@@ -35,34 +35,48 @@ pub fn fixtures() -> PathBuf {
 
 /// Express and Fastify: the `node_modules` folder to put on `NODE_PATH`.
 pub fn node() -> PathBuf {
-    let dir = cached("node", &["package.json", "package-lock.json"], |dir| {
-        for manifest in ["package.json", "package-lock.json"] {
-            std::fs::copy(fixtures().join(manifest), dir.join(manifest))
-                .map_err(|e| format!("copy {manifest}: {e}"))?;
-        }
-        run(Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(dir))
-    });
+    let dir = cached(
+        "node",
+        &fixtures(),
+        &["package.json", "package-lock.json"],
+        |dir| {
+            for manifest in ["package.json", "package-lock.json"] {
+                std::fs::copy(fixtures().join(manifest), dir.join(manifest))
+                    .map_err(|e| format!("copy {manifest}: {e}"))?;
+            }
+            run(Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(dir))
+        },
+    );
     dir.join("node_modules")
 }
 
 /// gunicorn, uvicorn, Flask and Starlette: the venv's `bin` folder.
 pub fn python() -> PathBuf {
-    let dir = cached("python", &["requirements.txt"], |dir| {
+    venv("python", &fixtures())
+}
+
+/// A venv of the pinned `requirements.txt` in `folder`, installed into
+/// `target/real-apps/<kind>/venv`: its `bin` folder.
+pub fn venv(kind: &str, folder: &Path) -> PathBuf {
+    let requirements = folder.join("requirements.txt");
+    let dir = cached(kind, folder, &["requirements.txt"], |dir| {
         let venv = dir.join("venv");
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
         run(Command::new(venv.join("bin/pip"))
             .args(["install", "--no-input", "--disable-pip-version-check", "-r"])
-            .arg(fixtures().join("requirements.txt")))
+            .arg(&requirements))
     });
     dir.join("venv/bin")
 }
 
 /// `target/real-apps/<kind>`, installed by `install` (given the empty
-/// folder) unless a finished install of the same `manifests` is there.
+/// folder) unless a finished install of the same `manifests` (in `folder`)
+/// is there.
 fn cached(
     kind: &str,
+    folder: &Path,
     manifests: &[&str],
     install: impl FnOnce(&Path) -> Result<(), String>,
 ) -> PathBuf {
@@ -72,7 +86,7 @@ fn cached(
     let _lock = lock(&root.join(format!("{kind}.lock")));
     let wanted: String = manifests
         .iter()
-        .map(|m| std::fs::read_to_string(fixtures().join(m)).unwrap())
+        .map(|m| std::fs::read_to_string(folder.join(m)).unwrap())
         .collect();
     let stamp = dir.join(".installed");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
