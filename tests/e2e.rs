@@ -25,6 +25,7 @@ mod operations;
 mod platform;
 mod readiness;
 mod realapps;
+mod resurrect;
 mod scale;
 mod services;
 mod tree;

@@ -140,6 +140,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 binary,
                 image_started_ms,
                 origin,
+                sample_interval_ms,
+                metrics,
             } = Client::connect(&home)?.request(&Request::Ping)?
             else {
                 bail!("unexpected answer from supd");
@@ -151,6 +153,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "binary": binary,
                     "image_started_ms": image_started_ms,
                     "origin": origin,
+                    "sample_interval_ms": sample_interval_ms,
+                    "metrics": metrics,
                 });
                 println!("{pong}");
             } else {

@@ -1,6 +1,10 @@
 //! `supctl startup` / `unstartup`: a systemd unit that runs supd at boot and
 //! resurrects the saved process list.
 //!
+//! The unit passes no daemon settings: `supd --resurrect` takes them from the
+//! dump `supctl save` wrote (metrics address, sample interval, log rotation
+//! defaults), so the unit never goes stale when they change — save again.
+//!
 //! The unit is `Type=notify` (supd tells systemd `READY=1` once its socket
 //! accepts), runs as the calling user with that user's `SUPD_HOME`, and uses
 //! `KillMode=mixed`: stopping the unit sends SIGTERM to supd alone, which

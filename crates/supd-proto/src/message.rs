@@ -148,6 +148,13 @@ pub enum Response {
         /// How this image started: `started`, `updated from <version>`.
         #[serde(default)]
         origin: String,
+        /// The sampling interval in force, in milliseconds (`None` from an
+        /// older daemon).
+        #[serde(default)]
+        sample_interval_ms: Option<u64>,
+        /// Where metrics are served, if anywhere.
+        #[serde(default)]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Answer to [`Request::Start`]: one line per app.
     Started {

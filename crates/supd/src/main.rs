@@ -54,7 +54,9 @@ struct Args {
     /// Serve Prometheus metrics at HOST:PORT (/metrics, and /json).
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
-    /// Bring back the saved process list (`supctl save`) at start.
+    /// Bring back the saved process list (`supctl save`) at start, with the
+    /// daemon settings it saved (metrics address, sample interval, log
+    /// rotation defaults), applied as a file's `[daemon]` is.
     #[arg(long)]
     resurrect: bool,
     /// Take over from the previous image (`supctl update` re-executes the

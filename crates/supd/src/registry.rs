@@ -561,6 +561,8 @@ impl Registry {
                 binary: Some(self.image.binary.clone()),
                 image_started_ms: self.image.started_ms,
                 origin: self.image.origin.clone(),
+                sample_interval_ms: Some(self.sample_interval().as_millis() as u64),
+                metrics: self.metrics_address().await,
             }),
             Request::Update => update::update(self, &self.image, progress).await,
             Request::Start {
@@ -648,7 +650,7 @@ impl Registry {
                 }
                 None => Err(format!("unknown signal \"{signal}\"")),
             },
-            Request::Save => self.save(),
+            Request::Save => self.save().await,
             Request::Resurrect => self.resurrect().await,
             // Deleting (not just stopping) ends every actor, so nothing
             // queued behind the stop (a cron restart, a replacement) can
@@ -713,22 +715,37 @@ impl Registry {
         Response::Started { apps: outcomes }
     }
 
-    /// Writes the process list: each app's config (with its current instance
-    /// count), caller environment, and whether it is stopped.
-    fn save(&self) -> Result<Response, String> {
+    /// Writes the process list: the daemon settings in force, and each app's
+    /// config (with its current instance count), caller environment, and
+    /// whether it is stopped.
+    async fn save(&self) -> Result<Response, String> {
         let apps: Vec<SavedApp> = self.views().iter().map(SavedApp::of).collect();
         let names = apps.iter().map(|a| a.config.name.clone()).collect();
-        let path = dump::save(&self.home, apps)?;
+        let daemon = dump::in_force(
+            self.daemon_config(),
+            self.sample_interval(),
+            self.metrics_address().await,
+        );
+        let path = dump::save(&self.home, daemon, apps)?;
         tracing::info!(path = %path.display(), "process list saved");
         Ok(Response::Saved { path, apps: names })
     }
 
-    /// Brings back the saved process list (see [`Registry::restore`]).
+    /// Brings back the saved daemon settings (as a file's `[daemon]` would
+    /// be applied) and process list (see [`Registry::restore`]). The apps
+    /// come back even when a setting cannot (metrics on a port now taken):
+    /// that is then the error.
     pub async fn resurrect(&self) -> Result<Response, String> {
         let dump = dump::load(&self.home)?;
-        Ok(Response::Started {
-            apps: self.restore(dump.apps, HashMap::new()).await,
-        })
+        let settings = match &dump.daemon {
+            Some(daemon) => self.apply_daemon(daemon).await,
+            None => Ok(()),
+        };
+        let apps = self.restore(dump.apps, HashMap::new()).await;
+        settings.map_err(|e| {
+            format!("the saved apps are back, but not the saved daemon settings: {e}")
+        })?;
+        Ok(Response::Started { apps })
     }
 
     /// Brings back saved apps, one after the other: apps already known are
