@@ -22,6 +22,7 @@ mod monit;
 mod monitor;
 mod operations;
 mod platform;
+mod pm2_commands;
 mod readiness;
 mod realapps;
 mod scale;
