@@ -23,6 +23,7 @@ mod monit;
 mod monitor;
 mod operations;
 mod platform;
+mod pm2_commands;
 mod readiness;
 mod realapps;
 mod resurrect;

@@ -42,7 +42,25 @@ pub enum Cmd {
     /// The process table.
     #[command(visible_aliases = ["ls", "status"])]
     List(JsonArg),
+    /// The process table as JSON on one line (PM2's `jlist`).
+    Jlist,
+    /// The process table as indented JSON (PM2's `prettylist`; `list --json`).
+    Prettylist,
+    /// The pids of an app's running instances, one per line (every app's
+    /// without NAME), as `pm2 pid` prints them.
+    Pid {
+        /// App name (default: every app).
+        name: Option<String>,
+    },
+    /// Set restart counters back to zero (PM2's `reset`); nothing restarts.
+    Reset(TargetArg),
+    /// Print a completion script for a shell: `source <(supctl completions bash)`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Everything about one app.
+    #[command(visible_aliases = ["describe", "desc", "info"])]
     Show {
         /// App name.
         name: String,
@@ -60,6 +78,7 @@ pub enum Cmd {
         name: Option<String>,
     },
     /// Send a signal to every instance of an app.
+    #[command(visible_alias = "sendSignal")]
     Signal {
         /// Signal name or number (SIGUSR2, USR2, 12).
         signal: String,

@@ -9,6 +9,7 @@ mod client;
 mod import;
 mod logs;
 mod monit;
+mod pm2;
 mod render;
 mod start;
 mod startup;
@@ -22,7 +23,7 @@ use clap::Parser;
 use supd_config::LoadOptions;
 use supd_proto::{Home, Request, Response};
 
-use crate::args::{Cli, Cmd};
+use crate::args::{Cli, Cmd, JsonArg};
 use crate::client::Client;
 
 fn main() -> ExitCode {
@@ -79,21 +80,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
             with_progress(&home, Request::Scale { name, to }, "scaled")
         }
-        Cmd::List(j) => {
-            let processes = list(&home)?;
-            if j.json {
-                println!("{}", serde_json::to_string_pretty(&processes)?);
-            } else {
-                println!("{}", render::process_table(&processes));
+        Cmd::List(JsonArg { json: true }) | Cmd::Prettylist => {
+            println!("{}", serde_json::to_string_pretty(&list(&home)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::List(JsonArg { json: false }) => {
+            println!("{}", render::process_table(&list(&home)?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Jlist => {
+            println!("{}", serde_json::to_string(&list(&home)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Pid { name } => {
+            for pid in pm2::pids(&home, name.as_deref())? {
+                println!("{pid}");
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Reset(t) => simple(&home, Request::Reset { target: t.name }, "reset"),
+        Cmd::Completions { shell } => {
+            pm2::completions(shell);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Show { name, json } => {
-            let Response::Show { app } =
-                Client::connect(&home)?.request(&Request::Show { name })?
-            else {
-                bail!("unexpected answer from supd");
-            };
+            let app = show(&home, &name)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&app)?);
             } else {
@@ -187,6 +198,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn list(home: &Home) -> anyhow::Result<Vec<supd_proto::ProcessInfo>> {
     match Client::connect(home)?.request(&Request::List)? {
         Response::List { processes } => Ok(processes),
+        _ => bail!("unexpected answer from supd"),
+    }
+}
+
+/// Everything about one app.
+fn show(home: &Home, name: &str) -> anyhow::Result<supd_proto::AppDetail> {
+    let request = Request::Show { name: name.into() };
+    match Client::connect(home)?.request(&request)? {
+        Response::Show { app } => Ok(*app),
         _ => bail!("unexpected answer from supd"),
     }
 }

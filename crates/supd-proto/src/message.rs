@@ -87,6 +87,12 @@ pub enum Request {
         /// App name or `all`.
         target: Target,
     },
+    /// Set the restart counters of every instance back to zero (PM2's
+    /// `reset`), so a later count means restarts since then.
+    Reset {
+        /// App name or `all`.
+        target: Target,
+    },
     /// Write the process list to `SUPD_HOME/dump.json`.
     Save,
     /// Bring back the saved process list.

@@ -169,6 +169,8 @@ pub enum Command {
     Signal(Signal, oneshot::Sender<()>),
     /// Empty the log files.
     Flush(oneshot::Sender<Result<(), String>>),
+    /// Zero the restart counters (`reset`); no process is touched.
+    Reset(oneshot::Sender<()>),
     /// Stop acting and describe everything for the daemon's next image
     /// (`update`); commands wait and child events stay queued until `Thaw`,
     /// and notices stay unread in their sockets.
@@ -628,6 +630,13 @@ impl App {
             }
             Command::Flush(reply) => {
                 let _ = reply.send(self.log.truncate().await);
+            }
+            Command::Reset(reply) => {
+                for inst in &mut self.instances {
+                    inst.restarts = 0;
+                    inst.history = RunHistory::default();
+                }
+                let _ = reply.send(());
             }
             Command::Freeze(reply) => {
                 self.log.freeze().await;

@@ -650,6 +650,7 @@ impl Registry {
                 }
                 None => Err(format!("unknown signal \"{signal}\"")),
             },
+            Request::Reset { target } => self.each(&target, |a| a.ask(Command::Reset)).await,
             Request::Save => self.save().await,
             Request::Resurrect => self.resurrect().await,
             // Deleting (not just stopping) ends every actor, so nothing
