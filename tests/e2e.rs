@@ -17,6 +17,7 @@ mod home;
 mod host;
 mod import;
 mod limits;
+mod list;
 mod logs;
 mod metrics;
 mod monit;

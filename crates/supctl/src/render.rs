@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{CellAlignment, Table, presets::NOTHING};
 use supd_config::Wrapper;
 use supd_proto::{AppDetail, ProcessInfo, Status};
 
@@ -10,41 +10,130 @@ use supd_proto::{AppDetail, ProcessInfo, Status};
 /// wider than `launching`, so the table keeps its width.
 const UNSERVED: &str = "unserved";
 
-/// The `list` table. An online instance reported as not serving its port
-/// shows [`UNSERVED`] as its status, explained under the table.
+/// The widest the `list` table gets, in columns: a classic terminal's width,
+/// which a realistic table fits without wrapping.
+const WIDTH: usize = 80;
+
+/// The narrowest a name column cut to fit [`WIDTH`] gets: past that, the
+/// table is wider rather than the names unreadable.
+const MIN_NAME: usize = 8;
+
+/// The table's columns: header, and whether the cells are right-aligned
+/// (figures). Short headers as PM2's (`↺` for restarts, `mem`).
+const COLUMNS: [(&str, bool); 10] = [
+    ("name", false),
+    ("id", true),
+    ("mode", false),
+    ("pid", true),
+    ("status", false),
+    ("↺", true),
+    ("uptime", true),
+    ("cpu", true),
+    ("mem", true),
+    ("port", true),
+];
+
+/// The `list` table: no borders, two spaces between columns, or one when
+/// that keeps it within [`WIDTH`]; names that still do not fit are cut
+/// with an ellipsis (`list --json` and `show` have them whole). An online
+/// instance reported as not serving its port shows [`UNSERVED`] as its
+/// status, explained under the table.
 pub fn process_table(processes: &[ProcessInfo]) -> String {
+    let mut rows: Vec<[String; 10]> = processes.iter().map(cells).collect();
+    let widths = COLUMNS.map(|(header, _)| header.chars().count());
+    let widths = rows.iter().fold(widths, |w, row| {
+        std::array::from_fn(|c| w[c].max(row[c].chars().count()))
+    });
+    let (gap, name_width) = fit(&widths);
+    for row in &mut rows {
+        row[0] = shorten(&row[0], name_width);
+    }
     let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED).set_header([
-        "name", "id", "mode", "pid", "status", "restarts", "uptime", "cpu", "memory",
-    ]);
-    for p in processes {
-        table.add_row([
-            p.name.clone(),
-            p.instance.to_string(),
-            format!("{:?}", p.mode).to_lowercase(),
-            p.pid.map_or("-".into(), |pid| pid.to_string()),
-            match (p.status, &p.problem) {
-                (Status::Online, Some(_)) => UNSERVED.to_string(),
-                (status, _) => status.as_str().to_string(),
-            },
-            p.restarts.to_string(),
-            if p.pid.is_some() {
-                duration(p.uptime_ms)
-            } else {
-                "-".into()
-            },
-            format!("{:.1}%", p.cpu),
-            bytes(p.memory),
-        ]);
+    table
+        .load_style(NOTHING)
+        .set_header(COLUMNS.map(|(header, _)| header))
+        .add_rows(rows);
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((if i == 0 { 0 } else { gap }, 0));
+        if COLUMNS[i].1 {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
     }
     let mut out = table.to_string();
     if let Some(p) = processes.iter().find(|p| p.problem.is_some()) {
         out.push_str(&format!(
-            "\n{UNSERVED}: online, but nothing accepts the connections on its port (supctl show {})",
+            "\n{UNSERVED}: online, but nothing accepts the connections on its port;\n  see supctl show {}",
             p.name
         ));
     }
     out
+}
+
+/// One instance's cells, in [`COLUMNS`] order.
+fn cells(p: &ProcessInfo) -> [String; 10] {
+    let running = |cell: String| if p.pid.is_some() { cell } else { "-".into() };
+    [
+        p.name.clone(),
+        p.instance.to_string(),
+        format!("{:?}", p.mode).to_lowercase(),
+        p.pid.map_or("-".into(), |pid| pid.to_string()),
+        match (p.status, &p.problem) {
+            (Status::Online, Some(_)) => UNSERVED.to_string(),
+            (status, _) => status.as_str().to_string(),
+        },
+        p.restarts.to_string(),
+        running(duration(p.uptime_ms)),
+        running(cpu(p.cpu)),
+        running(memory(p.memory)),
+        p.port.map_or("-".into(), |port| port.to_string()),
+    ]
+}
+
+/// The gap between columns and the name column's width, for columns
+/// `widths` wide (the name's first): two spaces if the names fit whole
+/// within [`WIDTH`], else one, and the names get what is left (at least
+/// [`MIN_NAME`]).
+fn fit(widths: &[usize; 10]) -> (u16, usize) {
+    let others: usize = widths[1..].iter().sum();
+    let gaps = widths.len() - 1;
+    if others + 2 * gaps + widths[0] <= WIDTH {
+        return (2, widths[0]);
+    }
+    let left = WIDTH.saturating_sub(others + gaps).max(MIN_NAME);
+    (1, widths[0].min(left))
+}
+
+/// Resident memory in [`bytes`]' units, without the decimal from 100 up
+/// (`45.6mb`, `150mb`, `1023mb`), so the cell stays 6 wide.
+fn memory(n: u64) -> String {
+    let mut value = n as f64;
+    let mut units = ["b", "kb", "mb", "gb"].into_iter();
+    while value >= 1024.0 && units.len() > 1 {
+        value /= 1024.0;
+        units.next();
+    }
+    let unit = units.next().unwrap_or("gb");
+    match unit == "b" || value >= 99.95 {
+        true => format!("{value:.0}{unit}"),
+        false => format!("{value:.1}{unit}"),
+    }
+}
+
+/// `name` cut to `width` characters, the last one an ellipsis if cut.
+fn shorten(name: &str, width: usize) -> String {
+    match name.chars().count() > width {
+        true => name.chars().take(width - 1).chain(['…']).collect(),
+        false => name.to_string(),
+    }
+}
+
+/// CPU percent: one decimal under 10 %, none above (`0.3%`, `12%`, `250%`),
+/// so the cell stays 4 wide.
+fn cpu(percent: f64) -> String {
+    match percent < 9.95 {
+        true => format!("{percent:.1}%"),
+        false => format!("{percent:.0}%"),
+    }
 }
 
 /// The `show` page.
@@ -273,9 +362,139 @@ mod tests {
     fn statuses(table: &str) -> Vec<String> {
         table
             .lines()
-            .filter(|l| l.contains(" web "))
-            .map(|l| l.split(['│', '┆']).nth(5).unwrap().trim().to_string())
+            .filter(|l| l.starts_with("web "))
+            .map(|l| l.split_whitespace().nth(4).unwrap().to_string())
             .collect()
+    }
+
+    /// A platform's table at its widest: `api-gateway` x4 with pids from
+    /// `pid`, `waiting-restart`, `restarts`, busy CPUs, ports; the stopped
+    /// `notification-service`; an online app called `name`.
+    fn platform(name: &str, pid: u32, restarts: u32) -> Vec<ProcessInfo> {
+        let mut rows = Vec::new();
+        for (instance, status, problem) in [
+            (0, Status::Online, None),
+            (1, Status::WaitingRestart, None),
+            (2, Status::Online, Some("nothing accepts")),
+            (3, Status::Launching, None),
+        ] {
+            let mut p = row(instance, status, problem);
+            p.name = "api-gateway".into();
+            p.pid = (status != Status::WaitingRestart).then_some(pid + instance);
+            p.restarts = restarts;
+            p.uptime_ms = 950;
+            p.cpu = 250.4;
+            p.memory = 1023 * 1024 * 1024;
+            rows.push(p);
+        }
+        let mut lone = row(0, Status::Stopped, None);
+        lone.name = "notification-service".into();
+        lone.mode = ExecMode::Fork;
+        lone.pid = None;
+        lone.port = None;
+        rows.push(lone);
+        let mut other = row(0, Status::Online, None);
+        other.name = name.into();
+        other.uptime_ms = 3 * 86_400_000;
+        other.memory = 47_815_065;
+        rows.push(other);
+        rows
+    }
+
+    #[test]
+    fn the_table_fits_80_columns_and_keeps_every_figure() {
+        // (the other app, first pid, restarts, how its name and
+        // notification-service's read): every column at its widest cuts a
+        // 20-character name by 2.
+        #[rustfmt::skip]
+        let cases: &[(&str, u32, u32, &str, &str)] = &[
+            ("web", 4_194_000, 16, "web", "notification-serv…"),
+            ("web", 419_400, 16, "web", "notification-servi…"),
+            ("web", 419_400, 3, "web", "notification-service"),
+            ("reporting-worker-long-name", 419_400, 3, "reporting-worker-lo…", "notification-service"),
+        ];
+        for &(name, pid, restarts, shown, notification) in cases {
+            let processes = platform(name, pid, restarts);
+            let table = process_table(&processes);
+            for line in table.lines() {
+                assert!(line.chars().count() <= WIDTH, "{line:?}\n{table}");
+                assert_eq!(line, line.trim_end(), "trailing spaces\n{table}");
+            }
+            let lines: Vec<Vec<&str>> = table
+                .lines()
+                .take(processes.len() + 1)
+                .map(|l| l.split_whitespace().collect())
+                .collect();
+            assert_eq!(
+                lines[0],
+                [
+                    "name", "id", "mode", "pid", "status", "↺", "uptime", "cpu", "mem", "port"
+                ]
+            );
+            for (p, line) in processes.iter().zip(&lines[1..]) {
+                let mut want = cells(p).to_vec();
+                want[0] = match p.name.as_str() {
+                    "notification-service" => notification.into(),
+                    "api-gateway" => p.name.clone(),
+                    _ => shown.into(),
+                };
+                assert_eq!(line, &want, "{table}");
+            }
+            for cell in [
+                "waiting-restart",
+                "unserved",
+                "950ms",
+                "250%",
+                "1023mb",
+                "45.6mb",
+                "3d",
+            ] {
+                assert!(table.contains(cell), "{cell} missing\n{table}");
+            }
+        }
+    }
+
+    #[test]
+    fn columns_are_two_spaces_apart_when_the_names_fit_and_one_when_not() {
+        let cases: &[(&[usize; 10], (u16, usize))] = &[
+            (&[4, 2, 7, 7, 6, 1, 6, 4, 6, 4], (2, 4)),
+            (&[20, 2, 7, 7, 15, 2, 6, 4, 6, 4], (1, 18)),
+            (&[20, 2, 7, 6, 15, 1, 6, 4, 6, 4], (1, 20)),
+            (&[38, 2, 7, 7, 6, 2, 6, 4, 6, 4], (1, 27)),
+            (&[60, 4, 7, 7, 15, 5, 6, 6, 8, 5], (1, MIN_NAME)),
+        ];
+        for (widths, want) in cases {
+            assert_eq!(fit(widths), *want, "{widths:?}");
+        }
+        assert_eq!(shorten("notification-service", 12), "notificatio…");
+        assert_eq!(shorten("api-gateway", 11), "api-gateway");
+    }
+
+    #[test]
+    fn memory_cells_stay_six_wide() {
+        #[rustfmt::skip]
+        let cases: &[(u64, &str)] = &[
+            (0, "0b"), (1023, "1023b"), (47_815_065, "45.6mb"),
+            (150 * 1024 * 1024, "150mb"), (1023 * 1024, "1023kb"), (1024 * 1024, "1.0mb"), (1023 * 1024 * 1024, "1023mb"),
+            (3 * 1024 * 1024 * 1024, "3.0gb"),
+        ];
+        for &(n, cell) in cases {
+            assert_eq!(memory(n), cell);
+        }
+    }
+
+    #[test]
+    fn cpu_cells_stay_four_wide() {
+        for (percent, cell) in [
+            (0.0, "0.0%"),
+            (0.34, "0.3%"),
+            (9.94, "9.9%"),
+            (9.96, "10%"),
+            (99.5, "100%"),
+            (250.4, "250%"),
+        ] {
+            assert_eq!(cpu(percent), cell);
+        }
     }
 
     #[test]
@@ -290,6 +509,11 @@ mod tests {
             assert_eq!(statuses(&table), [cell], "{table}");
             assert_eq!(
                 table.contains("unserved: online, but nothing accepts"),
+                problem.is_some(),
+                "{table}"
+            );
+            assert_eq!(
+                table.contains("\n  see supctl show web"),
                 problem.is_some(),
                 "{table}"
             );

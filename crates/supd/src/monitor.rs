@@ -8,7 +8,9 @@
 //! thread count; a process with one thread has one `children` file, so it
 //! costs no directory listing. CPU is the percentage of one core since the
 //! previous sample. The monitor is the one owner of the figures; `list`,
-//! `show`, metrics and the memory check read its latest [`Samples`].
+//! `show`, metrics and the memory check read its latest [`Samples`]. An
+//! instance started since the last sample is read when first asked for, so
+//! `supctl start` and a `list` right after it show its memory.
 //!
 //! The same tick has every app with a port look at its accept queues, so a
 //! port nobody serves is seen without a timer of its own
@@ -44,14 +46,20 @@ pub struct Usage {
 pub struct Samples(Arc<Mutex<HashMap<u32, Usage>>>);
 
 impl Samples {
-    /// The latest usage of the instance whose main process is `pid`.
+    /// The latest usage of the instance whose main process is `pid`. One
+    /// the monitor has not sampled yet (it started since the last tick) is
+    /// read now, memory only (CPU needs two readings), and kept until the
+    /// next tick: a live process never shows 0 bytes.
     pub fn get(&self, pid: u32) -> Usage {
-        self.0
+        *self
+            .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&pid)
-            .copied()
-            .unwrap_or_default()
+            .entry(pid)
+            .or_insert_with(|| Usage {
+                cpu: 0.0,
+                memory: resident(&procfs::descendants(pid), procfs::page_size()),
+            })
     }
 
     fn replace(&self, figures: HashMap<u32, Usage>) {
@@ -192,7 +200,6 @@ impl Meter {
             .iter()
             .map(|&root| {
                 let mut ticks = 0;
-                let mut usage = Usage::default();
                 let walked = procfs::descendants(root);
                 let tree = Tree::from_walk(root, &walked);
                 if !tree.escaped().is_empty() {
@@ -204,17 +211,27 @@ impl Meter {
                     {
                         ticks += stat.cpu_ticks.saturating_sub(before);
                     }
-                    usage.memory += stat.rss_pages * self.page_size;
                     seen.insert(pid, (stat.start_time, stat.cpu_ticks));
                 }
                 let percent = ticks as f64 / self.ticks_per_second / seconds * 100.0;
-                usage.cpu = (percent * 10.0).round() / 10.0;
+                let usage = Usage {
+                    cpu: (percent * 10.0).round() / 10.0,
+                    memory: resident(&walked, self.page_size),
+                };
                 (root, usage)
             })
             .collect();
         self.previous = seen;
         figures
     }
+}
+
+/// The resident bytes of a walked process tree, its pages `page_size` big.
+fn resident(walked: &[(u32, procfs::Stat)], page_size: u64) -> u64 {
+    walked
+        .iter()
+        .map(|(_, stat)| stat.rss_pages * page_size)
+        .sum()
 }
 
 /// `150M`-style sizes for messages.
@@ -250,6 +267,20 @@ mod tests {
         let _ = child.wait();
         assert_eq!(first.cpu, 0.0, "no CPU before a second reading");
         assert!(second.cpu > 0.0 && second.memory > 0, "{second:?}");
+    }
+
+    #[test]
+    fn a_process_not_sampled_yet_is_read_at_once() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let samples = Samples::default();
+        let first = samples.get(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(first.memory > 0 && first.cpu == 0.0, "{first:?}");
+        assert_eq!(samples.get(child.id()), first, "kept until the next tick");
     }
 
     #[test]

@@ -974,7 +974,8 @@ fn processes(view: &AppView, samples: &Samples) -> Vec<ProcessInfo> {
     let c = &view.config;
     view.instances
         .iter()
-        .map(|i| ProcessInfo {
+        .map(|i| (i, i.pid.map(|p| samples.get(p)).unwrap_or_default()))
+        .map(|(i, usage)| ProcessInfo {
             name: c.name.clone(),
             instance: i.slot,
             pid: i.pid,
@@ -982,8 +983,8 @@ fn processes(view: &AppView, samples: &Samples) -> Vec<ProcessInfo> {
             mode: c.exec_mode,
             restarts: i.restarts,
             uptime_ms: i.uptime_ms(),
-            cpu: i.pid.map_or(0.0, |p| samples.get(p).cpu),
-            memory: i.pid.map_or(0, |p| samples.get(p).memory),
+            cpu: usage.cpu,
+            memory: usage.memory,
             port: c.port,
             host: view.host,
             problem: match i.status {
