@@ -5,21 +5,24 @@ use crate::support::Supd;
 
 /// A platform's apps: a two-instance gateway and a service with a long name,
 /// sampled once an hour so that any memory shown right after the start was
-/// read at the start.
+/// read at the start. They say they are ready (so `start` returns once they
+/// have run: right after its exec a process has no resident page yet).
 const APPS: &str = r#"[daemon]
 sample_interval = "1h"
 
 [[apps]]
 name = "api-gateway"
-script = "sleep"
-args = ["300"]
+script = "node"
+args = ["-e", "process.send('ready'); setInterval(() => {}, 60000)"]
+wait_ready = true
 instances = 2
 kill_timeout = 500
 
 [[apps]]
 name = "notification-service"
-script = "sleep"
-args = ["300"]
+script = "node"
+args = ["-e", "process.send('ready'); setInterval(() => {}, 60000)"]
+wait_ready = true
 kill_timeout = 500
 "#;
 
@@ -50,7 +53,7 @@ fn memory_cells(table: &str) -> Vec<(String, String)> {
 fn list_right_after_start_shows_memory_and_fits_80_columns() {
     let supd = Supd::new();
     let file = supd.write("platform.toml", APPS);
-    // `start` prints the table as soon as the instances are spawned.
+    // `start` prints the table as soon as the instances are ready.
     let started = supd.ok(&["start", file.to_str().unwrap()]);
     let table = started
         .split_once("name ")

@@ -51,15 +51,20 @@ impl Samples {
     /// read now, memory only (CPU needs two readings), and kept until the
     /// next tick: a live process never shows 0 bytes.
     pub fn get(&self, pid: u32) -> Usage {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(pid)
-            .or_insert_with(|| Usage {
-                cpu: 0.0,
-                memory: resident(&procfs::descendants(pid), procfs::page_size()),
-            })
+        let mut figures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(usage) = figures.get(&pid) {
+            return *usage;
+        }
+        let usage = Usage {
+            cpu: 0.0,
+            memory: resident(&procfs::descendants(pid), procfs::page_size()),
+        };
+        // Right after its exec a process has no resident page yet: read it
+        // again next time rather than keep a 0.
+        if usage.memory > 0 {
+            figures.insert(pid, usage);
+        }
+        usage
     }
 
     fn replace(&self, figures: HashMap<u32, Usage>) {
@@ -275,8 +280,15 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
+        let pid = child.id();
+        // `spawn` returns once the exec is done, before the new image has
+        // run (and faulted in a page): wait until it has.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while procfs::stat(pid).map_or(0, |s| s.rss_pages) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let samples = Samples::default();
-        let first = samples.get(child.id());
+        let first = samples.get(pid);
         let _ = child.kill();
         let _ = child.wait();
         assert!(first.memory > 0 && first.cpu == 0.0, "{first:?}");
