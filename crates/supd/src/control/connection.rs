@@ -25,8 +25,10 @@ use tokio::time::Instant;
 use super::budget::{self, Admission, Budget, Charge, Limits};
 use crate::registry::Registry;
 
-/// How often a running request tells its client it is still working.
-const WORKING_EVERY: Duration = Duration::from_secs(1);
+/// How often a running request tells its client it is still working: four
+/// times within the shortest silence a client is likely to allow (1 s), so
+/// a frame late by a scheduling hiccup is not taken for a wedged daemon.
+const WORKING_EVERY: Duration = Duration::from_millis(250);
 /// How long an error frame may take to leave before the connection is dropped.
 const LAST_WORDS: Duration = Duration::from_secs(1);
 /// A frame buffer this large is its own mapping (see
