@@ -21,7 +21,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// A daemon serving metrics at its port, with apps whose figures differ:
 /// `nap` (2 instances, restarted once) and `idle` (stopped).
-fn serving() -> (Supd, u16) {
+pub fn serving() -> (Supd, u16) {
     let supd = Supd::new();
     let port = free_port();
     let file = supd.write(

@@ -176,19 +176,9 @@ fn rfc3339_ns(time: &str) -> u64 {
 
 #[test]
 fn metrics_match_list_json() {
-    let supd = Supd::new();
-    let port = free_port();
-    let file = supd.write(
-        "m.toml",
-        &format!(
-            "[daemon]\nmetrics = \"127.0.0.1:{port}\"\n\n[[apps]]\nname = \"nap\"\nscript = \"sleep\"\nargs = [\"300\"]\ninstances = 2\n\n[[apps]]\nname = \"idle\"\nscript = \"sleep\"\nargs = [\"300\"]\n"
-        ),
-    );
-    supd.ok(&["start", file.to_str().unwrap()]);
     // Values that differ per instance and per app, so a mixed-up label shows:
     // nap:0 restarted once, nap:1 once more by a crash, idle stopped.
-    supd.ok(&["restart", "nap"]);
-    supd.ok(&["stop", "idle"]);
+    let (supd, port) = crate::metrics::serving();
     let victim = supd.instance("nap", 1)["pid"].as_u64().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(victim as i32),

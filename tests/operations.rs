@@ -77,14 +77,7 @@ fn supd_resurrect_flag_restores_at_start() {
     supd.ok(&["start", "sleep", "--name", "nap", "--", "300"]);
     supd.ok(&["save"]);
     supd.ok(&["kill"]);
-    let daemon = std::process::Command::new(bin("supd"))
-        .arg("--resurrect")
-        .env("SUPD_HOME", supd.home())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = KillOnDrop(daemon);
-    supd.wait_for_socket();
+    let _daemon = supd.spawn_daemon(&bin("supd"), &["--resurrect"]);
     wait_for(Duration::from_secs(20), "nap resurrected", || {
         let out = supd.run(&["list", "--json"]);
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;

@@ -2,9 +2,10 @@
 //! address, sample interval, log rotation defaults) survives `save` →
 //! `kill` → `resurrect`, `supd --resurrect`, and so the `supctl startup` unit.
 
+use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{KillOnDrop, Supd, free_port, wait_for};
+use crate::support::{Supd, free_port, wait_for};
 
 /// A file with a `[daemon]` table (metrics on `port`, a 250 ms interval, a
 /// 1M rotation default) and one app; started, saved, then the daemon killed.
@@ -84,14 +85,9 @@ fn the_startup_unit_brings_back_the_daemon_settings() {
         .find_map(|l| l.strip_prefix("ExecStart="))
         .unwrap_or_else(|| panic!("no ExecStart: {unit}"));
     let mut words = exec.split_whitespace();
-    let daemon = std::process::Command::new(words.next().unwrap())
-        .args(words)
-        .env("SUPD_HOME", supd.home())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = KillOnDrop(daemon);
-    supd.wait_for_socket();
+    let program = words.next().unwrap();
+    let args: Vec<&str> = words.collect();
+    let _daemon = supd.spawn_daemon(Path::new(program), &args);
     wait_for(Duration::from_secs(20), "nap resurrected", || {
         supd.list()
             .iter()

@@ -343,6 +343,21 @@ impl Supd {
         });
     }
 
+    /// Starts a daemon the way an init system would (`program` with `args`,
+    /// this test's home, stderr discarded) and waits for its socket; it is
+    /// killed when the returned guard drops.
+    pub fn spawn_daemon(&self, program: &Path, args: &[&str]) -> KillOnDrop {
+        let daemon = std::process::Command::new(program)
+            .args(args)
+            .env("SUPD_HOME", self.home())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        let daemon = KillOnDrop(daemon);
+        self.wait_for_socket();
+        daemon
+    }
+
     /// SIGKILLs the daemon, as a crash would, and reaps it; its apps keep
     /// running. Returns the pids of the instances it had; they are also
     /// SIGKILLed at drop, in case no later daemon replaced them.
