@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::AppConfig;
+use crate::wrapper::PACKAGE_MANAGERS;
 
 /// When a new instance of an app counts as online (and `start`, `reload`
 /// and `scale` go on).
@@ -47,25 +48,22 @@ pub enum NodeProgram {
     Wrapper(&'static str),
 }
 
-/// The programs (by file name) that run Node with supd's preload in them.
-const NODE_PROGRAMS: &[(&str, NodeProgram)] = &[
-    ("node", NodeProgram::Node),
-    ("nodejs", NodeProgram::Node),
-    ("npm", NodeProgram::Wrapper("npm")),
-    ("npx", NodeProgram::Wrapper("npx")),
-    ("yarn", NodeProgram::Wrapper("yarn")),
-    ("pnpm", NodeProgram::Wrapper("pnpm")),
-];
+/// The names (by file name) of Node itself; the Node-based launchers are
+/// the package managers of [`crate::wrapper`].
+const NODE: &[&str] = &["node", "nodejs"];
 
 impl NodeProgram {
     /// What `script` is, by its file name (`/usr/bin/node` is `node`);
     /// `None` for a program that does not run Node.
     pub fn of(script: &str) -> Option<NodeProgram> {
         let file = Path::new(script).file_name()?.to_str()?;
-        NODE_PROGRAMS
+        if NODE.contains(&file) {
+            return Some(NodeProgram::Node);
+        }
+        PACKAGE_MANAGERS
             .iter()
-            .find(|(name, _)| *name == file)
-            .map(|&(_, program)| program)
+            .find(|&&name| name == file)
+            .map(|&name| NodeProgram::Wrapper(name))
     }
 }
 

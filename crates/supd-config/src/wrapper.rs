@@ -20,8 +20,9 @@ pub enum Wrapper {
     Shell(&'static str),
 }
 
-/// Package managers whose scripts run in a child shell.
-const PACKAGE_MANAGERS: &[&str] = &["npm", "yarn", "pnpm", "npx"];
+/// Package managers whose scripts run in a child shell (all Node-based, so
+/// supd's preload loads in them: see [`crate::NodeProgram`]).
+pub(crate) const PACKAGE_MANAGERS: &[&str] = &["npm", "yarn", "pnpm", "npx"];
 /// Shells that fork for a command line given with `-c`.
 const SHELLS: &[&str] = &["sh", "bash", "dash"];
 
