@@ -179,20 +179,34 @@ fn kill_leaves_no_escaped_child_behind() {
 
 #[test]
 fn a_crashed_main_process_takes_its_escaped_child_with_it() {
+    crash_with_escaped_child("");
+}
+
+/// The first `list` of a new instance reads its tree before the monitor
+/// does: what it finds is killed with the main process all the same.
+#[test]
+fn a_child_seen_by_the_first_list_goes_with_a_crash_before_the_first_sample() {
+    crash_with_escaped_child("[daemon]\nsample_interval = \"5s\"\n");
+}
+
+/// Starts an app (with `keys`) whose child escapes its group and ignores
+/// the stop signals; once a figure counts the child, SIGKILLs the main
+/// process: the old child must be gone, the restarted instance's kept.
+fn crash_with_escaped_child(keys: &str) {
     let supd = Supd::new();
     let mut other = bystander();
-    let (file, _sweep) = start_app(&supd, "crashy", true, "");
+    let (file, _sweep) = start_app(&supd, "crashy", true, keys);
     let old = escaped(&supd, "crashy", &file, None);
     let leader = supd.instance("crashy", 0)["pid"].as_u64().unwrap() as i32;
-    // The monitor (every second) must have sampled the tree with the child
-    // in it: its memory figure is then the two processes' resident pages.
+    // The memory figure (a sample, or the first read of the tree) must
+    // count the child: the two processes' resident pages.
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
         .unwrap_or(4096) as u64;
     let rss = |pid: u32| stat_field(pid, 24).unwrap_or(0) * page;
     let both = rss(leader as u32) + rss(old.pid);
-    wait_for(Duration::from_secs(10), "a sample with the child", || {
+    wait_for(Duration::from_secs(10), "a figure with the child", || {
         (supd.instance("crashy", 0)["memory"].as_u64() >= Some(both)).then_some(())
     });
     nix::sys::signal::kill(

@@ -10,7 +10,8 @@
 //! previous sample. The monitor is the one owner of the figures; `list`,
 //! `show`, metrics and the memory check read its latest [`Samples`]. An
 //! instance started since the last sample is read when first asked for, so
-//! `supctl start` and a `list` right after it show its memory.
+//! `supctl start` and a `list` right after it show its memory; what that
+//! read finds outside the instance's group counts as seen by the monitor.
 //!
 //! The same tick has every app with a port look at its accept queues, so a
 //! port nobody serves is seen without a timer of its own
@@ -43,7 +44,18 @@ pub struct Usage {
 
 /// The latest figures, by instance main pid.
 #[derive(Clone, Default)]
-pub struct Samples(Arc<Mutex<HashMap<u32, Usage>>>);
+pub struct Samples(Arc<Mutex<Latest>>);
+
+/// What [`Samples`] holds.
+#[derive(Default)]
+struct Latest {
+    /// The figures of the last tick, and of first reads since.
+    figures: HashMap<u32, Usage>,
+    /// The trees with escaped descendants that first reads found since the
+    /// last tick, by root: the next tick takes them, so an instance whose
+    /// main process ends before that tick still has them killed.
+    escapes: HashMap<u32, Tree>,
+}
 
 impl Samples {
     /// The latest usage of the instance whose main process is `pid`. One
@@ -51,24 +63,36 @@ impl Samples {
     /// read now, memory only (CPU needs two readings), and kept until the
     /// next tick: a live process never shows 0 bytes.
     pub fn get(&self, pid: u32) -> Usage {
-        let mut figures = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(usage) = figures.get(&pid) {
+        let mut latest = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(usage) = latest.figures.get(&pid) {
             return *usage;
         }
+        let walked = procfs::descendants(pid);
         let usage = Usage {
             cpu: 0.0,
-            memory: resident(&procfs::descendants(pid), procfs::page_size()),
+            memory: resident(&walked, procfs::page_size()),
         };
         // Right after its exec a process has no resident page yet: read it
         // again next time rather than keep a 0.
         if usage.memory > 0 {
-            figures.insert(pid, usage);
+            latest.figures.insert(pid, usage);
+        }
+        let tree = Tree::from_walk(pid, &walked);
+        if !tree.escaped().is_empty() {
+            latest.escapes.insert(pid, tree);
         }
         usage
     }
 
-    fn replace(&self, figures: HashMap<u32, Usage>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = figures;
+    /// Starts the next tick's figures; the trees with escaped descendants
+    /// found by first reads since the last tick are added to `trees`, where
+    /// the tick did not walk the same root itself.
+    fn replace(&self, figures: HashMap<u32, Usage>, trees: &mut HashMap<u32, Tree>) {
+        let mut latest = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        latest.figures = figures;
+        for (root, tree) in latest.escapes.drain() {
+            trees.entry(root).or_insert(tree);
+        }
     }
 }
 
@@ -87,21 +111,19 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
             _ = interval.changed() => continue,
         }
         let views = registry.views();
-        let active: HashMap<(&str, u64), Option<u32>> = views
+        let roots: HashSet<u32> = views
             .iter()
-            .flat_map(|v| v.instances.iter().map(move |i| (v, i)))
-            .filter(|(_, i)| {
+            .flat_map(|v| &v.instances)
+            .filter(|i| {
                 matches!(
                     i.status,
                     Status::Launching | Status::Online | Status::Stopping
                 )
             })
-            .map(|(v, i)| ((v.config.name.as_str(), i.generation), i.pid))
+            .filter_map(|i| i.pid)
             .collect();
-        let roots: Vec<u32> = active.values().flatten().copied().collect();
         let mut trees = HashMap::new();
         let figures = meter.sample(&roots, &mut trees);
-        escaped.end_with(&active, trees);
         let mut live = HashSet::new();
         for view in &views {
             let Some(limit) = view.config.max_memory_restart else {
@@ -128,43 +150,38 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
             }
         }
         reported.retain(|g, _| live.contains(g));
-        samples.replace(figures);
+        samples.replace(figures, &mut trees);
+        escaped.end_with(&roots, trees);
         registry.look_at_queues();
     }
 }
 
-/// The descendants that left their instance's process group, by app and
-/// generation, as the latest sample saw them. A stop brings down the tree
+/// The descendants that left their instance's process group, by the pid of
+/// the instance's main process, as the latest sample saw them. A stop brings down the tree
 /// it stops (`app::retire`); this is for an instance whose main process
 /// ended by itself (a crash, a failed launch): its escaped descendants were
 /// reparented to supd, out of reach of its group, and are SIGKILLed at the
 /// next sample, like its group was.
 #[derive(Default)]
-struct Escaped(HashMap<(String, u64), Tree>);
+struct Escaped(HashMap<u32, Tree>);
 
 impl Escaped {
-    /// Kills the escaped descendants of the instances no longer `active`
-    /// (launching, online or stopping: a stopping one's tree is the stop's),
-    /// then keeps the `latest` trees (by root pid) of the active ones.
-    fn end_with(
-        &mut self,
-        active: &HashMap<(&str, u64), Option<u32>>,
-        mut latest: HashMap<u32, Tree>,
-    ) {
-        self.0.retain(|(app, generation), tree| {
-            let live = active.contains_key(&(app.as_str(), *generation));
-            if !live && tree.signal_escaped(Signal::SIGKILL) {
+    /// Kills the escaped descendants of the instances whose main process is
+    /// no longer an `active` root (launching, online or stopping: a
+    /// stopping one's tree is the stop's), among those kept and those in
+    /// `latest` (a first read's, of an instance ended since), then keeps
+    /// the `latest` trees of the active ones.
+    fn end_with(&mut self, active: &HashSet<u32>, latest: HashMap<u32, Tree>) {
+        let kept = std::mem::take(&mut self.0);
+        for (root, tree) in kept.into_iter().chain(latest) {
+            if active.contains(&root) {
+                self.0.insert(root, tree);
+            } else if tree.signal_escaped(Signal::SIGKILL) {
                 tracing::warn!(
-                    app,
+                    root,
                     ?tree,
                     "its main process has ended: SIGKILL to the processes that left its group"
                 );
-            }
-            live
-        });
-        for (&(app, generation), pid) in active {
-            if let Some(tree) = pid.and_then(|pid| latest.remove(&pid)) {
-                self.0.insert((app.to_string(), generation), tree);
             }
         }
     }
@@ -197,7 +214,11 @@ impl Meter {
     /// The usage of each tree, by its root's pid. A process seen for the
     /// first time counts its memory but no CPU yet. The trees with
     /// descendants outside their group go to `escaped`, by root.
-    fn sample(&mut self, roots: &[u32], escaped: &mut HashMap<u32, Tree>) -> HashMap<u32, Usage> {
+    fn sample(
+        &mut self,
+        roots: &HashSet<u32>,
+        escaped: &mut HashMap<u32, Tree>,
+    ) -> HashMap<u32, Usage> {
         let seconds = self.at.elapsed().as_secs_f64().max(1e-3);
         self.at = Instant::now();
         let mut seen = HashMap::new();
@@ -261,13 +282,13 @@ mod tests {
             .unwrap();
         let pid = child.id();
         let mut meter = Meter::new();
-        let first = meter.sample(&[pid], &mut HashMap::new())[&pid];
+        let first = meter.sample(&HashSet::from([pid]), &mut HashMap::new())[&pid];
         let start = procfs::stat(pid).unwrap().cpu_ticks;
         let deadline = Instant::now() + Duration::from_secs(10);
         while procfs::stat(pid).unwrap().cpu_ticks < start + 5 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let second = meter.sample(&[pid], &mut HashMap::new())[&pid];
+        let second = meter.sample(&HashSet::from([pid]), &mut HashMap::new())[&pid];
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(first.cpu, 0.0, "no CPU before a second reading");
