@@ -18,6 +18,7 @@ mod host;
 mod import;
 mod limits;
 mod list;
+mod log_files;
 mod logs;
 mod metrics;
 mod monit;

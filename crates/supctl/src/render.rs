@@ -207,6 +207,12 @@ pub fn detail(app: &AppDetail) -> String {
         line("log problem", problem.clone());
     }
     line("err log", app.logs.err.display().to_string());
+    let file = |path: &Option<std::path::PathBuf>| {
+        path.as_ref()
+            .map_or("-".into(), |p| p.display().to_string())
+    };
+    line("log_file", file(&c.log_file));
+    line("pid_file", file(&c.pid_file));
     for (k, v) in &c.env {
         line(&format!("env.{k}"), v.clone());
     }
@@ -558,6 +564,7 @@ mod tests {
                     name: "web".into(),
                     out: "/o".into(),
                     err: "/e".into(),
+                    log: None,
                     instances: Vec::new(),
                 },
                 next_cron_restart: None,

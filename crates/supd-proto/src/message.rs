@@ -386,6 +386,9 @@ pub struct AppLogs {
     pub out: PathBuf,
     /// stderr file (merged over instances).
     pub err: PathBuf,
+    /// The file with both streams (`log_file`), if any.
+    #[serde(default)]
+    pub log: Option<PathBuf>,
     /// With `merge_logs = false`: one pair per instance (then the merged
     /// files are not written).
     #[serde(default)]
@@ -401,4 +404,7 @@ pub struct InstanceLogs {
     pub out: PathBuf,
     /// stderr file.
     pub err: PathBuf,
+    /// The file with both streams (`log_file`), if any.
+    #[serde(default)]
+    pub log: Option<PathBuf>,
 }

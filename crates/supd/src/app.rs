@@ -877,6 +877,7 @@ impl App {
                 inst.spawn_failures = 0;
                 inst.started = Some(Instant::now());
                 tracing::info!(app = %name, instance = slot, pid, "started");
+                crate::pid_file::write(&self.config, slot, pid);
                 if waits {
                     inst.status = Status::Launching;
                     self.waiting.entry(generation).or_default().launch = reply;
@@ -1278,6 +1279,7 @@ impl App {
         let uptime = inst.started.map_or(Duration::ZERO, |t| t.elapsed());
         inst.record_exit(exit);
         tracing::info!(app = %name, instance = slot, pid = pgid, "exited with {}", describe_exit(exit));
+        crate::pid_file::remove(&self.config, slot, pgid);
         match inst.status {
             Status::Stopping => {
                 let deadline = inst.kill_deadline.unwrap_or_else(Instant::now);

@@ -54,19 +54,73 @@ pub enum Stream {
     Err,
 }
 
+/// What a log file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// stdout (`out_file`).
+    Out,
+    /// stderr (`error_file`).
+    Err,
+    /// Both, line by line as they come (`log_file`).
+    Both,
+}
+
+/// Where an app's logs go: the one owner of the path rule.
+///
+/// The app's files are `out_file`, `error_file` and `log_file` when set
+/// (absolute already), else `SUPD_HOME/logs/NAME-out.log` and
+/// `NAME-err.log` (and no combined file). With `merge_logs = false`
+/// instance N writes its own files, `-N` before the `.log`
+/// ([`AppConfig::instance_file`], PM2's rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    out: PathBuf,
+    err: PathBuf,
+    both: Option<PathBuf>,
+}
+
+impl Files {
+    /// The files of `config`.
+    pub fn of(home: &Home, config: &AppConfig) -> Files {
+        let dir = home.log_dir();
+        let name = &config.name;
+        Files {
+            out: (config.out_file.clone()).unwrap_or_else(|| dir.join(format!("{name}-out.log"))),
+            err: (config.error_file.clone()).unwrap_or_else(|| dir.join(format!("{name}-err.log"))),
+            both: config.log_file.clone(),
+        }
+    }
+
+    /// The file of `target`, the app's (`instance` `None`) or one
+    /// instance's; `None` when there is none (`log_file` unset).
+    pub fn path(&self, target: Target, instance: Option<u32>) -> Option<PathBuf> {
+        let base = match target {
+            Target::Out => &self.out,
+            Target::Err => &self.err,
+            Target::Both => self.both.as_ref()?,
+        };
+        Some(match instance {
+            None => base.clone(),
+            Some(i) => AppConfig::instance_file(base, i, "log"),
+        })
+    }
+}
+
 /// How an app's logs are laid out and rotated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     rotation: Rotation,
     /// One file per app (`merge_logs`, the default), or one per instance.
     merge: bool,
+    files: Files,
 }
 
 impl Layout {
-    fn of(config: &AppConfig) -> Layout {
+    fn of(home: &Home, config: &AppConfig) -> Layout {
         Layout {
             rotation: Rotation::of(config),
             merge: config.merge_logs,
+            files: Files::of(home, config),
         }
     }
 }
@@ -75,6 +129,8 @@ impl Layout {
 pub struct AppLog {
     /// The app's name, which names its pipes.
     app: String,
+    /// Where the default files are.
+    home: Home,
     /// Where its pipes are made ([`run_dir`]).
     run_dir: PathBuf,
     /// The thread's queue.
@@ -101,29 +157,28 @@ impl Rotation {
     }
 }
 
-/// The log files of an app: `NAME-out.log`/`NAME-err.log`, and with
-/// `merge_logs = false` one pair per instance, `NAME-out-N.log`.
+/// The log files of an app ([`Files`]): with `merge_logs = false` one
+/// set per instance.
 pub fn paths(home: &Home, config: &AppConfig) -> AppLogs {
-    let name = &config.name;
+    let files = Files::of(home, config);
+    let of = |target, instance| files.path(target, instance);
     let instances = if config.merge_logs {
         Vec::new()
     } else {
         (0..config.instances)
-            .map(|i| {
-                let (out, err) = file_pair(home, name, Some(i));
-                InstanceLogs {
-                    instance: i,
-                    out,
-                    err,
-                }
+            .map(|i| InstanceLogs {
+                instance: i,
+                out: of(Target::Out, Some(i)).unwrap_or_default(),
+                err: of(Target::Err, Some(i)).unwrap_or_default(),
+                log: of(Target::Both, Some(i)),
             })
             .collect()
     };
-    let (out, err) = file_pair(home, name, None);
     AppLogs {
-        name: name.clone(),
-        out,
-        err,
+        name: config.name.clone(),
+        out: files.out.clone(),
+        err: files.err.clone(),
+        log: files.both.clone(),
         instances,
     }
 }
@@ -159,16 +214,6 @@ pub fn parse_pipe(run_dir: &Path, target: &Path) -> Option<(String, u32, Stream)
     Some((app.to_string(), instance, stream))
 }
 
-/// The out and err files of an app, or of one of its instances.
-fn file_pair(home: &Home, name: &str, instance: Option<u32>) -> (PathBuf, PathBuf) {
-    let dir = home.log_dir();
-    let suffix = instance.map_or(String::new(), |i| format!("-{i}"));
-    (
-        dir.join(format!("{name}-out{suffix}.log")),
-        dir.join(format!("{name}-err{suffix}.log")),
-    )
-}
-
 impl AppLog {
     /// Opens (creating) the files of an app and starts its log thread.
     /// The thread ends when the `AppLog` is gone and every pipe it reads
@@ -190,6 +235,7 @@ impl AppLog {
             .spawn(move || writer.run(queue, &thread_wake))?;
         let mut log = AppLog {
             app: name.clone(),
+            home: home.clone(),
             run_dir: run_dir(home),
             commands,
             wake,
@@ -208,7 +254,7 @@ impl AppLog {
 
     /// Applies a new config's rotation settings.
     pub fn configure(&mut self, config: &AppConfig) {
-        self.send(Command::Configure(Layout::of(config)));
+        self.send(Command::Configure(Layout::of(&self.home, config)));
         self.arm(config);
     }
 

@@ -19,6 +19,7 @@ mod metrics;
 mod monitor;
 mod node_preload;
 mod ops;
+mod pid_file;
 mod readiness;
 mod recover;
 mod registry;

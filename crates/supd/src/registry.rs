@@ -806,6 +806,7 @@ impl Registry {
         config
             .validate()
             .map_err(|e| format!("app \"{}\": {e}", config.name))?;
+        crate::pid_file::check(&config).map_err(|e| format!("app \"{}\": {e}", config.name))?;
         let name = config.name.clone();
         let log = AppLog::open(&self.home, &config)
             .map_err(|e| format!("app \"{name}\": cannot open log files: {e}"))?;

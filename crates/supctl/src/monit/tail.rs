@@ -203,6 +203,7 @@ mod tests {
             name: "app".into(),
             out: dir.join("app-out.log"),
             err: dir.join("app-err.log"),
+            log: None,
             instances: Vec::new(),
         };
         std::fs::write(&logs.out, "one\ntwo\n").unwrap();

@@ -21,13 +21,13 @@ use std::sync::{Arc, Mutex};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::EventFd;
-use supd_config::AppConfig;
+use supd_config::{AppConfig, DEV_NULL};
 use supd_proto::Home;
 use tokio::sync::oneshot;
 
 use super::file::LogFile;
 use super::lines::{FIRST_CHUNK, LineBuf, stamp};
-use super::{Layout, Stream, file_pair};
+use super::{Layout, Stream, Target};
 
 /// The capacity asked for each app pipe.
 const PIPE_SIZE: usize = 1024 * 1024;
@@ -45,7 +45,8 @@ pub enum Command {
     Truncate(oneshot::Sender<Result<(), String>>),
     /// Rotate every file now (`log_rotate_interval`).
     Rotate,
-    /// New rotation settings and layout.
+    /// New rotation settings and layout (files whose path changed are
+    /// closed, and the new ones opened at their next line).
     Configure(Layout),
     /// The handle is gone: end once every pipe has ended.
     Close,
@@ -129,12 +130,12 @@ enum Got {
 
 /// The thread's state.
 pub struct Writer {
-    home: Home,
-    /// The app's name, which names its files.
+    /// The app's name, for messages.
     app: String,
     layout: Layout,
-    /// Open files by stream and instance (`None` for the app's merged files).
-    files: HashMap<(Stream, Option<u32>), LogFile>,
+    /// Open files by what they hold and instance (`None` for the app's
+    /// merged files).
+    files: HashMap<(Target, Option<u32>), LogFile>,
     /// Shared with `show`: the current problem writing the files.
     problem: Arc<Mutex<Option<String>>>,
     /// Reused for chunks with their `log_date_format` prefixes.
@@ -144,25 +145,32 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// The state of `config`'s log thread. A merged layout's files are
-    /// created now, so `logs` finds them before the first line.
+    /// The state of `config`'s log thread. Its files (each instance's
+    /// without `merge_logs`) are created now, so `logs` finds them before
+    /// the first line and a path that cannot be written is an error when
+    /// the app starts, not a lost log later.
     pub fn new(
         home: &Home,
         config: &AppConfig,
         problem: Arc<Mutex<Option<String>>>,
     ) -> io::Result<Writer> {
         let mut writer = Writer {
-            home: home.clone(),
             app: config.name.clone(),
-            layout: Layout::of(config),
+            layout: Layout::of(home, config),
             files: HashMap::new(),
             problem,
             stamped: Vec::new(),
             closed: false,
         };
-        if writer.layout.merge {
-            writer.file(Stream::Out, 0)?;
-            writer.file(Stream::Err, 0)?;
+        let instances = if writer.layout.merge {
+            1
+        } else {
+            config.instances
+        };
+        for instance in 0..instances {
+            for target in [Target::Out, Target::Err, Target::Both] {
+                writer.file(target, instance)?;
+            }
         }
         Ok(writer)
     }
@@ -226,7 +234,12 @@ impl Writer {
                     file.rotate(&self.layout.rotation, &self.app);
                 }
             }
-            Command::Configure(layout) => self.layout = layout,
+            Command::Configure(layout) => {
+                if (layout.merge, &layout.files) != (self.layout.merge, &self.layout.files) {
+                    self.files.clear();
+                }
+                self.layout = layout;
+            }
             Command::Close => self.closed = true,
         }
     }
@@ -267,29 +280,52 @@ impl Writer {
         true
     }
 
+    /// Appends lines of `stream` to its file, and to the file with both
+    /// streams (`log_file`) if there is one.
     fn write(&mut self, stream: Stream, instance: u32, bytes: &[u8]) {
-        match self.file(stream, instance) {
-            Ok(key) => {
-                if let Some(file) = self.files.get_mut(&key) {
-                    file.write(bytes, instance, &self.layout.rotation, &self.app);
+        let own = match stream {
+            Stream::Out => Target::Out,
+            Stream::Err => Target::Err,
+        };
+        for target in [own, Target::Both] {
+            match self.file(target, instance) {
+                Ok(Some(key)) => {
+                    if let Some(file) = self.files.get_mut(&key) {
+                        file.write(bytes, instance, &self.layout.rotation, &self.app);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(app = %self.app, "cannot open a log file: {e}");
+                    *self.problem.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("cannot open a log file: {e}"));
                 }
             }
-            Err(e) => tracing::error!(app = %self.app, "cannot open a log file: {e}"),
         }
     }
 
-    /// Opens, on first use, the file an instance's stream goes to; its key.
-    fn file(&mut self, stream: Stream, instance: u32) -> io::Result<(Stream, Option<u32>)> {
-        let key = (stream, (!self.layout.merge).then_some(instance));
-        if !self.files.contains_key(&key) {
-            let (out, err) = file_pair(&self.home, &self.app, key.1);
-            let path = if stream == Stream::Out { out } else { err };
-            self.files.insert(
-                key,
-                LogFile::open(path, key.1.is_none(), self.problem.clone())?,
-            );
+    /// Opens, on first use, the file of `target` an instance writes to
+    /// (creating its folder, as PM2 does); its key, `None` when there is
+    /// no such file (`log_file` unset) or it is `/dev/null`.
+    fn file(&mut self, target: Target, instance: u32) -> io::Result<Option<(Target, Option<u32>)>> {
+        let key = (target, (!self.layout.merge).then_some(instance));
+        if self.files.contains_key(&key) {
+            return Ok(Some(key));
         }
-        Ok(key)
+        let Some(path) = self.layout.files.path(target, key.1) else {
+            return Ok(None);
+        };
+        if path == std::path::Path::new(DEV_NULL) {
+            return Ok(None);
+        }
+        if let Some(folder) = path.parent().filter(|f| !f.exists()) {
+            std::fs::create_dir_all(folder).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create {}: {e}", folder.display()))
+            })?;
+        }
+        let file = LogFile::open(path, key.1.is_none(), self.problem.clone())?;
+        self.files.insert(key, file);
+        Ok(Some(key))
     }
 }
 
