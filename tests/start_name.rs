@@ -110,11 +110,11 @@ fn environ(pid: u64) -> BTreeMap<String, String> {
 fn env_prints_what_an_instance_was_spawned_with() {
     let supd = Supd::new();
     let port = free_port();
-    let script = supd.script("web.sh", "exec sleep 300");
+    // Not a shell script: a shell sets PWD in what its child gets.
     supd.start_script(
         "web",
-        &script,
-        &format!("instances = 2\nport = {port}\n[apps.env]\nGREETING = \"hi\"\n"),
+        std::path::Path::new("/bin/sleep"),
+        &format!("args = [\"300\"]\ninstances = 2\nport = {port}\n[apps.env]\nGREETING = \"hi\"\n"),
     );
     let pid = supd.wait_instance("web", 1, "web:1 online", |p| p["status"] == "online")["pid"]
         .as_u64()

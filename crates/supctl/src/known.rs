@@ -60,3 +60,46 @@ fn config_flag(args: &StartArgs) -> Option<&'static str> {
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Cmd};
+
+    #[test]
+    fn options_that_would_change_a_config_are_named() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["web"], None),
+            (&["web", "api"], None),
+            (&["web", "--port", "3000"], Some("--port")),
+            (&["web", "--env", "production"], Some("--env")),
+            (&["web", "-i", "2"], Some("-i")),
+            (&["web", "--name", "api"], Some("--name")),
+            (&["web", "--host", "localhost"], Some("--host")),
+            (&["web", "--watch"], Some("--watch")),
+            (&["web", "--only", "a"], Some("--only")),
+            (&["web", "--", "x"], Some("arguments after --")),
+        ];
+        for (words, expected) in cases {
+            let line = ["supctl", "start"].iter().chain(words.iter());
+            let Cmd::Start(args) = Cli::try_parse_from(line).unwrap().command else {
+                panic!("not start: {words:?}");
+            };
+            assert_eq!(config_flag(&args), *expected, "{words:?}");
+        }
+    }
+
+    #[test]
+    fn files_and_paths_are_not_taken_for_app_names() {
+        for (target, file) in [
+            ("web", false),
+            ("ecosystem.toml", true),
+            ("./web", true),
+            ("bin/web", true),
+        ] {
+            assert_eq!(may_be_file(target), file, "{target}");
+        }
+    }
+}
