@@ -31,6 +31,7 @@ mod realapps;
 mod resurrect;
 mod scale;
 mod services;
+mod start_name;
 mod tree;
 mod unserved;
 mod update;

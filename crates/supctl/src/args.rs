@@ -59,6 +59,17 @@ pub enum Cmd {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// The environment an instance was spawned with (PM2's `env`).
+    Env {
+        /// App name.
+        name: String,
+        /// Instance number.
+        #[arg(default_value_t = 0)]
+        instance: u32,
+        /// Print JSON instead of KEY=value lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything about one app.
     #[command(visible_aliases = ["describe", "desc", "info"])]
     Show {
@@ -139,8 +150,11 @@ fn parse_timeout(text: &str) -> Result<Timeout, String> {
 /// `start FILE.toml` or `start CMD`.
 #[derive(Args)]
 pub struct StartArgs {
-    /// An ecosystem file (*.toml), or a program to run.
+    /// An ecosystem file (*.toml), a program to run, or a known app's
+    /// name (or `all`) to start with its own config.
     pub target: String,
+    /// More known apps to start.
+    pub more: Vec<String>,
     /// Only these apps of the file (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,

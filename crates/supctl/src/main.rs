@@ -6,7 +6,9 @@
 
 mod args;
 mod client;
+mod env;
 mod import;
+mod known;
 mod logs;
 mod monit;
 mod pm2;
@@ -103,6 +105,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pm2::completions(shell);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Env {
+            name,
+            instance,
+            json,
+        } => env::run(&home, name, instance, json).map(|()| ExitCode::SUCCESS),
         Cmd::Show { name, json } => {
             let app = show(&home, &name)?;
             if json {

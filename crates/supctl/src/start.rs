@@ -1,4 +1,5 @@
-//! `supctl start`: an ecosystem file, or one program started ad hoc.
+//! `supctl start`: an ecosystem file, one program started ad hoc, or known
+//! apps ([`crate::known`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ use crate::render;
 /// Runs `supctl start`. An app with a port whose program is a wrapper
 /// (`npm start`, `sh -c …`) is warned about first, and started anyway.
 pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
+    if let Some(code) = crate::known::start(home, args)? {
+        return Ok(code);
+    }
     let (apps, daemon) = if args.target.ends_with(".toml") {
         let opts = LoadOptions {
             env: args.env.clone(),

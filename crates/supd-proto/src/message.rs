@@ -26,6 +26,13 @@ pub enum Request {
         #[serde(default)]
         daemon: Option<DaemonConfig>,
     },
+    /// Start known apps with their own configs (`supctl start NAME…`,
+    /// `start all`): stopped or errored instances are started, online apps
+    /// are left alone. Answered with [`Response::Started`].
+    StartKnown {
+        /// App names, or `all`; an unknown one fails the request, naming it.
+        targets: Vec<Target>,
+    },
     /// Graceful stop.
     Stop {
         /// App name or `all`.
@@ -92,6 +99,13 @@ pub enum Request {
     Reset {
         /// App name or `all`.
         target: Target,
+    },
+    /// The environment one instance was spawned with (`supctl env`).
+    Env {
+        /// App name.
+        name: String,
+        /// Instance number.
+        instance: u32,
     },
     /// Write the process list to `SUPD_HOME/dump.json`.
     Save,
@@ -181,6 +195,11 @@ pub enum Response {
     Show {
         /// The app.
         app: Box<AppDetail>,
+    },
+    /// Answer to [`Request::Env`].
+    Env {
+        /// Every variable, by name.
+        env: BTreeMap<String, String>,
     },
     /// Answer to [`Request::LogFiles`].
     LogFiles {

@@ -171,6 +171,13 @@ pub enum Command {
     Flush(oneshot::Sender<Result<(), String>>),
     /// Zero the restart counters (`reset`); no process is touched.
     Reset(oneshot::Sender<()>),
+    /// The environment of one instance (`supctl env`), or why there is none.
+    Env {
+        /// Instance number.
+        slot: u32,
+        /// The variables, or an error naming the app.
+        reply: oneshot::Sender<Result<BTreeMap<String, String>, String>>,
+    },
     /// Stop acting and describe everything for the daemon's next image
     /// (`update`); commands wait and child events stay queued until `Thaw`,
     /// and notices stay unread in their sockets.
@@ -638,6 +645,9 @@ impl App {
                 }
                 let _ = reply.send(());
             }
+            Command::Env { slot, reply } => {
+                let _ = reply.send(self.env_of(slot));
+            }
             Command::Freeze(reply) => {
                 self.log.freeze().await;
                 // No notice is read from here on; the ones read before are
@@ -932,8 +942,8 @@ impl App {
         let (stdout, stderr) = (pipe(Stream::Out)?, pipe(Stream::Err)?);
         let channels = readiness::channels(self.config.readiness().waits())
             .map_err(SpawnFailure::with("cannot create the notify socket"))?;
-        let mut env = self.instance_env(slot);
-        env.insert("NOTIFY_SOCKET".into(), channels.notify_address.clone());
+        let env = self.spawn_env(slot, Some(&channels.notify_address), channels.ipc.is_some());
+        let ipc_fd = self.ipc_fd();
         let mut pass_fds = Vec::new();
         if let Some(listener) = self.listener.as_mut() {
             let port = listener.port();
@@ -941,18 +951,13 @@ impl App {
                 .socket(slot)
                 .map_err(SpawnFailure::with(&format!("cannot bind port {port}")))?;
             pass_fds.push((socket, LISTEN_FD));
-            env.insert("LISTEN_FDS".into(), "1".into());
-            env.insert("LISTEN_FDNAMES".into(), self.config.name.clone());
         }
-        let ipc_fd = LISTEN_FD + pass_fds.len() as i32;
         let (ipc_ours, ipc_theirs): (Option<_>, Option<OwnedFd>) = match channels.ipc {
             Some((ours, theirs)) => (Some(ours), Some(theirs)),
             None => (None, None),
         };
         if let Some(theirs) = &ipc_theirs {
             pass_fds.push((theirs.as_fd(), ipc_fd));
-            env.insert("NODE_CHANNEL_FD".into(), ipc_fd.to_string());
-            env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
         }
         let spec = SpawnSpec {
             program: &self.config.script,
@@ -979,6 +984,61 @@ impl App {
         let channels = (channels.notify, channels.notify_address, ipc_ours);
         self.watch_process(generation, exit, Some(channels));
         Ok(pid)
+    }
+
+    /// Everything a process of `slot` is spawned with: [`Self::instance_env`],
+    /// its notify socket (`notify`, `None` for no process), the listening
+    /// socket's variables and, with `ipc`, Node's IPC channel. The one rule
+    /// both a spawn and `supctl env` read.
+    fn spawn_env(&self, slot: u32, notify: Option<&str>, ipc: bool) -> BTreeMap<String, String> {
+        let mut env = self.instance_env(slot);
+        if let Some(address) = notify {
+            env.insert("NOTIFY_SOCKET".into(), address.to_string());
+        }
+        if self.listener.is_some() {
+            env.insert("LISTEN_FDS".into(), "1".into());
+            env.insert("LISTEN_FDNAMES".into(), self.config.name.clone());
+        }
+        if ipc {
+            env.insert("NODE_CHANNEL_FD".into(), self.ipc_fd().to_string());
+            env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
+        }
+        env
+    }
+
+    /// The descriptor Node's IPC channel is passed on: the one after the
+    /// listening socket, if any.
+    fn ipc_fd(&self) -> i32 {
+        LISTEN_FD + i32::from(self.listener.is_some())
+    }
+
+    /// The environment slot `slot`'s process was spawned with (the newest
+    /// live one during a reload), as [`Self::spawn_env`] builds it from the
+    /// config in force, with the `LISTEN_PID` the spawner sets in the child.
+    /// A slot without a process shows what its next spawn gets, less the
+    /// per-process channels. An unknown slot is an error naming the app.
+    fn env_of(&self, slot: u32) -> Result<BTreeMap<String, String>, String> {
+        let Some(record) = self
+            .instances
+            .iter()
+            .filter(|i| i.slot == slot)
+            .max_by_key(|i| (i.pid.is_some(), i.generation))
+        else {
+            return Err(format!(
+                "app \"{}\" has no instance {slot} (it has {})",
+                self.config.name, self.config.instances
+            ));
+        };
+        let kept = record.pid.and(self.channels.get(&record.generation));
+        let mut env = self.spawn_env(
+            slot,
+            kept.map(|k| k.notify_address.as_str()),
+            kept.is_some_and(|k| k.ipc.is_some()),
+        );
+        if let (Some(pid), Some(_)) = (record.pid, self.config.port) {
+            env.insert("LISTEN_PID".into(), pid.to_string());
+        }
+        Ok(env)
     }
 
     /// The caller's environment, then the app's `env`, then what supd adds.

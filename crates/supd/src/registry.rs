@@ -546,6 +546,7 @@ impl Registry {
         let changes_apps = matches!(
             request,
             Request::Start { .. }
+                | Request::StartKnown { .. }
                 | Request::Stop { .. }
                 | Request::Restart { .. }
                 | Request::Reload { .. }
@@ -576,6 +577,7 @@ impl Registry {
                 },
                 None => Ok(self.start(apps, base_env).await),
             },
+            Request::StartKnown { targets } => self.start_known(&targets).await,
             Request::Stop { target } => {
                 self.each(&target, |a| async move { a.halt(false).await })
                     .await
@@ -650,6 +652,16 @@ impl Registry {
                 }
                 None => Err(format!("unknown signal \"{signal}\"")),
             },
+            Request::Env { name, instance } => match self.find(&name) {
+                Some(app) => app
+                    .ask(|reply| Command::Env {
+                        slot: instance,
+                        reply,
+                    })
+                    .await
+                    .and_then(|env| env.map(|env| Response::Env { env })),
+                None => Err(unknown(&name)),
+            },
             Request::Reset { target } => self.each(&target, |a| a.ask(Command::Reset)).await,
             Request::Save => self.save().await,
             Request::Resurrect => self.resurrect().await,
@@ -714,6 +726,27 @@ impl Registry {
             outcomes.push(StartOutcome::of(name, result));
         }
         Response::Started { apps: outcomes }
+    }
+
+    /// Starts known apps with their own configs, one after the other, as
+    /// `start FILE` starts an app it knows; every name is looked up first,
+    /// so an unknown one starts nothing.
+    async fn start_known(&self, targets: &[String]) -> Result<Response, String> {
+        let mut apps: Vec<AppHandle> = Vec::new();
+        for target in targets {
+            for app in self.resolve(target)? {
+                if !apps.iter().any(|a| a.name == app.name) {
+                    apps.push(app);
+                }
+            }
+        }
+        let mut outcomes = Vec::new();
+        for app in apps {
+            let outcome = ops::start(&app, None).await;
+            app.arm(self).await;
+            outcomes.push(StartOutcome::of(app.name.clone(), outcome));
+        }
+        Ok(Response::Started { apps: outcomes })
     }
 
     /// Writes the process list: the daemon settings in force, and each app's
