@@ -12,6 +12,7 @@ mod control;
 mod crash;
 mod docs;
 mod drain;
+mod examples;
 mod fork;
 mod home;
 mod host;
