@@ -25,6 +25,7 @@ mod monit;
 mod monitor;
 mod operations;
 mod platform;
+mod pm2_aliases;
 mod pm2_commands;
 mod readiness;
 mod realapps;
