@@ -38,9 +38,10 @@ pub enum Cmd {
         count: String,
     },
     /// Stop and forget.
+    #[command(visible_alias = "del")]
     Delete(TargetArg),
     /// The process table.
-    #[command(visible_aliases = ["ls", "status"])]
+    #[command(visible_aliases = ["ls", "status", "l", "ps"])]
     List(JsonArg),
     /// The process table as JSON on one line (PM2's `jlist`).
     Jlist,
@@ -80,8 +81,10 @@ pub enum Cmd {
         json: bool,
     },
     /// Print the last lines of the logs, then follow them.
+    #[command(visible_alias = "log")]
     Logs(LogsArgs),
     /// Live dashboard: every instance, CPU and memory history, logs, actions.
+    #[command(visible_aliases = ["dashboard", "dash", "imonit"])]
     Monit(MonitArgs),
     /// Empty log files.
     Flush {
@@ -113,6 +116,7 @@ pub enum Cmd {
         file: PathBuf,
     },
     /// Write the process list (configs, instance counts, stopped apps) to SUPD_HOME/dump.json.
+    #[command(visible_alias = "dump")]
     Save,
     /// Bring back the process list written by `save`.
     Resurrect,
@@ -126,6 +130,7 @@ pub enum Cmd {
     Unstartup,
     /// Replace the running daemon with the supd binary now installed,
     /// keeping its pid and every app running (nothing restarts).
+    #[command(visible_alias = "updatePM2")]
     Update(JsonArg),
     /// Is the daemon alive? (starts it if not, like PM2)
     Ping(JsonArg),
