@@ -40,9 +40,13 @@ fn may_be_file(target: &str) -> bool {
     target.ends_with(".toml") || target.contains('/') || Path::new(target).is_file()
 }
 
-/// Whether the daemon knows an app called `name`.
+/// Whether the daemon knows an app called `name`; a daemon that is not
+/// running knows none (and is not started to be asked).
 fn is_app(home: &Home, name: &str) -> anyhow::Result<bool> {
-    Ok(crate::list(home)?.iter().any(|p| p.name == name))
+    let Some(mut client) = Client::connect_existing(home)? else {
+        return Ok(false);
+    };
+    Ok(crate::processes(&mut client)?.iter().any(|p| p.name == name))
 }
 
 /// The first option given that would change a known app's config, if any.

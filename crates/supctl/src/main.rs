@@ -203,7 +203,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The process table.
 fn list(home: &Home) -> anyhow::Result<Vec<supd_proto::ProcessInfo>> {
-    match Client::connect(home)?.request(&Request::List)? {
+    processes(&mut Client::connect(home)?)
+}
+
+/// The process table of the daemon `client` talks to.
+fn processes(client: &mut Client) -> anyhow::Result<Vec<supd_proto::ProcessInfo>> {
+    match client.request(&Request::List)? {
         Response::List { processes } => Ok(processes),
         _ => bail!("unexpected answer from supd"),
     }
