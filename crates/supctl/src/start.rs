@@ -15,12 +15,12 @@ use crate::render;
 /// Runs `supctl start`. An app with a port whose program is a wrapper
 /// (`npm start`, `sh -c …`) is warned about first, and started anyway.
 pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
-    let (apps, daemon) = if args.target.ends_with(".toml") {
+    let (apps, daemon) = if crate::ecofile::is_file(&args.target) {
         let opts = LoadOptions {
             env: args.env.clone(),
             only: args.only.clone(),
         };
-        let eco = supd_config::load(Path::new(&args.target), &opts)?;
+        let eco = crate::ecofile::load(Path::new(&args.target), &opts)?;
         (eco.apps, Some(eco.daemon))
     } else {
         (vec![adhoc(args)?], None)
