@@ -159,6 +159,22 @@ pub struct AppConfig {
     /// false: one pair of files per instance.
     #[serde(default = "default_merge_logs")]
     pub merge_logs: bool,
+    /// Where stdout goes (absolute; `None`: `SUPD_HOME/logs/NAME-out.log`).
+    /// With `merge_logs = false`, instance N writes `-N` before the `.log`
+    /// (see [`AppConfig::instance_file`]).
+    #[serde(default)]
+    pub out_file: Option<PathBuf>,
+    /// Where stderr goes (absolute; `None`: `SUPD_HOME/logs/NAME-err.log`).
+    #[serde(default)]
+    pub error_file: Option<PathBuf>,
+    /// A file that gets every line of both streams as well (absolute;
+    /// `None`: no such file).
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
+    /// Where each instance's pid is written while it runs: instance N's in
+    /// the path with `-N` before the `.pid` (absolute; `None`: no pid file).
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
     /// Absolute paths (folders or files) whose changes restart the app;
     /// empty: not watched. `watch = true` is the app's `cwd`.
     #[serde(default)]
@@ -407,6 +423,10 @@ impl AppConfig {
             log_compress: None,
             log_rotate_interval: None,
             merge_logs: default_merge_logs(),
+            out_file: None,
+            error_file: None,
+            log_file: None,
+            pid_file: None,
             watch: Vec::new(),
             ignore_watch: Vec::new(),
             watch_delay: default_watch_delay(),
@@ -437,6 +457,21 @@ impl AppConfig {
         set.build().map_err(|e| e.to_string())
     }
 
+    /// Instance `instance`'s own file for `path` (PM2's rule): `-N` goes
+    /// before the extension `ext` (`api.log` → `api-1.log`), or at the end
+    /// when the name does not end in `.ext`; `/dev/null` stays itself.
+    pub fn instance_file(path: &std::path::Path, instance: u32, ext: &str) -> PathBuf {
+        if path == std::path::Path::new(DEV_NULL) {
+            return path.to_path_buf();
+        }
+        let text = path.as_os_str().to_string_lossy();
+        let dotted = format!(".{ext}");
+        match text.strip_suffix(&dotted) {
+            Some(stem) => PathBuf::from(format!("{stem}-{instance}{dotted}")),
+            None => PathBuf::from(format!("{text}-{instance}")),
+        }
+    }
+
     /// The health check, parsed, `{port}` replaced by this app's port;
     /// `Ok(None)` when there is none. An error only for a config that
     /// [`AppConfig::validate`] would refuse.
@@ -447,6 +482,9 @@ impl AppConfig {
             .transpose()
     }
 }
+
+/// Where output written to `NULL` (PM2's word) or `/dev/null` goes: nowhere.
+pub const DEV_NULL: &str = "/dev/null";
 
 /// The interpreter PM2 would pick for a script by its extension: `node` for
 /// `.js`, `.mjs` and `.cjs`, `python3` for `.py`; `None` for anything else

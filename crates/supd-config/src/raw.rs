@@ -66,7 +66,15 @@ pub const APP_KEYS: &[&str] = &[
     "log_compress",
     "log_rotate_interval",
     "merge_logs",
+    "out_file",
+    "error_file",
+    "log_file",
+    "pid_file",
 ];
+
+/// The keys naming a file the daemon writes for the app (its output, its
+/// pid), each resolved against the app's `cwd`.
+pub(crate) const FILE_KEYS: &[&str] = &["out_file", "error_file", "log_file", "pid_file"];
 
 /// Keys that tune `health_check` and mean nothing without it.
 pub(crate) const HEALTH_TUNING: &[&str] = &["health_interval", "health_timeout", "health_retries"];
@@ -133,6 +141,9 @@ pub(crate) struct RawApp {
     pub log_compress: Option<bool>,
     pub log_rotate_interval: Option<String>,
     pub merge_logs: Option<bool>,
+    /// `out_file`, `error_file`, `log_file`, `pid_file` as written (checked,
+    /// `NULL` already `/dev/null`), by key.
+    pub files: BTreeMap<&'static str, Spanned<String>>,
     /// Where each key's value is, valid or not, by key (for rules that tie keys together).
     pub spans: BTreeMap<String, Range<usize>>,
     /// The `env` table.
@@ -216,6 +227,12 @@ impl RawApp {
                     app.log_rotate_interval = v.checked_string(values::check_rotate_schedule)
                 }
                 "merge_logs" => app.merge_logs = v.boolean(),
+                "out_file" | "error_file" | "log_file" | "pid_file" => {
+                    if let Some(path) = v.checked(values::check_file_path) {
+                        let key = FILE_KEYS.iter().find(|k| **k == key_name);
+                        app.files.insert(key.copied().unwrap_or_default(), path);
+                    }
+                }
                 "env" => app.env = v.env().unwrap_or_default(),
                 _ => match key_name.strip_prefix("env_") {
                     Some(set) if !set.is_empty() => {

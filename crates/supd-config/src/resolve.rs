@@ -2,15 +2,16 @@
 //! in, paths made absolute against the file's folder, `instances` counted,
 //! `env_<name>` applied over `env`, and the rules that tie keys together.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
 
-use crate::AppConfig;
 use crate::diag::Diag;
 use crate::health::PORT_PLACEHOLDER;
 use crate::raw::{HEALTH_TUNING, PORT_TUNING, RawApp, RawWatch, WATCH_TUNING};
 use crate::values::{self, Instances};
+use crate::{AppConfig, DEV_NULL};
 
 /// What resolving needs besides the app itself.
 pub(crate) struct Context<'a> {
@@ -83,6 +84,7 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
         .watch
         .map(|watch| resolve_watch(watch, &cwd, index, diag))
         .unwrap_or_default();
+    let files = resolve_files(&raw.files, index, &cwd, diag);
     let name = raw.name?.into_inner();
     let script = resolve_script(&raw.script?, ctx.dir);
     let mut app = AppConfig::with_defaults(name, script, cwd);
@@ -119,6 +121,11 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
     app.log_compress = raw.log_compress;
     app.log_rotate_interval = raw.log_rotate_interval;
     app.merge_logs = raw.merge_logs.unwrap_or(app.merge_logs);
+    let file = |key: &str| files.get(key).cloned();
+    app.out_file = file("out_file");
+    app.error_file = file("error_file");
+    app.log_file = file("log_file");
+    app.pid_file = file("pid_file");
     app.watch = watch;
     app.ignore_watch = raw.ignore_watch.unwrap_or_default();
     app.watch_delay = raw.watch_delay.unwrap_or(app.watch_delay);
@@ -128,6 +135,51 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
             .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Some(app)
+}
+
+/// `out_file`, `error_file`, `log_file` and `pid_file`, absolute (relative
+/// ones against the app's `cwd`, as PM2 does), by key. Each must name a
+/// file, not a folder, and no two the same file (`/dev/null` aside): two
+/// writers, or two rotations, of one file would garble it.
+fn resolve_files(
+    files: &BTreeMap<&'static str, Spanned<String>>,
+    index: usize,
+    cwd: &Path,
+    diag: &mut Diag<'_>,
+) -> BTreeMap<String, PathBuf> {
+    let mut resolved: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // In file order, so a clash is reported at the later key.
+    let mut written: Vec<_> = files.iter().collect();
+    written.sort_by_key(|(_, path)| path.span().start);
+    for (key, path) in written {
+        let absolute = resolve_path(path.get_ref(), cwd);
+        let at = format!("apps[{index}].{key}");
+        if absolute.is_dir() {
+            let shown = absolute.display();
+            diag.at(
+                path.span(),
+                format!("{at}: {shown} is a folder; give a file name"),
+            );
+            continue;
+        }
+        let same = resolved
+            .iter()
+            .find(|(_, other)| **other == absolute && absolute != Path::new(DEV_NULL));
+        if let Some((other, _)) = same {
+            let hint = if *key != "pid_file" && other != "pid_file" {
+                " (set log_file for one file with both streams)"
+            } else {
+                ""
+            };
+            diag.at(
+                path.span(),
+                format!("{at}: {} is also {other}{hint}", absolute.display()),
+            );
+            continue;
+        }
+        resolved.insert((*key).to_owned(), absolute);
+    }
+    resolved
 }
 
 /// Reports each key of `tuning` written without `key`: it would do nothing.

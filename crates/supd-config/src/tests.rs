@@ -614,6 +614,7 @@ fn public_helpers() {
 }
 
 mod daemon_and_health;
+mod files;
 
 #[test]
 fn js_and_py_scripts_run_through_their_interpreter() {

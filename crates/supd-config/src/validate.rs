@@ -105,6 +105,19 @@ pub(crate) fn validate(app: &AppConfig) -> Result<(), String> {
             path.display()
         ));
     }
+    for (name, path) in [
+        ("out_file", &app.out_file),
+        ("error_file", &app.error_file),
+        ("log_file", &app.log_file),
+        ("pid_file", &app.pid_file),
+    ] {
+        if let Some(path) = path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(format!(
+                "{name}: {:?} is not an absolute path",
+                path.display()
+            ));
+        }
+    }
     for pattern in &app.ignore_watch {
         key("ignore_watch", values::check_glob(pattern))?;
     }

@@ -152,6 +152,26 @@ pub(crate) fn check_rotate_schedule(expr: &str) -> Result<(), String> {
     crate::rotate_schedule(expr).map(drop)
 }
 
+/// Checks a file path (`out_file`…): not empty, no NUL byte, not ending
+/// in `/` (a folder); `NULL` is PM2's name for `/dev/null` (discard).
+pub(crate) fn check_file_path(path: &str) -> Result<String, String> {
+    if path.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if path.contains('\0') {
+        return Err("must not contain a NUL byte".into());
+    }
+    if path.ends_with('/') {
+        return Err(format!("{path:?} names a folder; give a file name"));
+    }
+    Ok(if path == "NULL" {
+        crate::DEV_NULL
+    } else {
+        path
+    }
+    .to_owned())
+}
+
 /// Checks a chrono strftime format.
 pub(crate) fn check_date_format(format: &str) -> Result<(), String> {
     if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
