@@ -25,6 +25,7 @@ mod monitor;
 mod operations;
 mod platform;
 mod pm2_commands;
+mod pm2_files;
 mod readiness;
 mod realapps;
 mod resurrect;

@@ -26,8 +26,12 @@ pub fn load(file: &Path, opts: &LoadOptions) -> anyhow::Result<Ecosystem> {
     for note in &notes {
         eprintln!("{note}");
     }
-    supd_config::load_str(&toml, file, opts)
-        .map_err(|e| anyhow::anyhow!("{} (as imported: run supctl import {0}): {e}", file.display()))
+    supd_config::load_str(&toml, file, opts).map_err(|e| {
+        anyhow::anyhow!(
+            "{} (as imported: run supctl import {0}): {e}",
+            file.display()
+        )
+    })
 }
 
 /// The apps `target` names: every app of the file when it is an ecosystem

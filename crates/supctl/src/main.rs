@@ -54,8 +54,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Start(args) => start::run(&home, &args),
         Cmd::Stop(t) => each(&home, &t.name, |target| Request::Stop { target }, "stopped"),
-        Cmd::Restart(t) => each(&home, &t.name, |target| Request::Restart { target }, "restarted"),
-        Cmd::Delete(t) => each(&home, &t.name, |target| Request::Delete { target }, "deleted"),
+        Cmd::Restart(t) => each(
+            &home,
+            &t.name,
+            |target| Request::Restart { target },
+            "restarted",
+        ),
+        Cmd::Delete(t) => each(
+            &home,
+            &t.name,
+            |target| Request::Delete { target },
+            "deleted",
+        ),
         Cmd::Reload(args) => {
             let request = if ecofile::is_file(&args.target) {
                 let opts = LoadOptions {

@@ -102,7 +102,6 @@ fn key(k: &str) -> String {
     }
 }
 
-
 /// Converts `apps[index]`, pushing a note for each key not mapped (or mapped
 /// with a change). An error (the reason) when the app cannot be imported.
 pub fn convert(
@@ -136,7 +135,10 @@ fn finish(d: &mut Draft, base: &Path) -> Result<App, String> {
     d.keys.insert(0, ("name", T::String(name.clone())));
     if d.time {
         if d.get("log_date_format").is_some() {
-            d.note("time", "true sets PM2's own date format over log_date_format".into());
+            d.note(
+                "time",
+                "true sets PM2's own date format over log_date_format".into(),
+            );
         }
         d.set("log_date_format", T::String(TIME_FORMAT.into()))?;
     }
@@ -169,7 +171,9 @@ fn app_name(d: &mut Draft, script: &str) -> String {
             let clean = sanitize(&n);
             d.note(
                 "name",
-                format!("{n:?} has characters supd refuses ([A-Za-z0-9._-] only); written \"{clean}\""),
+                format!(
+                    "{n:?} has characters supd refuses ([A-Za-z0-9._-] only); written \"{clean}\""
+                ),
             );
             clean
         }
@@ -183,7 +187,10 @@ fn app_name(d: &mut Draft, script: &str) -> String {
                     .unwrap_or_default()
             };
             let clean = sanitize(&default);
-            d.note("name", format!("not set; \"{clean}\" from the script, as PM2 does"));
+            d.note(
+                "name",
+                format!("not set; \"{clean}\" from the script, as PM2 does"),
+            );
             clean
         }
     }
@@ -217,7 +224,8 @@ fn program(d: &mut Draft, script: &str, base: &Path) -> Option<String> {
         }
         let shell = shell();
         d.keys.insert(1, ("script", T::String(shell.into())));
-        d.keys.insert(2, ("args", strings(vec!["-c".into(), script.into()])));
+        d.keys
+            .insert(2, ("args", strings(vec!["-c".into(), script.into()])));
         return None;
     }
     let local = base.join(d.cwd.as_deref().unwrap_or(".")).join(script);
@@ -247,7 +255,10 @@ fn program(d: &mut Draft, script: &str, base: &Path) -> Option<String> {
         }
         _ => {
             if !d.interp_args.is_empty() {
-                d.note("interpreter_args", "left out, the script runs without an interpreter".into());
+                d.note(
+                    "interpreter_args",
+                    "left out, the script runs without an interpreter".into(),
+                );
             }
             let direct = direct_script(script, d.cwd.as_deref(), base);
             d.keys.insert(1, ("script", T::String(direct)));
@@ -348,4 +359,3 @@ fn sanitize(name: &str) -> String {
         clean
     }
 }
-

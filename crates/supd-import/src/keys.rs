@@ -8,9 +8,7 @@ use serde_json::Value;
 use toml::Value as T;
 
 use crate::draft::Draft;
-use crate::values::{
-    boolean, cron, duration, instances, int, kind, scalar, size, words,
-};
+use crate::values::{boolean, cron, duration, instances, int, kind, scalar, size, words};
 
 /// What becomes of one PM2 key.
 pub enum Rule {
@@ -29,7 +27,10 @@ pub struct Key {
 }
 
 /// Shorthands for the table.
-const fn map(names: &'static [&'static str], f: fn(&mut Draft, &str, &Value) -> Result<(), String>) -> Key {
+const fn map(
+    names: &'static [&'static str],
+    f: fn(&mut Draft, &str, &Value) -> Result<(), String>,
+) -> Key {
     Key {
         names,
         rule: Rule::Map(f),
@@ -46,67 +47,158 @@ const fn drop(names: &'static [&'static str], why: &'static str) -> Key {
 pub const KEYS: &[Key] = &[
     map(&["script", "exec", "cmd", "command"], script),
     map(&["name"], name),
-    drop(&["name_prefix"], "not supported (supd names are used as written)"),
-    drop(&["filter_env"], "not supported (supd passes the environment supctl runs with, plus env)"),
-    drop(&["namespace"], "not supported (supd has no namespaces; use --only a,b)"),
+    drop(
+        &["name_prefix"],
+        "not supported (supd names are used as written)",
+    ),
+    drop(
+        &["filter_env"],
+        "not supported (supd passes the environment supctl runs with, plus env)",
+    ),
+    drop(
+        &["namespace"],
+        "not supported (supd has no namespaces; use --only a,b)",
+    ),
     drop(&["install_url"], "not supported (supd installs no modules)"),
     map(&["cwd"], cwd),
     map(&["args"], args),
     map(&["exec_interpreter", "interpreter"], interpreter),
-    map(&["node_args", "interpreterArgs", "interpreter_args"], node_args),
-    map(&["out_file", "out", "output", "out_log"], |d, k, v| file(d, k, v, "out_file")),
-    map(&["error_file", "error", "err", "err_file", "err_log"], |d, k, v| file(d, k, v, "error_file")),
+    map(
+        &["node_args", "interpreterArgs", "interpreter_args"],
+        node_args,
+    ),
+    map(&["out_file", "out", "output", "out_log"], |d, k, v| {
+        file(d, k, v, "out_file")
+    }),
+    map(
+        &["error_file", "error", "err", "err_file", "err_log"],
+        |d, k, v| file(d, k, v, "error_file"),
+    ),
     map(&["log_file", "log"], |d, k, v| file(d, k, v, "log_file")),
-    drop(&["disable_logs"], "not supported (supd always captures stdout and stderr; see docs/logs.md)"),
-    drop(&["log_type"], "not supported (logs are plain lines; `supctl logs --json` prints JSON)"),
+    drop(
+        &["disable_logs"],
+        "not supported (supd always captures stdout and stderr; see docs/logs.md)",
+    ),
+    drop(
+        &["log_type"],
+        "not supported (logs are plain lines; `supctl logs --json` prints JSON)",
+    ),
     map(&["log_date_format"], log_date_format),
     map(&["time"], time),
     map(&["env"], |d, k, v| {
         d.env(k, v);
         Ok(())
     }),
-    map(&["max_memory_restart"], |d, _, v| d.set("max_memory_restart", size(v)?)),
+    map(&["max_memory_restart"], |d, _, v| {
+        d.set("max_memory_restart", size(v)?)
+    }),
     map(&["pid_file", "pid"], |d, k, v| file(d, k, v, "pid_file")),
-    map(&["restart_delay"], |d, _, v| d.set("restart_delay", duration(v)?)),
+    map(&["restart_delay"], |d, _, v| {
+        d.set("restart_delay", duration(v)?)
+    }),
     map(&["exp_backoff_restart_delay"], exp_backoff),
-    drop(&["source_map_support", "disable_source_map_support"], "not supported (supd runs no Node wrapper; pass --enable-source-maps in node_args)"),
+    drop(
+        &["source_map_support", "disable_source_map_support"],
+        "not supported (supd runs no Node wrapper; pass --enable-source-maps in node_args)",
+    ),
     map(&["wait_ready"], wait_ready),
     map(&["instances"], instances_key),
-    map(&["kill_timeout"], |d, _, v| d.set("kill_timeout", duration(v)?)),
-    drop(&["shutdown_with_message"], "not supported (supd stops with kill_signal)"),
-    map(&["listen_timeout"], |d, _, v| d.set("listen_timeout", duration(v)?)),
+    map(&["kill_timeout"], |d, _, v| {
+        d.set("kill_timeout", duration(v)?)
+    }),
+    drop(
+        &["shutdown_with_message"],
+        "not supported (supd stops with kill_signal)",
+    ),
+    map(&["listen_timeout"], |d, _, v| {
+        d.set("listen_timeout", duration(v)?)
+    }),
     map(&["cron_restart", "cron"], cron_restart),
-    map(&["merge_logs", "combine_logs"], |d, k, v| d.set("merge_logs", T::Boolean(bool_of(k, v)?))),
-    drop(&["vizion"], "not supported (supd does no version control metadata)"),
-    map(&["autorestart"], |d, k, v| d.set("autorestart", T::Boolean(bool_of(k, v)?))),
+    map(&["merge_logs", "combine_logs"], |d, k, v| {
+        d.set("merge_logs", T::Boolean(bool_of(k, v)?))
+    }),
+    drop(
+        &["vizion"],
+        "not supported (supd does no version control metadata)",
+    ),
+    map(&["autorestart"], |d, k, v| {
+        d.set("autorestart", T::Boolean(bool_of(k, v)?))
+    }),
     map(&["watch_delay"], |d, k, v| d.watch_key(k, "watch_delay", v)),
     map(&["watch"], |d, k, v| d.watch_key(k, "watch", v)),
-    map(&["ignore_watch"], |d, k, v| d.watch_key(k, "ignore_watch", v)),
-    drop(&["watch_options"], "not supported (supd's watcher takes no chokidar options; see docs/watch.md)"),
+    map(&["ignore_watch"], |d, k, v| {
+        d.watch_key(k, "ignore_watch", v)
+    }),
+    drop(
+        &["watch_options"],
+        "not supported (supd's watcher takes no chokidar options; see docs/watch.md)",
+    ),
     map(&["min_uptime"], |d, _, v| d.set("min_uptime", duration(v)?)),
     map(&["max_restarts"], max_restarts),
     map(&["execute_command"], execute_command),
     map(&["exec_mode"], exec_mode),
     drop(&["force"], "not needed (supd starts an app once per name)"),
-    drop(&["append_env_to_name"], "not supported (supd names are used as written)"),
-    drop(&["post_update"], "not supported (supd has no pull/update of apps)"),
-    drop(&["trace", "disable_trace", "v8", "event_loop_inspector", "deep_monitoring", "pmx", "automation", "io"], "not supported (supd has no PM2.io agent; see docs/monitoring.md)"),
-    drop(&["increment_var"], "not supported (set port: the daemon hands one shared socket to every instance)"),
+    drop(
+        &["append_env_to_name"],
+        "not supported (supd names are used as written)",
+    ),
+    drop(
+        &["post_update"],
+        "not supported (supd has no pull/update of apps)",
+    ),
+    drop(
+        &[
+            "trace",
+            "disable_trace",
+            "v8",
+            "event_loop_inspector",
+            "deep_monitoring",
+            "pmx",
+            "automation",
+            "io",
+        ],
+        "not supported (supd has no PM2.io agent; see docs/monitoring.md)",
+    ),
+    drop(
+        &["increment_var"],
+        "not supported (set port: the daemon hands one shared socket to every instance)",
+    ),
     map(&["instance_var"], instance_var),
-    drop(&["treekill"], "not needed (supd always signals the whole process group)"),
+    drop(
+        &["treekill"],
+        "not needed (supd always signals the whole process group)",
+    ),
     map(&["port"], port),
-    drop(&["username"], "not needed (PM2 records who started the app; supd runs apps as the daemon's user)"),
-    drop(&["uid", "user", "gid"], "not supported (supd runs apps as the daemon's user)"),
+    drop(
+        &["username"],
+        "not needed (PM2 records who started the app; supd runs apps as the daemon's user)",
+    ),
+    drop(
+        &["uid", "user", "gid"],
+        "not supported (supd runs apps as the daemon's user)",
+    ),
     drop(&["windowsHide"], "not needed (supd runs on Unix)"),
-    drop(&["kill_retry_time"], "not supported (supd sends SIGKILL to the group after kill_timeout)"),
+    drop(
+        &["kill_retry_time"],
+        "not supported (supd sends SIGKILL to the group after kill_timeout)",
+    ),
     drop(&["write"], "not supported (an internal PM2 flag)"),
     // Not in PM2's schema, but read by PM2 or documented for it.
     map(&["kill_signal"], kill_signal),
     map(&["stop_exit_codes"], stop_exit_codes),
-    drop(&["autostart"], "not supported (every app of the file starts; use --only a,b)"),
-    drop(&["max_memory_restart_interval"], "not needed (supd checks memory every second)"),
+    drop(
+        &["autostart"],
+        "not supported (every app of the file starts; use --only a,b)",
+    ),
+    drop(
+        &["max_memory_restart_interval"],
+        "not needed (supd checks memory every second)",
+    ),
     drop(&["instance_id_env"], "not supported"),
-    drop(&["wait_ready_timeout"], "not supported (use listen_timeout)"),
+    drop(
+        &["wait_ready_timeout"],
+        "not supported (use listen_timeout)",
+    ),
 ];
 
 /// `env_<name>`: the variables `--env <name>` adds (PM2's `^env_\S*$`).
@@ -184,7 +276,8 @@ fn node_args(d: &mut Draft, _: &str, v: &Value) -> Result<(), String> {
 fn file(d: &mut Draft, _: &str, v: &Value, supd_key: &'static str) -> Result<(), String> {
     match v {
         Value::Bool(true) if supd_key == "log_file" => Err(
-            "true (PM2's default path ~/.pm2/logs/NAME.log) has no supd equivalent; write a path".into(),
+            "true (PM2's default path ~/.pm2/logs/NAME.log) has no supd equivalent; write a path"
+                .into(),
         ),
         Value::Bool(false) => Err("false is PM2's default (no such file)".into()),
         _ => d.set(supd_key, T::String(text(v, "a path")?)),
@@ -273,10 +366,17 @@ fn exec_mode(d: &mut Draft, _: &str, v: &Value) -> Result<(), String> {
     let cluster = match v.as_str() {
         Some("cluster" | "cluster_mode") => true,
         Some("fork" | "fork_mode") => false,
-        _ => return Err(format!("{v} is not fork_mode or cluster_mode, not imported")),
+        _ => {
+            return Err(format!(
+                "{v} is not fork_mode or cluster_mode, not imported"
+            ));
+        }
     };
     d.cluster = Some(cluster);
-    d.set("exec_mode", T::String(if cluster { "cluster" } else { "fork" }.into()))
+    d.set(
+        "exec_mode",
+        T::String(if cluster { "cluster" } else { "fork" }.into()),
+    )
 }
 
 fn instance_var(d: &mut Draft, _: &str, v: &Value) -> Result<(), String> {
@@ -348,19 +448,83 @@ mod tests {
 
     /// PM2's lib/API/schema.json: keys, then aliases.
     const PM2_SCHEMA_KEYS: &[&str] = &[
-        "script", "exec", "name", "name_prefix", "filter_env", "namespace", "install_url",
-        "cwd", "args", "exec_interpreter", "interpreter", "node_args", "interpreterArgs",
-        "interpreter_args", "out_file", "out", "output", "out_log", "error_file", "error",
-        "err", "err_file", "err_log", "log_file", "log", "disable_logs", "log_type",
-        "log_date_format", "time", "env", "max_memory_restart", "pid_file", "pid",
-        "restart_delay", "exp_backoff_restart_delay", "source_map_support",
-        "disable_source_map_support", "wait_ready", "instances", "kill_timeout",
-        "shutdown_with_message", "listen_timeout", "cron_restart", "cron", "merge_logs",
-        "combine_logs", "vizion", "autorestart", "watch_delay", "watch", "ignore_watch",
-        "watch_options", "min_uptime", "max_restarts", "execute_command", "exec_mode",
-        "force", "append_env_to_name", "post_update", "trace", "disable_trace", "v8",
-        "event_loop_inspector", "deep_monitoring", "increment_var", "instance_var", "pmx",
-        "automation", "treekill", "port", "username", "uid", "user", "gid", "windowsHide",
-        "kill_retry_time", "write", "io",
+        "script",
+        "exec",
+        "name",
+        "name_prefix",
+        "filter_env",
+        "namespace",
+        "install_url",
+        "cwd",
+        "args",
+        "exec_interpreter",
+        "interpreter",
+        "node_args",
+        "interpreterArgs",
+        "interpreter_args",
+        "out_file",
+        "out",
+        "output",
+        "out_log",
+        "error_file",
+        "error",
+        "err",
+        "err_file",
+        "err_log",
+        "log_file",
+        "log",
+        "disable_logs",
+        "log_type",
+        "log_date_format",
+        "time",
+        "env",
+        "max_memory_restart",
+        "pid_file",
+        "pid",
+        "restart_delay",
+        "exp_backoff_restart_delay",
+        "source_map_support",
+        "disable_source_map_support",
+        "wait_ready",
+        "instances",
+        "kill_timeout",
+        "shutdown_with_message",
+        "listen_timeout",
+        "cron_restart",
+        "cron",
+        "merge_logs",
+        "combine_logs",
+        "vizion",
+        "autorestart",
+        "watch_delay",
+        "watch",
+        "ignore_watch",
+        "watch_options",
+        "min_uptime",
+        "max_restarts",
+        "execute_command",
+        "exec_mode",
+        "force",
+        "append_env_to_name",
+        "post_update",
+        "trace",
+        "disable_trace",
+        "v8",
+        "event_loop_inspector",
+        "deep_monitoring",
+        "increment_var",
+        "instance_var",
+        "pmx",
+        "automation",
+        "treekill",
+        "port",
+        "username",
+        "uid",
+        "user",
+        "gid",
+        "windowsHide",
+        "kill_retry_time",
+        "write",
+        "io",
     ];
 }

@@ -38,9 +38,16 @@ pub fn load(file: &Path) -> anyhow::Result<(String, Vec<String>)> {
 /// `Common.isConfigFile` decides: `.json`, `.yml`, `.yaml`, `.config.js`,
 /// `.config.cjs`, `.config.mjs` (a plain `app.js` is a program to run).
 pub fn is_pm2_file(file: &str) -> bool {
-    [".json", ".yml", ".yaml", ".config.js", ".config.cjs", ".config.mjs"]
-        .iter()
-        .any(|ext| file.ends_with(ext))
+    [
+        ".json",
+        ".yml",
+        ".yaml",
+        ".config.js",
+        ".config.cjs",
+        ".config.mjs",
+    ]
+    .iter()
+    .any(|ext| file.ends_with(ext))
 }
 
 /// The TOML text for a PM2 config already read into `value`, and the notes
@@ -78,8 +85,15 @@ pub fn convert(value: &Value, label: &str, base: &Path) -> anyhow::Result<(Strin
             bail!("{label}: apps[{index}]: not an app (an object), cannot be imported");
         };
         let mut converted = app::convert(app, index, base, &mut notes).map_err(|why| {
-            let named = app.get("name").and_then(Value::as_str).map(|n| format!(" ({n:?})")).unwrap_or_default();
-            anyhow::anyhow!("{label}: apps[{index}]{named} cannot be imported: {}", app::one_line(&why))
+            let named = app
+                .get("name")
+                .and_then(Value::as_str)
+                .map(|n| format!(" ({n:?})"))
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "{label}: apps[{index}]{named} cannot be imported: {}",
+                app::one_line(&why)
+            )
         })?;
         // supd refuses a repeated name; PM2 would run both under one name.
         if names.contains(&converted.name) {

@@ -25,7 +25,9 @@ pub fn is_command_line(script: &str) -> bool {
 
 /// The interpreter PM2 picks for `script` when none is written: by the
 /// extension; else, for a file that exists (`found`: the local file, or the
-/// command found in PATH), `node` unless the file is binary.
+/// command found in PATH), `node` unless the file is binary. One exception:
+/// a file whose `#!` line names another interpreter runs as itself (PM2
+/// would hand a shell script to node, which fails).
 pub fn default_interpreter(script: &str, found: Option<&Path>) -> Option<&'static str> {
     let by_ext = Path::new(script)
         .extension()
@@ -43,12 +45,16 @@ pub fn default_interpreter(script: &str, found: Option<&Path>) -> Option<&'stati
                 _ => return None,
             })
         });
-    by_ext.or_else(|| found.filter(|f| !binary(f)).map(|_| "node"))
+    by_ext.or_else(|| found.filter(|f| node_text(f)).map(|_| "node"))
 }
 
 /// PM2's rule for cluster mode: `exec_mode` when written; else cluster when
 /// `instances` is ≥ 1, 0 ("max") or -1 and the interpreter is Node or Bun.
-pub fn pm2_cluster(exec_mode: Option<bool>, instances: Option<i64>, interpreter: Option<&str>) -> bool {
+pub fn pm2_cluster(
+    exec_mode: Option<bool>,
+    instances: Option<i64>,
+    interpreter: Option<&str>,
+) -> bool {
     if let Some(cluster) = exec_mode {
         return cluster;
     }
@@ -66,14 +72,17 @@ pub fn in_path(command: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Whether the file's first kilobyte holds a NUL byte (a compiled program,
-/// which PM2 runs without an interpreter).
-fn binary(file: &Path) -> bool {
+/// Whether PM2 would run the file with node: text (its first kilobyte
+/// holds no NUL byte, else it is a compiled program) without a `#!` line
+/// naming another interpreter.
+fn node_text(file: &Path) -> bool {
     let mut head = [0u8; 1024];
-    match std::fs::File::open(file).and_then(|mut f| f.read(&mut head)) {
-        Ok(n) => head[..n].contains(&0),
-        Err(_) => true,
-    }
+    let Ok(n) = std::fs::File::open(file).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let head = &head[..n];
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    !head.contains(&0) && (!first.starts_with(b"#!") || first.windows(4).any(|w| w == b"node"))
 }
 
 #[cfg(test)]
@@ -111,6 +120,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let text = dir.join("www");
         std::fs::write(&text, "#!/usr/bin/env node\nrequire('../app')\n").unwrap();
+        let shell = dir.join("run");
+        std::fs::write(&shell, "#!/bin/sh\nexec sleep 60\n").unwrap();
         let bin = dir.join("server");
         std::fs::write(&bin, b"\x7fELF\x02\x01\x01\0\0\0").unwrap();
         for (script, found, interpreter) in [
@@ -120,6 +131,7 @@ mod tests {
             ("run.sh", None, Some("bash")),
             ("bin/www", Some(text.as_path()), Some("node")),
             ("server", Some(bin.as_path()), None),
+            ("run", Some(shell.as_path()), None),
             ("missing", None, None),
         ] {
             assert_eq!(default_interpreter(script, found), interpreter, "{script}");
