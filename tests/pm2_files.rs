@@ -310,6 +310,7 @@ fn pm2_aliases_time_and_script_with_spaces() {
     interpreterArgs: '--max-old-space-size=256', cron: '0 3 * * *', time: true,
     log_date_format: 'HH:mm' },
   { script: 'npm run start:prod', log: 'all.log' },
+  { script: 'both.js', out_file: 'both.log', error_file: './both.log', pid_file: 'both.log' },
 ] };
 "#,
     );
@@ -341,5 +342,10 @@ fn pm2_aliases_time_and_script_with_spaces() {
         assert!(npm.contains(line), "{line:?}:\n{npm}");
     }
     assert!(!npm.contains("exec_mode"), "{npm}");
+    // PM2 appends both streams to one file: supd's log_file.
+    let both = table(&toml, "both");
+    assert!(both.contains("log_file = \"both.log\"\n"), "{both}");
+    assert!(!both.contains("\nout_file") && !both.contains("\nerror_file"), "{both}");
+    assert!(both.contains("# not imported: pid_file: both.log is also log_file"), "{both}");
     supd.ok(&["check", "aliases.config.js"]);
 }

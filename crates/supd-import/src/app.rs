@@ -145,6 +145,7 @@ fn finish(d: &mut Draft, base: &Path) -> Result<App, String> {
     if let Some(port) = d.port.take() {
         set_env_port(d, port);
     }
+    one_writer_per_file(d);
     let interpreter = program(d, &script, base);
     watch_keys(d, base);
     if let Some(cwd) = d.cwd.clone() {
@@ -268,6 +269,41 @@ fn program(d: &mut Draft, script: &str, base: &Path) -> Option<String> {
         }
     }
     interpreter
+}
+
+/// PM2 appends two streams to one file when `out_file` and `error_file`
+/// name it, which supd writes `log_file` (both streams); any other two of
+/// the four file keys naming one file (which `check` refuses: two writers
+/// would garble it) keep the first.
+fn one_writer_per_file(d: &mut Draft) {
+    const FILES: [&str; 4] = ["out_file", "error_file", "log_file", "pid_file"];
+    let same = |a: &str, b: &str| {
+        let plain = |p: &str| p.trim_start_matches("./").to_string();
+        a != "/dev/null" && a != "NULL" && plain(a) == plain(b)
+    };
+    let path = |d: &Draft, key: &str| d.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    if let (Some(out), Some(err), None) = (
+        path(d, "out_file"),
+        path(d, "error_file"),
+        path(d, "log_file"),
+    ) && same(&out, &err)
+    {
+        d.keys
+            .retain(|(k, _)| *k != "out_file" && *k != "error_file");
+        d.keys.push(("log_file", T::String(out)));
+        d.note("error_file", "names out_file's file: written log_file, one file with both streams, as PM2 appends them".into());
+    }
+    let mut kept: Vec<(&str, String)> = Vec::new();
+    for key in FILES {
+        let Some(p) = path(d, key) else { continue };
+        if let Some((other, _)) = kept.iter().find(|(_, q)| same(&p, q)) {
+            let why = format!("{p} is also {other}; left out (one writer per file)");
+            d.keys.retain(|(k, _)| *k != key);
+            d.skip(key, &why);
+        } else {
+            kept.push((key, p));
+        }
+    }
 }
 
 /// `watch` first: its tuning means nothing without it. Paths are relative

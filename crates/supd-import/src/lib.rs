@@ -8,6 +8,7 @@
 //! `tests/fuzz` reaches the same code the CLI runs.
 
 mod app;
+mod convert;
 mod date_format;
 mod draft;
 mod keys;
