@@ -16,7 +16,17 @@ fn copy(supd: &Supd, name: &str) -> std::path::PathBuf {
 
 /// What PM2 makes of one app of a fixture, as the README's table says:
 /// (file, app, cluster mode, `instances` as written to TOML, program, args).
-const EXPECTED: &[(&str, &str, bool, &str, &str, &[&str])] = &[
+type Expected = (
+    &'static str,
+    &'static str,
+    bool,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+/// Each app of the eleven files.
+const EXPECTED: &[Expected] = &[
     (
         "ecobackend.config.js",
         "ecobackend",
@@ -345,7 +355,13 @@ fn pm2_aliases_time_and_script_with_spaces() {
     // PM2 appends both streams to one file: supd's log_file.
     let both = table(&toml, "both");
     assert!(both.contains("log_file = \"both.log\"\n"), "{both}");
-    assert!(!both.contains("\nout_file") && !both.contains("\nerror_file"), "{both}");
-    assert!(both.contains("# not imported: pid_file: both.log is also log_file"), "{both}");
+    assert!(
+        !both.contains("\nout_file") && !both.contains("\nerror_file"),
+        "{both}"
+    );
+    assert!(
+        both.contains("# not imported: pid_file: both.log is also log_file"),
+        "{both}"
+    );
     supd.ok(&["check", "aliases.config.js"]);
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use toml::Value as T;
 
 use crate::draft::Draft;
-use crate::values::{boolean, cron, duration, instances, int, kind, scalar, size, words};
+use crate::values::{boolean, cron, duration, instances, int, kind, scalar, words};
 
 /// A boolean, or the reason it is not one.
 pub fn bool_of(_: &str, v: &Value) -> Result<bool, String> {
