@@ -28,6 +28,7 @@ mod operations;
 mod platform;
 mod pm2_aliases;
 mod pm2_commands;
+mod pm2_files;
 mod readiness;
 mod realapps;
 mod resurrect;

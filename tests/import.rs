@@ -165,13 +165,12 @@ fn import_json_array_of_apps() {
     ] {
         assert!(server.contains(line), "bin-server has {line:?}:\n{server}");
     }
-    for key in ["apps[0].out_file", "apps[0].error_file"] {
-        assert!(
-            err.contains(&format!(
-                "{key}: supd writes logs to SUPD_HOME/logs (see docs/logs.md)"
-            )),
-            "{err}"
-        );
+    // PM2's log files keep their meaning.
+    for line in [
+        "out_file = \"/var/log/web.out\"\n",
+        "error_file = \"/var/log/web.err\"\n",
+    ] {
+        assert!(web.contains(line), "web has {line:?}:\n{web}");
     }
     assert!(
         err.contains("apps[0].port: set to 3100 from env.PORT"),

@@ -21,13 +21,13 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// Start the apps of an ecosystem file (*.toml), or one program.
+    /// Start the apps of an ecosystem file (*.toml or a PM2 file), or one program.
     Start(StartArgs),
     /// Stop gracefully (kill_signal, then SIGKILL after kill_timeout).
     Stop(TargetArg),
     /// Stop, then start again.
     Restart(TargetArg),
-    /// Zero-downtime replace, instance by instance (NAME, all, or FILE.toml).
+    /// Zero-downtime replace, instance by instance (NAME, all, or an ecosystem file).
     Reload(ReloadArgs),
     /// Set the number of instances: N, +N or -N.
     Scale {
@@ -155,8 +155,9 @@ fn parse_timeout(text: &str) -> Result<Timeout, String> {
 /// `start FILE.toml` or `start CMD`.
 #[derive(Args)]
 pub struct StartArgs {
-    /// An ecosystem file (*.toml), a program to run, or a known app's
-    /// name (or `all`) to start with its own config.
+    /// An ecosystem file (*.toml, or a PM2 file: *.config.js, .json,
+    /// .yaml…), a program to run, or a known app's name (or `all`) to
+    /// start with its own config.
     pub target: String,
     /// More known apps to start.
     pub more: Vec<String>,
@@ -191,7 +192,7 @@ pub struct StartArgs {
 /// `reload NAME|all` or `reload FILE.toml`.
 #[derive(Args)]
 pub struct ReloadArgs {
-    /// App name, `all`, or an ecosystem file (*.toml) to re-read.
+    /// App name, `all`, or an ecosystem file (*.toml or a PM2 file) to re-read.
     pub target: String,
     /// Only these apps of the file (comma-separated).
     #[arg(long, value_delimiter = ',')]
@@ -201,10 +202,10 @@ pub struct ReloadArgs {
     pub env: Option<String>,
 }
 
-/// One app name, or `all`.
+/// One app name, `all`, or an ecosystem file (every app of it).
 #[derive(Args)]
 pub struct TargetArg {
-    /// App name or `all`.
+    /// App name, `all`, or an ecosystem file (*.toml or a PM2 file).
     pub name: String,
 }
 

@@ -5,18 +5,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use supd_import::{convert, read};
-
 /// Runs `supctl import FILE`.
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
-    let value = read(file)?;
-    let base = file.parent().unwrap_or(Path::new("."));
-    let base = if base.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        base
-    };
-    let (toml, notes) = convert(&value, &file.display().to_string(), base)?;
+    let (toml, notes) = supd_import::load(file)?;
     for note in &notes {
         eprintln!("{note}");
     }

@@ -34,10 +34,10 @@ pub fn start(home: &Home, args: &StartArgs) -> anyhow::Result<Option<ExitCode>> 
     crate::start::report(&mut client, &Request::StartKnown { targets }).map(Some)
 }
 
-/// A target that names a file rather than an app: an ecosystem file, a
-/// path, or a file in the current folder.
+/// A target that names a file rather than an app: an ecosystem file
+/// (TOML or PM2's), a path, or a file in the current folder.
 fn may_be_file(target: &str) -> bool {
-    target.ends_with(".toml") || target.contains('/') || Path::new(target).is_file()
+    crate::ecofile::is_file(target) || target.contains('/') || Path::new(target).is_file()
 }
 
 /// Whether the daemon knows an app called `name`; a daemon that is not
@@ -100,6 +100,7 @@ mod tests {
         for (target, file) in [
             ("web", false),
             ("ecosystem.toml", true),
+            ("ecosystem.config.js", true),
             ("./web", true),
             ("bin/web", true),
         ] {

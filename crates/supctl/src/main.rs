@@ -6,6 +6,7 @@
 
 mod args;
 mod client;
+mod ecofile;
 mod env;
 mod import;
 mod known;
@@ -54,16 +55,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     client::set_timeout(cli.timeout.0);
     match cli.command {
         Cmd::Start(args) => start::run(&home, &args),
-        Cmd::Stop(t) => simple(&home, Request::Stop { target: t.name }, "stopped"),
-        Cmd::Restart(t) => simple(&home, Request::Restart { target: t.name }, "restarted"),
-        Cmd::Delete(t) => simple(&home, Request::Delete { target: t.name }, "deleted"),
+        Cmd::Stop(t) => each(&home, &t.name, |target| Request::Stop { target }, "stopped"),
+        Cmd::Restart(t) => each(
+            &home,
+            &t.name,
+            |target| Request::Restart { target },
+            "restarted",
+        ),
+        Cmd::Delete(t) => each(
+            &home,
+            &t.name,
+            |target| Request::Delete { target },
+            "deleted",
+        ),
         Cmd::Reload(args) => {
-            let request = if args.target.ends_with(".toml") {
+            let request = if ecofile::is_file(&args.target) {
                 let opts = LoadOptions {
                     env: args.env,
                     only: args.only,
                 };
-                let eco = supd_config::load(std::path::Path::new(&args.target), &opts)?;
+                let eco = ecofile::load(std::path::Path::new(&args.target), &opts)?;
                 Request::ReloadApps {
                     apps: eco.apps,
                     base_env: std::env::vars().collect(),
@@ -140,7 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
         }
         Cmd::Check { file, env, only } => {
-            let eco = supd_config::load(&file, &LoadOptions { env, only })?;
+            let eco = ecofile::load(&file, &LoadOptions { env, only })?;
             let names: Vec<&str> = eco.apps.iter().map(|a| a.name.as_str()).collect();
             println!(
                 "{}: ok, {} app(s): {}",
@@ -230,6 +241,19 @@ fn simple(home: &Home, request: Request, verb: &str) -> anyhow::Result<ExitCode>
     };
     for app in apps {
         println!("{verb} {app}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `simple` for each app `target` names (every app of an ecosystem file).
+fn each(
+    home: &Home,
+    target: &str,
+    request: impl Fn(String) -> Request,
+    verb: &str,
+) -> anyhow::Result<ExitCode> {
+    for target in ecofile::targets(target)? {
+        simple(home, request(target), verb)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,12 +19,12 @@ pub fn run(home: &Home, args: &StartArgs) -> anyhow::Result<ExitCode> {
     if let Some(code) = crate::known::start(home, args)? {
         return Ok(code);
     }
-    let (apps, daemon) = if args.target.ends_with(".toml") {
+    let (apps, daemon) = if crate::ecofile::is_file(&args.target) {
         let opts = LoadOptions {
             env: args.env.clone(),
             only: args.only.clone(),
         };
-        let eco = supd_config::load(Path::new(&args.target), &opts)?;
+        let eco = crate::ecofile::load(Path::new(&args.target), &opts)?;
         (eco.apps, Some(eco.daemon))
     } else {
         (vec![adhoc(args)?], None)

@@ -8,8 +8,13 @@
 //! `tests/fuzz` reaches the same code the CLI runs.
 
 mod app;
+mod convert;
 mod date_format;
+mod draft;
+mod keys;
 mod read;
+mod script;
+mod values;
 
 use std::path::Path;
 
@@ -17,6 +22,34 @@ use anyhow::bail;
 use serde_json::Value;
 
 pub use read::{parse_text, read};
+
+/// Reads the PM2 file `file` and converts it: the TOML text and the notes,
+/// as `supctl import` prints them. Every command that takes a PM2 file
+/// goes through here, so they all mean the same thing by it.
+pub fn load(file: &Path) -> anyhow::Result<(String, Vec<String>)> {
+    let value = read(file)?;
+    let base = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    convert(&value, &file.display().to_string(), base)
+}
+
+/// Whether `file` is a PM2 ecosystem file by its name, as PM2's
+/// `Common.isConfigFile` decides: `.json`, `.yml`, `.yaml`, `.config.js`,
+/// `.config.cjs`, `.config.mjs` (a plain `app.js` is a program to run).
+pub fn is_pm2_file(file: &str) -> bool {
+    [
+        ".json",
+        ".yml",
+        ".yaml",
+        ".config.js",
+        ".config.cjs",
+        ".config.mjs",
+    ]
+    .iter()
+    .any(|ext| file.ends_with(ext))
+}
 
 /// The TOML text for a PM2 config already read into `value`, and the notes
 /// (one line per key not mapped, or mapped with a change worth knowing).
@@ -50,12 +83,19 @@ pub fn convert(value: &Value, label: &str, base: &Path) -> anyhow::Result<(Strin
     let mut ports: Vec<(i64, String)> = Vec::new();
     for (index, app) in apps.iter().enumerate() {
         let Some(app) = app.as_object() else {
-            notes.push(format!("apps[{index}]: not an object, skipped"));
-            continue;
+            bail!("{label}: apps[{index}]: not an app (an object), cannot be imported");
         };
-        let Some(mut converted) = app::convert(app, index, base, &mut notes) else {
-            continue;
-        };
+        let mut converted = app::convert(app, index, base, &mut notes).map_err(|why| {
+            let named = app
+                .get("name")
+                .and_then(Value::as_str)
+                .map(|n| format!(" ({n:?})"))
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "{label}: apps[{index}]{named} cannot be imported: {}",
+                app::one_line(&why)
+            )
+        })?;
         // supd refuses a repeated name; PM2 would run both under one name.
         if names.contains(&converted.name) {
             let mut n = 2;
@@ -85,7 +125,7 @@ pub fn convert(value: &Value, label: &str, base: &Path) -> anyhow::Result<(Strin
         out.push_str(&converted.to_toml());
     }
     if names.is_empty() {
-        bail!("{label}: no app could be imported (each needs at least a script)");
+        bail!("{label}: no apps in the file");
     }
     Ok((out, notes.iter().map(|n| app::one_line(n)).collect()))
 }

@@ -36,6 +36,21 @@ if (p.endsWith('.mjs')) { viaImport(); } else {
 }
 "#;
 
+/// PM2 reads a `.json` file as a JavaScript expression
+/// (`Common.parseConfig`: `vm.runInThisContext('(' + text + ')')`), so
+/// comments and trailing commas pass; a file strict JSON refuses is read
+/// that way.
+const NODE_JSON_SCRIPT: &str = r#"
+const p = process.argv[1];
+try {
+  const m = require('vm').runInThisContext('(' + require('fs').readFileSync(p, 'utf8') + ')', { filename: p, timeout: 1000 });
+  process.stdout.write(JSON.stringify(m === undefined ? null : m));
+} catch (e) {
+  process.stderr.write(String((e && e.message) || e).split('\n')[0] + '\n');
+  process.exit(1);
+}
+"#;
+
 /// The file's contents as JSON; an error naming the file when it cannot be read.
 pub fn read(file: &Path) -> anyhow::Result<Value> {
     let label = file.display();
@@ -48,11 +63,18 @@ pub fn read(file: &Path) -> anyhow::Result<Value> {
         std::fs::metadata(file).with_context(|| format!("cannot read {label}"))?;
     }
     match ext.as_str() {
-        "js" | "cjs" | "mjs" => node(file),
-        "json" | "yaml" | "yml" => {
+        "js" | "cjs" | "mjs" => node(file, NODE_SCRIPT),
+        "json" => {
             let text =
                 std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
-            parse_text(&text, ext == "json", &label.to_string())
+            // Strict JSON first; what it refuses, as PM2 reads it.
+            parse_text(&text, true, &label.to_string())
+                .or_else(|strict| node(file, NODE_JSON_SCRIPT).map_err(|_| strict))
+        }
+        "yaml" | "yml" => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {label}"))?;
+            parse_text(&text, false, &label.to_string())
         }
         "toml" => bail!("{label} is already a TOML file: check it with supctl check {label}"),
         _ => bail!(
@@ -71,14 +93,15 @@ pub fn parse_text(text: &str, json: bool, label: &str) -> anyhow::Result<Value> 
     }
 }
 
-/// Evaluates a JavaScript config with `node` and parses what it exports.
-fn node(file: &Path) -> anyhow::Result<Value> {
+/// Evaluates a JavaScript config with `node` running `script` and parses
+/// the JSON it prints.
+fn node(file: &Path, script: &str) -> anyhow::Result<Value> {
     let label = file.display();
     let path = std::path::absolute(file).with_context(|| format!("cannot read {label}"))?;
     std::fs::File::open(&path).with_context(|| format!("cannot read {label}"))?;
     let mut child = match Command::new("node")
         .arg("-e")
-        .arg(NODE_SCRIPT)
+        .arg(script)
         .arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
