@@ -34,3 +34,4 @@ mod tree;
 mod unserved;
 mod update;
 mod watch;
+mod zeroconfig;
