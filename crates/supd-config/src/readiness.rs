@@ -343,7 +343,16 @@ mod tests {
     fn only_node_itself_in_cluster_mode_without_a_port_learns_it() {
         use ExecMode::{Cluster, Fork};
         use Readiness::{Learning, Notified, Spawned};
-        let table: &[(ExecMode, &str, Option<u16>, Option<bool>, bool, Readiness)] = &[
+        /// Mode, script, port, wait_ready, whether it learns, readiness.
+        type Case<'a> = (
+            ExecMode,
+            &'a str,
+            Option<u16>,
+            Option<bool>,
+            bool,
+            Readiness,
+        );
+        let table: &[Case] = &[
             (Cluster, "node", None, None, true, Learning),
             (Cluster, "app.js", None, None, true, Learning),
             (Cluster, "/usr/bin/nodejs", None, None, true, Learning),

@@ -1019,12 +1019,11 @@ impl App {
         if self.config.learns_port() {
             env.insert("SUPD_LEARN_PORT".into(), "1".into());
         }
-        if self.config.port.is_some() || self.config.learns_port() {
-            if let Some(options) =
+        if (self.config.port.is_some() || self.config.learns_port())
+            && let Some(options) =
                 node_preload::node_options(env.get("NODE_OPTIONS").map(String::as_str))
-            {
-                env.insert("NODE_OPTIONS".into(), options);
-            }
+        {
+            env.insert("NODE_OPTIONS".into(), options);
         }
         if let Some(period) = self.config.watchdog {
             env.insert("WATCHDOG_USEC".into(), period.as_micros().to_string());
@@ -1515,7 +1514,9 @@ mod tests {
     #[test]
     fn a_learned_port_listens_where_the_app_asked() {
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        let table: &[(Option<&str>, Result<Option<IpAddr>, ()>)] = &[
+        /// The host the app named, and where the port listens (or an error).
+        type Case<'a> = (Option<&'a str>, Result<Option<IpAddr>, ()>);
+        let table: &[Case] = &[
             (None, Ok(None)),
             (Some("0.0.0.0"), Ok(None)),
             (Some("::"), Ok(None)),
