@@ -39,3 +39,4 @@ mod tree;
 mod unserved;
 mod update;
 mod watch;
+mod zeroconfig;

@@ -136,6 +136,17 @@ fn cpu(percent: f64) -> String {
     }
 }
 
+/// `show`'s port: as configured, or learned from the app's first `listen()`
+/// (docs/cluster.md, "Zero-config Node clusters"), or still to be learned.
+fn port_shown(c: &supd_config::AppConfig) -> String {
+    match c.port {
+        Some(port) if c.port_learned => format!("{port} (learned from the app's listen())"),
+        Some(port) => port.to_string(),
+        None if c.learns_port() => "- (learned at the app's first listen())".into(),
+        None => "-".into(),
+    }
+}
+
 /// The `show` page.
 pub fn detail(app: &AppDetail) -> String {
     let c = &app.config;
@@ -147,7 +158,7 @@ pub fn detail(app: &AppDetail) -> String {
     line("cwd", c.cwd.display().to_string());
     line("exec_mode", format!("{:?}", c.exec_mode).to_lowercase());
     line("instances", c.instances.to_string());
-    line("port", c.port.map_or("-".into(), |p| p.to_string()));
+    line("port", port_shown(c));
     line("host", listen_host(app.host));
     let readiness = c.readiness();
     line(
@@ -580,6 +591,33 @@ mod tests {
                 "{page}"
             );
             assert!(page.contains(hint), "{page}");
+        }
+    }
+
+    #[test]
+    fn show_says_where_the_port_comes_from() {
+        let app = |script: &str, mode, port, learned| {
+            let mut c = AppConfig::with_defaults("web".into(), script.into(), "/srv".into());
+            c.apply_interpreter();
+            (c.exec_mode, c.port, c.port_learned) = (mode, port, learned);
+            c
+        };
+        use ExecMode::{Cluster, Fork};
+        let table = [
+            (app("node", Cluster, Some(3000), false), "3000"),
+            (
+                app("node", Cluster, Some(3000), true),
+                "3000 (learned from the app's listen())",
+            ),
+            (
+                app("app.js", Cluster, None, false),
+                "- (learned at the app's first listen())",
+            ),
+            (app("app.js", Fork, None, false), "-"),
+            (app("./server", Cluster, None, false), "-"),
+        ];
+        for (config, want) in table {
+            assert_eq!(port_shown(&config), want, "{config:?}");
         }
     }
 }

@@ -107,5 +107,8 @@ fn adhoc(args: &StartArgs) -> anyhow::Result<AppConfig> {
     }
     app.validate()
         .map_err(|e| anyhow::anyhow!("app \"{name}\": {e}"))?;
+    if let Some(refused) = app.unshared_cluster() {
+        anyhow::bail!("app \"{name}\": {refused}");
+    }
     Ok(app)
 }

@@ -193,6 +193,12 @@ pub struct AppConfig {
     /// `port` gets by default (see [`AppConfig::readiness`]).
     #[serde(default)]
     pub wait_ready_written: bool,
+    /// Whether `port` was learned from the app's first `listen()` rather
+    /// than configured: a Node app in cluster mode without a `port` (see
+    /// [`AppConfig::learns_port`] and docs/cluster.md, "Zero-config Node
+    /// clusters"). A config without a port keeps a learned one.
+    #[serde(default)]
+    pub port_learned: bool,
 }
 
 /// The `[daemon]` table: settings of the daemon itself, and the log rotation
@@ -431,6 +437,7 @@ impl AppConfig {
             ignore_watch: Vec::new(),
             watch_delay: default_watch_delay(),
             wait_ready_written: false,
+            port_learned: false,
         }
     }
 

@@ -9,13 +9,18 @@
 //! for that by default, and `supctl start node -i 2 --port 3000 -- app.js`
 //! reloads one instance at a time with no key to write. `wait_ready = false`,
 //! written, is the way out for a Node app that never listens on its `port`.
+//!
+//! A Node app in cluster mode without a `port` has its port learned: the
+//! preload asks the daemon for the socket of the port the app's first
+//! `listen()` names ([`AppConfig::learns_port`]); it is online once its
+//! server listens on that socket, the same wait as with a `port`.
 
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::AppConfig;
 use crate::wrapper::PACKAGE_MANAGERS;
+use crate::{AppConfig, ExecMode};
 
 /// When a new instance of an app counts as online (and `start`, `reload`
 /// and `scale` go on).
@@ -35,6 +40,10 @@ pub enum Readiness {
         /// What runs Node: `node` itself, or a wrapper that never listens.
         program: NodeProgram,
     },
+    /// When supd's Node preload reports that the app's server listens on the
+    /// socket the daemon bound for the port its first `listen()` named (an
+    /// app whose port is learned, `wait_ready` not written).
+    Learning,
 }
 
 /// A program that runs Node, so that supd's preload loads in it.
@@ -76,6 +85,7 @@ impl AppConfig {
     pub fn readiness(&self) -> Readiness {
         match (self.wait_ready, self.wait_ready_written, self.port) {
             (true, _, _) => Readiness::Notified,
+            (false, false, None) if self.learns_port() => Readiness::Learning,
             (false, false, Some(port)) => {
                 NodeProgram::of(&self.script).map_or(Readiness::Spawned, |program| {
                     Readiness::Listening { port, program }
@@ -83,6 +93,41 @@ impl AppConfig {
             }
             (false, _, _) => Readiness::Spawned,
         }
+    }
+}
+
+impl AppConfig {
+    /// Whether supd learns this app's port from its first `listen()`: `node`
+    /// itself (after [`AppConfig::apply_interpreter`]) in cluster mode,
+    /// without a `port`. Its instances get supd's preload and a Node IPC
+    /// channel, on which the preload asks for the socket.
+    ///
+    /// Not a wrapper (`npm start`): the server is its grandchild, which has
+    /// no channel to ask on. Not fork mode: instances of a fork app are
+    /// independent, as under PM2.
+    pub fn learns_port(&self) -> bool {
+        self.exec_mode == ExecMode::Cluster
+            && self.port.is_none()
+            && NodeProgram::of(&self.script) == Some(NodeProgram::Node)
+    }
+
+    /// Why this app cannot start as written, if so: more than one instance
+    /// in cluster mode, without a `port`, of a program whose port supd
+    /// cannot learn (not `node` itself). Its instances would each bind the
+    /// port the program names, and all but one fail with EADDRINUSE.
+    /// Checked where a config is written (a file, `supctl start -i`), not on
+    /// configs already saved.
+    pub fn unshared_cluster(&self) -> Option<String> {
+        let refused = self.exec_mode == ExecMode::Cluster
+            && self.instances > 1
+            && self.port.is_none()
+            && !self.learns_port();
+        refused.then(|| {
+            format!(
+                "cluster mode with {} instances and no port: supd learns the port only of a Node app (script \"node\" or a .js file); set port (--port) so supd binds it once for every instance, or use exec_mode = \"fork\" (in an ecosystem file) for instances that do not share a port",
+                self.instances
+            )
+        })
     }
 }
 
@@ -111,7 +156,7 @@ impl Readiness {
             Readiness::Listening {
                 program: NodeProgram::Node,
                 ..
-            }
+            } | Readiness::Learning
         )
     }
 
@@ -129,6 +174,9 @@ impl Readiness {
                 };
                 format!("did not listen on port {port} within {within} (listen_timeout){what}")
             }
+            Readiness::Learning => format!(
+                "did not listen within {within} (listen_timeout); counted online, as PM2 does: raise listen_timeout if it needs longer, or set wait_ready = false if it does not listen"
+            ),
             Readiness::Spawned | Readiness::Notified => {
                 format!("not ready within listen_timeout ({within})")
             }
@@ -140,7 +188,7 @@ impl Readiness {
     pub fn hint(self) -> Option<String> {
         match self {
             Readiness::Listening { program, .. } => program.hint(),
-            Readiness::Spawned | Readiness::Notified => None,
+            Readiness::Spawned | Readiness::Notified | Readiness::Learning => None,
         }
     }
 }
@@ -176,6 +224,7 @@ impl fmt::Display for Readiness {
                 f,
                 "when it listens on port {port} (Node, through {name}: it cannot)"
             ),
+            Readiness::Learning => f.write_str("when it listens on the port it asks for (Node)"),
         }
     }
 }
@@ -276,6 +325,110 @@ mod tests {
             cluster.readiness(),
             app("node", Some(3000), None).readiness()
         );
+    }
+
+    /// An app in `mode` running `script` with the given keys.
+    fn in_mode(
+        mode: ExecMode,
+        script: &str,
+        port: Option<u16>,
+        wait_ready: Option<bool>,
+    ) -> AppConfig {
+        let mut app = app(script, port, wait_ready);
+        app.exec_mode = mode;
+        app
+    }
+
+    #[test]
+    fn only_node_itself_in_cluster_mode_without_a_port_learns_it() {
+        use ExecMode::{Cluster, Fork};
+        use Readiness::{Learning, Notified, Spawned};
+        /// Mode, script, port, wait_ready, whether it learns, readiness.
+        type Case<'a> = (
+            ExecMode,
+            &'a str,
+            Option<u16>,
+            Option<bool>,
+            bool,
+            Readiness,
+        );
+        let table: &[Case] = &[
+            (Cluster, "node", None, None, true, Learning),
+            (Cluster, "app.js", None, None, true, Learning),
+            (Cluster, "/usr/bin/nodejs", None, None, true, Learning),
+            // The app's own word still decides when it is online.
+            (Cluster, "app.js", None, Some(true), true, Notified),
+            (Cluster, "app.js", None, Some(false), true, Spawned),
+            // A port is configured: nothing to learn.
+            (
+                Cluster,
+                "app.js",
+                Some(3000),
+                None,
+                false,
+                Readiness::Listening {
+                    port: 3000,
+                    program: NodeProgram::Node,
+                },
+            ),
+            // Fork mode: independent instances, as under PM2.
+            (Fork, "app.js", None, None, false, Spawned),
+            // A wrapper's server has no channel to ask on; not Node at all.
+            (Cluster, "npm", None, None, false, Spawned),
+            (Cluster, "python3", None, None, false, Spawned),
+            (Cluster, "./server", None, None, false, Spawned),
+        ];
+        for &(mode, script, port, wait_ready, learns, want) in table {
+            let app = in_mode(mode, script, port, wait_ready);
+            assert_eq!(app.learns_port(), learns, "{mode:?} {script} {port:?}");
+            assert_eq!(
+                app.readiness(),
+                want,
+                "{mode:?} {script} {port:?} {wait_ready:?}"
+            );
+        }
+        let learning = Readiness::Learning;
+        assert!(learning.waits() && !learning.fails_on_timeout());
+        assert_eq!(learning.hint(), None);
+        assert_eq!(
+            learning.to_string(),
+            "when it listens on the port it asks for (Node)"
+        );
+        assert!(
+            learning
+                .timeout_reason(Duration::from_secs(3))
+                .starts_with("did not listen within 3s (listen_timeout); counted online")
+        );
+    }
+
+    #[test]
+    fn a_cluster_of_a_program_whose_port_cannot_be_learned_needs_a_port() {
+        use ExecMode::{Cluster, Fork};
+        let table: &[(ExecMode, &str, u32, Option<u16>, bool)] = &[
+            (Cluster, "./server", 2, None, true),
+            (Cluster, "app.py", 4, None, true),
+            (Cluster, "npm", 2, None, true),
+            // A port, one instance, fork mode, or Node: nothing refused.
+            (Cluster, "./server", 2, Some(3000), false),
+            (Cluster, "./server", 1, None, false),
+            (Fork, "./server", 4, None, false),
+            (Cluster, "app.js", 4, None, false),
+            (Cluster, "node", 2, None, false),
+        ];
+        for &(mode, script, instances, port, refused) in table {
+            let mut app = in_mode(mode, script, port, None);
+            app.instances = instances;
+            assert_eq!(
+                app.unshared_cluster().is_some(),
+                refused,
+                "{mode:?} {script} {instances} {port:?}"
+            );
+        }
+        let mut app = in_mode(Cluster, "./server", None, None);
+        app.instances = 2;
+        assert!(app.unshared_cluster().unwrap().starts_with(
+            "cluster mode with 2 instances and no port: supd learns the port only of a Node app"
+        ));
     }
 
     #[test]

@@ -134,6 +134,17 @@ pub(crate) fn resolve(raw: RawApp, ctx: &Context<'_>, diag: &mut Diag<'_>) -> Op
         app.env
             .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    // (An app over its max_instances is refused for that, once.)
+    let capped = app.max_instances.is_some_and(|cap| app.instances > cap);
+    if let Some(message) = app.unshared_cluster().filter(|_| !capped) {
+        let span = raw
+            .spans
+            .get("exec_mode")
+            .or_else(|| raw.spans.get("instances"));
+        if let Some(span) = span {
+            diag.at(span.clone(), format!("apps[{index}].exec_mode: {message}"));
+        }
+    }
     Some(app)
 }
 

@@ -220,8 +220,9 @@ fn instances_max_and_minus_one() {
         ("\"-1\"", cores.saturating_sub(1).max(1)),
         ("3", 3),
     ] {
+        // With a port: a cluster of a program that is not Node needs one.
         let eco = ok(&app(&format!(
-            "exec_mode = \"cluster\"\ninstances = {value}"
+            "exec_mode = \"cluster\"\ninstances = {value}\nport = 3000"
         )));
         assert_eq!(eco.apps[0].instances, want, "{value}");
     }
@@ -259,6 +260,8 @@ fn each_error_class_is_located_and_names_the_key() {
         (&app("instances = 2\nmax_instances = 1\nmax_instances_reason = \"one socket\""), "4:13",
             "apps[0].instances: 2 instances exceed max_instances = 1 (one socket)"),
         (&app("port = 70000"), "4:8", "apps[0].port: 70000 is out of range (1-65535)"),
+        (&app("exec_mode = \"cluster\"\ninstances = 2"), "4:13",
+            "apps[0].exec_mode: cluster mode with 2 instances and no port: supd learns the port only of a Node app"),
         (&app("port = 0"), "4:8", "apps[0].port: 0 is out of range"),
         (&app("port = 80\nhost = \"300.1.1.1\""), "5:8", "apps[0].host: \"300.1.1.1\" is not an IP address; write an IPv4 or IPv6 address"),
         (&app("port = 80\nhost = \"example.com\""), "5:8", "apps[0].host: \"example.com\" is not an IP address"),

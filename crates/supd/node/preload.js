@@ -1,5 +1,6 @@
 // supd's Node preload, loaded through NODE_OPTIONS=--require for every
-// instance of an app with a `port`.
+// instance of an app with a `port`, and of a Node app in cluster mode
+// without one, whose port supd learns (SUPD_LEARN_PORT).
 //
 // It lets an unmodified app written for PM2's cluster mode, which calls
 // server.listen(PORT), run under supd's cluster mode: the first listen on
@@ -13,6 +14,13 @@
 // arrives or is in flight with `Connection: close`, close a connection that
 // stays idle only after IDLE_GRACE_MS, exit once every connection is closed.
 // Apps that handle the signal themselves are left alone.
+//
+// Without a port (SUPD_LEARN_PORT), the app's first listen(port, host) asks
+// supd over the IPC channel for the socket of that port; supd binds it (the
+// app's port from then on: later instances get it as fd 3) and sends it
+// back as Node's own IPC sends a server. The app's server then listens on
+// it, as above. If supd refuses (another port than the app's), the reason
+// goes to stderr and the server emits it as an 'error', as a failed bind.
 'use strict';
 const net = require('net');
 
@@ -120,5 +128,56 @@ if (process.env.LISTEN_FDS && process.env.LISTEN_PID === String(process.pid)) {
   };
 }
 
+// The port a listen() call names, if supd can share it: a number (or a
+// string of digits) from 1 to 65535, not a pipe path, a descriptor or a
+// handle; `undefined` otherwise.
+function sharedPort(first, options) {
+  if (options && (options.fd !== undefined || options._handle || options.handle || options.path)) {
+    return undefined;
+  }
+  const wanted = options ? options.port : first;
+  if (typeof wanted === 'string' && !/^\d+$/.test(wanted)) return undefined;
+  const port = Number(wanted);
+  return Number.isInteger(port) && port > 0 && port <= 65535 ? port : undefined;
+}
+
+if (
+  !process.env.LISTEN_FDS &&
+  process.env.SUPD_LEARN_PORT === '1' &&
+  typeof process.send === 'function'
+) {
+  const listen = net.Server.prototype.listen;
+  let asked = false;
+  net.Server.prototype.listen = function (...args) {
+    const first = args[0];
+    const options = first !== null && typeof first === 'object' ? first : undefined;
+    const port = asked || first === undefined ? undefined : sharedPort(first, options);
+    if (port === undefined) return listen.apply(this, args);
+    asked = true;
+    const host = options ? options.host : typeof args[1] === 'string' ? args[1] : undefined;
+    const callback = args.find((a) => typeof a === 'function');
+    const server = this;
+    const answer = (msg, handle) => {
+      if (msg === null || typeof msg !== 'object') return;
+      if (msg.supd !== 'socket' && msg.supd !== 'refused') return;
+      process.removeListener('message', answer);
+      if (msg.supd === 'refused' || !handle) {
+        const why = msg.error || 'no socket came with the answer';
+        process.stderr.write(`supd: ${why}\n`);
+        const err = new Error(`supd: ${why}`);
+        err.code = 'ESUPDPORT';
+        server.emit('error', err);
+        return;
+      }
+      adopt(server, undefined, port);
+      if (callback) listen.call(server, handle, callback);
+      else listen.call(server, handle);
+    };
+    process.on('message', answer);
+    process.send({ supd: 'listen', port, host: host === undefined ? null : host });
+    return this;
+  };
+}
+
 // For the table test of the rule (tests/fixtures/preload-rules.js).
-module.exports = { sameHost };
+module.exports = { sameHost, sharedPort };
