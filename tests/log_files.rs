@@ -130,14 +130,14 @@ fn a_fork_app_writes_its_files_where_configured() {
 }
 
 #[test]
-fn a_two_instance_cluster_app_writes_one_set_per_instance_or_merged() {
+fn a_two_instance_app_writes_one_set_per_instance_or_merged() {
     let supd = Supd::new();
     let script = supd.script("talk.sh", TALKER);
     // merge_logs = false: `-N` before `.log` and `.pid`, as PM2 names them.
     supd.start_script(
         "split",
         &script,
-        "exec_mode = \"cluster\"\ninstances = 2\nmerge_logs = false\n\
+        "exec_mode = \"fork\"\ninstances = 2\nmerge_logs = false\n\
          out_file = \"s.log\"\nerror_file = \"s-err.log\"\nlog_file = \"s-all.log\"\npid_file = \"s.pid\"\n",
     );
     let work = supd.work();
@@ -164,7 +164,7 @@ fn a_two_instance_cluster_app_writes_one_set_per_instance_or_merged() {
     supd.start_script(
         "merged",
         &script,
-        "exec_mode = \"cluster\"\ninstances = 2\nout_file = \"m.log\"\npid_file = \"m.pid\"\n",
+        "exec_mode = \"fork\"\ninstances = 2\nout_file = \"m.log\"\npid_file = \"m.pid\"\n",
     );
     wait_line(&work.join("m.log"), "out 0");
     wait_line(&work.join("m.log"), "out 1");

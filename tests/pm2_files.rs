@@ -60,14 +60,6 @@ const EXPECTED: &[Expected] = &[
         &["app.js"],
     ),
     (
-        "doo-sync-obsidian.config.js",
-        "doo_sync_obsidian",
-        true,
-        "2",
-        "npm",
-        &["start"],
-    ),
-    (
         "weixin-scan-login.config.js",
         "FRPS.IMCOCO._8994",
         true,
@@ -200,9 +192,9 @@ fn ten_real_pm2_files_import_as_pm2_runs_them() {
     }
 }
 
-/// The keys of the real files that need more than a copy: PM2's aliases
-/// `output`/`error`, `port` as env.PORT, JSON with comments, a key PM2 does
-/// not know written as a comment.
+/// The real files that need more than a copy: a cluster of `npm start`
+/// without a port (refused), `port` as env.PORT, JSON with comments, a key
+/// PM2 does not know written as a comment.
 #[test]
 fn real_pm2_files_keep_their_log_files_ports_and_aliases() {
     let supd = Supd::new();
@@ -214,14 +206,17 @@ fn real_pm2_files_keep_their_log_files_ports_and_aliases() {
     ] {
         copy(&supd, file);
     }
-    let out = supd.ok(&["import", "doo-sync-obsidian.config.js"]);
-    for line in [
-        "out_file = \"./logs/out.log\"\n",
-        "error_file = \"./logs/error.log\"\n",
-        "merge_logs = true\n",
-    ] {
-        assert!(out.contains(line), "{line:?}:\n{out}");
-    }
+    // Two instances of `npm start` in cluster mode without a port: under
+    // PM2 each binds the port itself and all but one fail; supd refuses the
+    // app, naming it, and says how to write it.
+    let err = supd.fails(&["import", "doo-sync-obsidian.config.js"]);
+    assert!(
+        err.contains("doo_sync_obsidian") && err.contains("set port (or env.PORT)"),
+        "{err}"
+    );
+    let err = supd.fails(&["start", "doo-sync-obsidian.config.js"]);
+    assert!(err.contains("doo_sync_obsidian"), "{err}");
+    assert!(supd.daemon_pid().is_none(), "nothing was started");
     let out = supd.run(&["import", "ingeniumfe.config.js"]);
     let toml = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);

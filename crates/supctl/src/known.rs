@@ -46,7 +46,9 @@ fn is_app(home: &Home, name: &str) -> anyhow::Result<bool> {
     let Some(mut client) = Client::connect_existing(home)? else {
         return Ok(false);
     };
-    Ok(crate::processes(&mut client)?.iter().any(|p| p.name == name))
+    Ok(crate::processes(&mut client)?
+        .iter()
+        .any(|p| p.name == name))
 }
 
 /// The first option given that would change a known app's config, if any.

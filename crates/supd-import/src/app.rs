@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde_json::{Map, Value};
+use supd_config::NodeProgram;
 use toml::Value as T;
 
 use crate::draft::Draft;
@@ -152,7 +153,7 @@ fn finish(d: &mut Draft, base: &Path) -> Result<App, String> {
         d.set("cwd", T::String(cwd))?;
     }
     if pm2_cluster(d.cluster, d.instances, interpreter.as_deref()) {
-        cluster(d);
+        cluster(d)?;
     }
     Ok(App {
         name,
@@ -330,8 +331,11 @@ fn watch_keys(d: &mut Draft, base: &Path) {
 }
 
 /// Cluster mode: the daemon binds `env.PORT` (PM2's `port` included) and
-/// hands it to every instance; PM2's cluster module is not used.
-fn cluster(d: &mut Draft) {
+/// hands it to every instance; PM2's cluster module is not used. Without a
+/// port, node itself has its port learned at its first `listen()`; several
+/// instances of another program (`npm start`) would each bind the port
+/// themselves, and all but one fail: that app cannot be imported.
+fn cluster(d: &mut Draft) -> Result<(), String> {
     if d.get("exec_mode").is_none() {
         d.keys.push(("exec_mode", T::String("cluster".into())));
         d.note(
@@ -339,19 +343,25 @@ fn cluster(d: &mut Draft) {
             "cluster, as PM2 picks for a Node script with instances and no exec_mode".into(),
         );
     }
-    match d.env_port() {
-        Some(p) => {
-            d.keys.push(("port", T::Integer(p.into())));
-            d.note(
-                "port",
-                format!("set to {p} from env.PORT: in cluster mode the daemon binds it and shares it with every instance (see docs/cluster.md)"),
-            );
-        }
-        None => d.note(
-            "exec_mode",
-            "cluster mode without a port: set env.PORT (or port) so the daemon binds the port the instances share (see docs/cluster.md)".into(),
-        ),
+    if let Some(p) = d.env_port() {
+        d.keys.push(("port", T::Integer(p.into())));
+        d.note(
+            "port",
+            format!("set to {p} from env.PORT: in cluster mode the daemon binds it and shares it with every instance (see docs/cluster.md)"),
+        );
+        return Ok(());
     }
+    let program = match d.get("script") {
+        Some(T::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let several = !matches!(d.instances, Some(1) | None);
+    if NodeProgram::of(&program) == Some(NodeProgram::Node) || !several {
+        return Ok(());
+    }
+    Err(format!(
+        "cluster mode with several instances of {program:?} and no port: each would bind the port itself and all but one fail (supd learns the port only of node itself); set port (or env.PORT) in the PM2 file, or exec_mode: \"fork\" for instances that do not share a port"
+    ))
 }
 
 /// A script run directly: PM2 resolves it against `cwd`, supd against the
