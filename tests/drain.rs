@@ -74,7 +74,13 @@ fn wait_served_by(load: &Load, pids: &[u64]) {
 /// Three reloads of `name` (`instances` of them) under a keep-alive load
 /// of `connections` on `path`: no request fails, and the last instances
 /// serve the load.
-fn reloads_fail_nothing(supd: &Supd, name: &str, port: u16, path: &'static str, instances: usize) {
+pub fn reloads_fail_nothing(
+    supd: &Supd,
+    name: &str,
+    port: u16,
+    path: &'static str,
+    instances: usize,
+) {
     let before = wait_online(supd, name, instances);
     let load = KeepAliveLoad::start(port, path, 8 * instances);
     wait_served_by(&load, &before);

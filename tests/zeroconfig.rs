@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cluster::wait_online;
-use crate::support::{KeepAliveLoad, Load, Supd, free_port, get_fresh, wait_for};
+use crate::drain::reloads_fail_nothing;
+use crate::support::{Supd, free_port, get_fresh, wait_for};
 
 /// An unmodified plain-`http` app (as an Express app would be) that
 /// listens on `PORT` or, without it, on the port written in its code.
@@ -28,15 +29,6 @@ fn plain_app(supd: &Supd, port: u16) -> PathBuf {
              server.listen(process.env.PORT || {port}, () => console.log('listening'));\n"
         ),
     )
-}
-
-/// Waits until every pid of `pids` has answered some of `load`'s requests.
-fn wait_served_by(load: &Load, pids: &[u64]) {
-    wait_for(
-        Duration::from_secs(20),
-        &format!("the load served by {pids:?}"),
-        || pids.iter().all(|p| load.pids().contains(p)).then_some(()),
-    );
 }
 
 /// The pids that answer `count` fresh connections to `port`.
@@ -86,25 +78,9 @@ fn node_with_instances_and_no_port_serves_from_both_and_reloads_without_a_failur
         "--",
         app.to_str().unwrap(),
     ]);
-    let before = both_serve(&supd, "web", port);
+    both_serve(&supd, "web", port);
     shows_learned(&supd, "web", port);
-
-    let load = KeepAliveLoad::start(port, "/", 16);
-    wait_served_by(&load, &before);
-    for _ in 0..2 {
-        supd.ok(&["reload", "web"]);
-    }
-    let after = wait_online(&supd, "web", 2);
-    assert!(
-        after.iter().all(|p| !before.contains(p)),
-        "every pid replaced"
-    );
-    wait_served_by(&load, &after);
-    let outcome = load.finish_without_failures(100);
-    println!(
-        "zero-config: {} requests on kept-alive connections through 2 reloads, 0 failed",
-        outcome.ok
-    );
+    reloads_fail_nothing(&supd, "web", port, "/", 2);
 }
 
 #[test]
