@@ -11,6 +11,8 @@
 //! operations (start, restart, reload, scale) are sequenced on top of these
 //! by [`crate::ops`].
 
+mod handle;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -32,9 +34,9 @@ use crate::listeners::SlotSockets;
 use crate::logs::{AppLog, Stream};
 use crate::node_preload;
 use crate::readiness::{self, Notice};
-use crate::registry::Trouble;
 use crate::state::StateFile;
 use crate::unserved::{PortWatch, Report, held};
+pub use handle::{AppHandle, Trouble};
 
 /// Where a learned port listens, from the host the app's `listen()` named:
 /// every interface (`None`) for none or an "every interface" address, else

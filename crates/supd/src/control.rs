@@ -8,9 +8,17 @@
 //! to take the pending connection, tells it why, and closes it: accept
 //! never spins on EMFILE, and the client hears the reason instead of
 //! hanging in the backlog.
+//!
+//! Each request is then answered by [`dispatch`], one function per request
+//! in the modules beside it.
 
 pub mod budget;
 mod connection;
+mod dispatch;
+mod operate;
+mod queries;
+mod saved;
+mod start;
 
 use std::fs::File;
 use std::io;
@@ -23,6 +31,8 @@ use tokio::time::Instant;
 pub use budget::Limits;
 use connection::Connections;
 pub use connection::return_large_blocks;
+pub use dispatch::handle;
+pub use saved::resurrect;
 
 use crate::registry::Registry;
 

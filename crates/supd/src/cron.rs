@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use croner::Cron;
 use tokio::task::JoinHandle;
 
+use crate::app::AppHandle;
 use crate::ops;
-use crate::registry::AppHandle;
 
 /// The armed schedule of one app; re-arming replaces it, dropping disarms.
 #[derive(Clone, Default)]

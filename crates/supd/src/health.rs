@@ -26,8 +26,9 @@ use supd_supervisor::group;
 use supd_supervisor::{Exit, Reaper, SpawnSpec};
 use tokio::task::JoinHandle;
 
+use crate::app::{AppHandle, Trouble};
 use crate::ops;
-use crate::registry::{AppHandle, Registry, Trouble};
+use crate::registry::Registry;
 
 /// The armed checker of one app; re-arming replaces it.
 #[derive(Clone, Default)]

@@ -258,7 +258,7 @@ async fn serve(
     if args.resurrect {
         let registry = registry.clone();
         tokio::spawn(async move {
-            match registry.resurrect().await {
+            match control::resurrect(&registry).await {
                 Ok(_) => tracing::info!("resurrected the saved process list"),
                 Err(e) => tracing::error!("cannot resurrect: {e}"),
             }
@@ -287,7 +287,7 @@ async fn stop_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
 async fn shut_down(home: &Home, registry: &Registry) -> anyhow::Result<()> {
     readiness::tell_supervisor("STOPPING=1");
     let (progress, _) = tokio::sync::mpsc::unbounded_channel();
-    registry.handle(supd_proto::Request::Kill, &progress).await;
+    control::handle(registry, supd_proto::Request::Kill, &progress).await;
     registry.end_state().await;
     home::remove_runtime_files(home);
     tracing::info!("supd stopped");

@@ -22,12 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use supd_proto::Status;
+use supd_proto::{ProcessInfo, Status};
 use supd_supervisor::procfs;
 use supd_supervisor::tree::Tree;
 use tokio::sync::watch;
 
-use crate::registry::{Registry, Trouble};
+use crate::app::{AppView, Trouble};
+use crate::registry::Registry;
 
 /// How long after a memory report the same process is reported again if it
 /// is still there (its replacement failed).
@@ -58,6 +59,33 @@ struct Latest {
 }
 
 impl Samples {
+    /// The `list` rows of one app, each instance with its latest figures
+    /// (`problem` only for an online instance whose port nobody serves).
+    pub fn rows(&self, view: &AppView) -> Vec<ProcessInfo> {
+        let c = &view.config;
+        view.instances
+            .iter()
+            .map(|i| (i, i.pid.map(|p| self.get(p)).unwrap_or_default()))
+            .map(|(i, usage)| ProcessInfo {
+                name: c.name.clone(),
+                instance: i.slot,
+                pid: i.pid,
+                status: i.status,
+                mode: c.exec_mode,
+                restarts: i.restarts,
+                uptime_ms: i.uptime_ms(),
+                cpu: usage.cpu,
+                memory: usage.memory,
+                port: c.port,
+                host: view.host,
+                problem: match i.status {
+                    Status::Online => view.unserved.get(&i.slot).cloned(),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
     /// The latest usage of the instance whose main process is `pid`. One
     /// the monitor has not sampled yet (it started since the last tick) is
     /// read now, memory only (CPU needs two readings), and kept until the

@@ -14,8 +14,8 @@ use supd_config::{AppConfig, check_instance_count};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
+use crate::app::AppHandle;
 use crate::app::Env;
-use crate::registry::AppHandle;
 use order::{Order, swap_order};
 
 /// The longest a removed slot's accept queue is given to drain.

@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::app::AppHandle;
 use crate::ops;
-use crate::registry::AppHandle;
 
 /// Folder names whose contents never count, at any depth: dependencies and
 /// version control.

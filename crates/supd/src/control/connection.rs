@@ -337,7 +337,7 @@ async fn answer(
 ) -> (Response, bool) {
     let (progress, mut steps) = mpsc::unbounded_channel();
     let registry = registry.clone();
-    let mut task = tokio::spawn(async move { registry.handle(request, &progress).await });
+    let mut task = tokio::spawn(async move { super::handle(&registry, request, &progress).await });
     let mut working = tokio::time::interval_at(Instant::now() + WORKING_EVERY, WORKING_EVERY);
     let mut gone = false;
     let response = loop {
