@@ -378,7 +378,7 @@ mod tests {
             (("b".to_string(), 7), (none, 43)),
         ]
         .into();
-        let cases: [(&str, Vec<AppView>, Vec<(u32, u64)>); 4] = [
+        let cases = [
             // Recorded before: kept, /proc is not read (it has no such pid).
             ("known", vec![view("a", &[(1, none)])], vec![(none, 42)]),
             // New: read from /proc.
