@@ -93,18 +93,24 @@ def main() -> None:
     with b.bench_root("supd-persist-") as root:
         try:
             for bin_dir in args.bin_dir:
-                results[str(bin_dir)] = one_build(bin_dir.resolve(), args, root, started, perf)
+                # A build given twice runs twice (interleaved with the others): one row.
+                results.setdefault(str(bin_dir), []).extend(
+                    one_build(bin_dir.resolve(), args, root, started, perf))
         finally:
             left = b.finish(started, [b.TOKEN, str(root)])
-    print(f"{args.command} of one app among {args.apps} (median of {args.runs} runs; syscalls: median"
-          " of the runs counted)\n")
-    print("| build | latency ms | daemon CPU ms | daemon syscalls |")
-    print("|---|---|---|---|")
+    print(f"{args.command} of one app among {args.apps}: median (min-max) of the runs; syscalls"
+          " counted in every other run\n")
+    print("| build | runs | latency ms | daemon CPU ms | daemon syscalls |")
+    print("|---|---:|---:|---:|---:|")
+
+    def cell(values: list, spec: str) -> str:
+        s = b.summary(values)
+        return "n/a" if not s else f"{spec.format(s['median'])} ({spec.format(s['min'])}-{spec.format(s['max'])})"
+
     for bin_dir, runs in results.items():
-        counted = [r["syscalls"] for r in runs if r["syscalls"] is not None]
-        print(f"| {bin_dir} | {b.fmt(b.median([r['latency_ms'] for r in runs]), '{:.1f}')} "
-              f"| {b.fmt(b.median([r['cpu_ms'] for r in runs]), '{:.1f}')} "
-              f"| {b.fmt(b.median(counted), '{:.0f}') if counted else 'n/a'} |")
+        print(f"| {bin_dir} | {len(runs)} | {cell([r['latency_ms'] for r in runs], '{:.0f}')} "
+              f"| {cell([r['cpu_ms'] for r in runs], '{:.0f}')} "
+              f"| {cell([r['syscalls'] for r in runs], '{:.0f}')} |")
     if left:
         print(f"\nleftovers: {left}")
 
