@@ -294,3 +294,58 @@ fn a_clean_stop_leaves_no_state_file_and_restores_nothing() {
     assert!(!state.exists(), "SIGTERM is a clean stop too");
     assert!(supd.list().is_empty(), "a clean stop is not a crash");
 }
+
+/// What the state file records of `name`: its instance count and the pids
+/// of its processes, sorted.
+fn recorded(supd: &Supd, name: &str) -> (u64, Vec<u32>) {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(supd.home().join("state.json")).unwrap()).unwrap();
+    let app = state["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["config"]["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is recorded: {state}"));
+    let mut pids: Vec<u32> = state["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["app"] == name)
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
+    pids.sort_unstable();
+    (app["config"]["instances"].as_u64().unwrap(), pids)
+}
+
+/// A command that changes an app returns once the state file shows the
+/// change (the state file is written from the published views, without
+/// asking each app): read at once, with no wait, the file holds the scaled
+/// count and exactly the processes `list` shows, after a `scale` and after
+/// a `reload` that replaced every one; the other app is still recorded.
+#[test]
+fn the_state_file_shows_a_scale_and_a_reload_as_soon_as_they_return() {
+    let supd = Supd::new();
+    supd.ok(&["start", "sleep", "--name", "other", "--", "300"]);
+    supd.ok(&["start", "sleep", "--name", "nap", "--", "300"]);
+    let listed = |supd: &Supd| {
+        let mut pids = pids_of(&supd.list(), "nap");
+        pids.sort_unstable();
+        pids
+    };
+
+    supd.ok(&["scale", "nap", "3"]);
+    let (count, scaled) = recorded(&supd, "nap");
+    assert_eq!(count, 3, "the scaled count is recorded");
+    assert_eq!(scaled.len(), 3, "{scaled:?}");
+    assert_eq!(scaled, listed(&supd));
+
+    supd.ok(&["reload", "nap"]);
+    let (count, reloaded) = recorded(&supd, "nap");
+    assert_eq!(count, 3);
+    assert_eq!(reloaded, listed(&supd));
+    assert!(
+        reloaded.iter().all(|pid| !scaled.contains(pid)),
+        "the file shows the new processes: {scaled:?} then {reloaded:?}"
+    );
+    assert_eq!(recorded(&supd, "other").1, pids_of(&supd.list(), "other"));
+}

@@ -4,7 +4,9 @@
 //! two channels; the task handles one at a time, so no state is shared and
 //! no lock is held across an await. After each step it publishes an
 //! [`AppView`] on a `watch` channel: `list` reads that and never waits behind
-//! a graceful stop.
+//! a graceful stop. The step's replies go out after that publish (see
+//! [`crate::replies`]), so whoever is answered already sees the change in
+//! the view; the state file is written from the views alone.
 //!
 //! The actor offers primitives — launch one slot, retire one process, stop
 //! all — and applies the restart policy to crashes by itself. Multi-step
@@ -34,6 +36,7 @@ use crate::listeners::SlotSockets;
 use crate::logs::{AppLog, Stream};
 use crate::node_preload;
 use crate::readiness::{self, Notice};
+use crate::replies::Replies;
 use crate::state::StateFile;
 use crate::unserved::{PortWatch, Report, held};
 pub use handle::{AppHandle, Trouble};
@@ -200,9 +203,6 @@ pub enum Command {
     Freeze(oneshot::Sender<FrozenApp>),
     /// Act again: the next image did not take over.
     Thaw(oneshot::Sender<()>),
-    /// Answered in a step of its own, so once it is, every earlier step has
-    /// been published.
-    Published(oneshot::Sender<()>),
 }
 
 /// Something that happened to a process, delivered to its actor. Every
@@ -261,6 +261,8 @@ struct App {
     channels: HashMap<u64, Kept>,
     /// Frozen for an `update`.
     frozen: Option<Frozen>,
+    /// This step's replies, sent once its view is published.
+    replies: Replies,
 }
 
 /// An app frozen for an `update`, until the exec or a thaw.
@@ -418,6 +420,7 @@ impl App {
             deleted: false,
             channels: HashMap::new(),
             frozen: None,
+            replies: Replies::default(),
         };
         (app, (cmd_tx, view_rx), cmd_rx)
     }
@@ -434,7 +437,7 @@ impl App {
                                 self.on_command(cmd).await;
                             }
                         }
-                        let _ = reply.send(());
+                        self.replies.send(reply, ());
                     }
                     (Some(frozen), cmd) => frozen.commands.push(cmd),
                     (None, cmd) => self.on_command(cmd).await,
@@ -445,6 +448,7 @@ impl App {
             self.settle();
             self.steer();
             self.publish();
+            self.replies.deliver();
         }
         tracing::info!(app = %self.config.name, "deleted");
     }
@@ -576,14 +580,14 @@ impl App {
                         let waiting = self.waiting.entry(old).or_default();
                         waiting.remove_when_gone = true;
                         self.retire(i);
-                        let _ = reply.send(true);
+                        self.replies.send(reply, true);
                     }
                     // Already gone (crashed and forgotten): nothing to hand over.
                     None => {
-                        let _ = reply.send(true);
+                        self.replies.send(reply, true);
                     }
                     Some(_) => {
-                        let _ = reply.send(false);
+                        self.replies.send(reply, false);
                     }
                 }
             }
@@ -599,7 +603,7 @@ impl App {
                     self.retire(i);
                 }
                 None => {
-                    let _ = reply.send(());
+                    self.replies.send(reply, ());
                 }
             },
             Command::Configure {
@@ -607,7 +611,8 @@ impl App {
                 base_env,
                 reply,
             } => {
-                let _ = reply.send(self.configure(*config, base_env));
+                let configured = self.configure(*config, base_env);
+                self.replies.send(reply, configured);
             }
             Command::Route { slots, reply } => {
                 let live = self
@@ -637,11 +642,12 @@ impl App {
                     },
                     None => Ok(()),
                 };
-                let _ = reply.send(result);
+                self.replies.send(reply, result);
             }
             Command::LookAtQueues { operations } => self.look_at_queues(&operations),
             Command::Queued { slot, reply } => {
-                let _ = reply.send(self.listener.as_ref().map_or(0, |l| l.queued(slot)));
+                self.replies
+                    .send(reply, self.listener.as_ref().map_or(0, |l| l.queued(slot)));
             }
             Command::Stop(reply) => self.stop_all(reply, false),
             Command::Delete(reply) => self.stop_all(reply, true),
@@ -649,20 +655,20 @@ impl App {
                 for pid in self.instances.iter().filter_map(|i| i.pid) {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
                 }
-                let _ = reply.send(());
+                self.replies.send(reply, ());
             }
             Command::Flush(reply) => {
-                let _ = reply.send(self.log.truncate().await);
+                self.replies.send(reply, self.log.truncate().await);
             }
             Command::Reset(reply) => {
                 for inst in &mut self.instances {
                     inst.restarts = 0;
                     inst.history = RunHistory::default();
                 }
-                let _ = reply.send(());
+                self.replies.send(reply, ());
             }
             Command::Env { slot, reply } => {
-                let _ = reply.send(self.env_of(slot));
+                self.replies.send(reply, self.env_of(slot));
             }
             Command::Freeze(reply) => {
                 self.log.freeze().await;
@@ -681,10 +687,10 @@ impl App {
                     events,
                     _notices: closed,
                 });
-                let _ = reply.send(self.describe());
+                self.replies.send(reply, self.describe());
             }
-            Command::Thaw(reply) | Command::Published(reply) => {
-                let _ = reply.send(());
+            Command::Thaw(reply) => {
+                self.replies.send(reply, ());
             }
         }
     }
@@ -921,7 +927,7 @@ impl App {
                 } else {
                     inst.status = Status::Online;
                     if let Some(reply) = reply {
-                        let _ = reply.send(Ok(pid));
+                        self.replies.send(reply, Ok(pid));
                     }
                     self.arm_watchdog(i);
                 }
@@ -943,7 +949,7 @@ impl App {
                 tracing::error!("{msg}");
                 inst.last_error = Some(e);
                 if let Some(reply) = reply {
-                    let _ = reply.send(Err(msg));
+                    self.replies.send(reply, Err(msg));
                 }
                 if beside_live {
                     self.instances.remove(i);
@@ -1142,7 +1148,8 @@ impl App {
             return;
         };
         if let Some(launch) = waiting.launch {
-            let _ = launch.send(Err("stopped before it was ready".into()));
+            self.replies
+                .send(launch, Err("stopped before it was ready".into()));
         }
         if waiting.remove_when_gone
             && let Some(i) = self.find(generation)
@@ -1150,7 +1157,7 @@ impl App {
             self.instances.remove(i);
         }
         for reply in waiting.retire {
-            let _ = reply.send(());
+            self.replies.send(reply, ());
         }
     }
 
@@ -1300,7 +1307,7 @@ impl App {
             .get_mut(&generation)
             .and_then(|w| w.launch.take())
         {
-            let _ = reply.send(Ok(pid));
+            self.replies.send(reply, Ok(pid));
         }
         self.arm_watchdog(i);
     }
@@ -1407,10 +1414,13 @@ impl App {
         inst.status = Status::Errored;
         inst.last_error = Some(reason.clone());
         if let Some(reply) = self.waiting.remove(&generation).and_then(|w| w.launch) {
-            let _ = reply.send(Err(format!(
-                "app \"{}\" instance {slot}: {reason}",
-                self.config.name
-            )));
+            self.replies.send(
+                reply,
+                Err(format!(
+                    "app \"{}\" instance {slot}: {reason}",
+                    self.config.name
+                )),
+            );
         }
         let beside_live = self
             .instances
@@ -1510,7 +1520,7 @@ impl App {
         }
         for (reply, delete) in std::mem::take(&mut self.after_stop) {
             self.deleted |= delete;
-            let _ = reply.send(());
+            self.replies.send(reply, ());
         }
     }
 }

@@ -23,6 +23,7 @@ mod pid_file;
 mod readiness;
 mod recover;
 mod registry;
+mod replies;
 mod state;
 mod takeover;
 mod unserved;

@@ -22,9 +22,7 @@ use supd_proto::{Home, Outcome, ProcessInfo, StartOutcome};
 use supd_supervisor::Reaper;
 use tokio::sync::{mpsc, watch};
 
-use crate::app::{
-    AppHandle, AppView, Command, Env, SharedEnvs, Surroundings, Trouble, spawn_actor,
-};
+use crate::app::{AppHandle, AppView, Env, SharedEnvs, Surroundings, Trouble, spawn_actor};
 use crate::dump::SavedApp;
 use crate::logs::AppLog;
 use crate::metrics;
@@ -98,12 +96,11 @@ impl Registry {
         self.state.end(self.views()).await;
     }
 
-    /// Writes the state file once every app has published what it did so far.
+    /// Writes the state file from the apps' published views, asking no
+    /// actor: an actor publishes a step's view before it sends the step's
+    /// replies (see [`crate::replies`]), so once a request's last reply has
+    /// arrived, the views show every change it made.
     pub async fn persist(&self) -> Result<(), String> {
-        let apps = self.apps().clone();
-        for app in apps {
-            let _ = app.ask(Command::Published).await;
-        }
         self.state.write(self.views()).await
     }
 

@@ -15,6 +15,7 @@
 //! boot only, which a power loss ends anyway, and a file from another boot
 //! is not acted on.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,6 +167,8 @@ struct Writer {
     live: bool,
     /// What the file holds, so an unchanged state is not written again.
     written: Vec<u8>,
+    /// The start times read for the processes the file holds.
+    started: StartTimes,
     /// The last write error, logged once rather than at every retry.
     failed: Option<String>,
 }
@@ -239,19 +242,22 @@ impl StateFile {
         let path = self.inner.path.clone();
         let boot_id = self.inner.boot_id.clone();
         let written = std::mem::take(&mut writer.written);
+        let known = std::mem::take(&mut writer.started);
         // Start times come from /proc, and the file is written: off the runtime.
         let done = tokio::task::spawn_blocking(move || {
-            let bytes = encode(&views, boot_id)?;
+            let mut started = StartTimes::default();
+            let bytes = encode(&views, boot_id, &known, &mut started)?;
             if bytes != written {
                 crate::home::write_atomically(&path, &bytes, false).map_err(|e| e.to_string())?;
             }
-            Ok(bytes)
+            Ok((bytes, started))
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
         match done {
-            Ok(bytes) => {
+            Ok((bytes, started)) => {
                 writer.written = bytes;
+                writer.started = started;
                 if writer.failed.take().is_some() {
                     tracing::info!("the state file is written again");
                 }
@@ -268,24 +274,42 @@ impl StateFile {
     }
 }
 
-/// The state of `views`, as the file's bytes.
-fn encode(views: &[AppView], boot_id: Option<String>) -> Result<Vec<u8>, String> {
-    let processes = views
-        .iter()
-        .flat_map(|view| {
-            view.instances.iter().filter_map(|inst| {
-                let pid = inst.pid?;
-                // Gone already: nothing to record.
-                let start_time = procfs::stat(pid)?.start_time;
-                Some(Recorded {
-                    app: view.config.name.clone(),
-                    slot: inst.slot,
-                    pid,
-                    start_time,
-                })
-            })
-        })
-        .collect();
+/// The start time of each process recorded, by app and generation (which
+/// no two processes of an app share), with its pid: a process recorded
+/// before is not looked up in /proc again, so a write costs no system call
+/// per app (only per process started since the last write).
+type StartTimes = HashMap<(String, u64), (u32, u64)>;
+
+/// The state of `views`, as the file's bytes; the start times of the
+/// processes it records go to `started`, taken from `known` when there.
+fn encode(
+    views: &[AppView],
+    boot_id: Option<String>,
+    known: &StartTimes,
+    started: &mut StartTimes,
+) -> Result<Vec<u8>, String> {
+    let mut processes = Vec::new();
+    for view in views {
+        for inst in &view.instances {
+            let Some(pid) = inst.pid else { continue };
+            let key = (view.config.name.clone(), inst.generation);
+            let start_time = match known.get(&key) {
+                Some(&(was, start_time)) if was == pid => start_time,
+                _ => match procfs::stat(pid) {
+                    Some(stat) => stat.start_time,
+                    // Gone already: nothing to record.
+                    None => continue,
+                },
+            };
+            started.insert(key, (pid, start_time));
+            processes.push(Recorded {
+                app: view.config.name.clone(),
+                slot: inst.slot,
+                pid,
+                start_time,
+            });
+        }
+    }
     let state = State {
         version: VERSION,
         boot_id,
@@ -293,4 +317,80 @@ fn encode(views: &[AppView], boot_id: Option<String>) -> Result<Vec<u8>, String>
         processes,
     };
     serde_json::to_vec(&state).map_err(|e| format!("cannot encode the state: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::Instance;
+    use supd_config::AppConfig;
+
+    /// An app `name` with one process record per `(generation, pid)`.
+    fn view(name: &str, processes: &[(u64, u32)]) -> AppView {
+        let instances = processes
+            .iter()
+            .enumerate()
+            .map(|(slot, &(generation, pid))| {
+                let mut inst = Instance::new(slot as u32);
+                inst.generation = generation;
+                inst.pid = Some(pid);
+                inst
+            })
+            .collect();
+        AppView {
+            config: Arc::new(AppConfig::with_defaults(
+                name.into(),
+                "sleep".into(),
+                "/".into(),
+            )),
+            base_env: Arc::default(),
+            instances,
+            host: None,
+            unserved: Default::default(),
+        }
+    }
+
+    /// The start times a write of `views` records, by pid, given `known`.
+    fn recorded(views: &[AppView], known: &StartTimes) -> Vec<(u32, u64)> {
+        let mut started = StartTimes::default();
+        let bytes = encode(views, None, known, &mut started).unwrap();
+        let state: State = serde_json::from_slice(&bytes).unwrap();
+        let mut by_pid: Vec<(u32, u64)> = started.values().copied().collect();
+        by_pid.sort_unstable();
+        let mut in_file: Vec<(u32, u64)> = state
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.start_time))
+            .collect();
+        in_file.sort_unstable();
+        assert_eq!(by_pid, in_file, "what is kept is what the file holds");
+        in_file
+    }
+
+    #[test]
+    fn a_start_time_is_read_once_per_process() {
+        let me = std::process::id();
+        let mine = procfs::stat(me).unwrap().start_time;
+        // A pid no process has (above the kernel's pid_max).
+        let none = 1 << 23;
+        let known: StartTimes = [
+            (("a".to_string(), 1), (none, 42)),
+            (("b".to_string(), 7), (none, 43)),
+        ]
+        .into();
+        let cases = [
+            // Recorded before: kept, /proc is not read (it has no such pid).
+            ("known", vec![view("a", &[(1, none)])], vec![(none, 42)]),
+            // New: read from /proc.
+            ("new", vec![view("a", &[(2, me)])], vec![(me, mine)]),
+            // Another process of the same generation's pid: read again
+            // (none is there, so nothing is recorded).
+            ("pid differs", vec![view("b", &[(7, none - 1)])], vec![]),
+            // Same generation in another app: not the same process.
+            ("other app", vec![view("c", &[(1, none)])], vec![]),
+        ];
+        for (what, views, expected) in cases {
+            assert_eq!(recorded(&views, &known), expected, "{what}");
+        }
+    }
 }
