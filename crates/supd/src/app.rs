@@ -122,8 +122,8 @@ pub enum Command {
     Launch {
         /// Instance number.
         slot: u32,
-        /// Count this as a restart of the slot.
-        restart: bool,
+        /// Whether it counts as a restart of the slot.
+        kind: Launch,
         /// Why the slot is restarted (shown by `show`), if not by a user.
         reason: Option<String>,
         /// Pid, or the reason it failed.
@@ -133,17 +133,18 @@ pub enum Command {
     Retire {
         /// The process record, by generation.
         generation: u64,
-        /// Forget the record afterwards (reload, scale down).
-        remove: bool,
+        /// What becomes of the record afterwards.
+        record: Retire,
         /// Done.
         reply: oneshot::Sender<()>,
     },
-    /// Retire (and forget) `old` in favour of the other live process of its
-    /// slot — a reload's last step. Checked and done in one actor step: if
-    /// that other process died meanwhile, `old` keeps serving and the answer
-    /// is `false`.
-    HandOver {
-        /// The process being replaced, by generation.
+    /// Retire (and forget) `old`, superseded by the other live process of
+    /// its slot — a reload's last step. Checked and done in one actor step:
+    /// if that other process died meanwhile, `old` keeps serving and the
+    /// answer is `false`. (Not the `update`'s [`handover`] of the whole
+    /// daemon's state.)
+    Supersede {
+        /// The process being superseded, by generation.
         old: u64,
         /// Whether it was retired.
         reply: oneshot::Sender<bool>,
@@ -205,6 +206,44 @@ pub enum Command {
     Thaw(oneshot::Sender<()>),
 }
 
+/// Whether a launch counts as a restart of its slot (the count `show`
+/// reports): a start (or a scale up) does not, a restart or a replacement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// Not counted: `start`, `scale` up, a reload's start of a stopped app.
+    Start,
+    /// Counted: `restart`, a reload's new process, a replacement.
+    Restart,
+}
+
+/// What becomes of a retired process's record once its group is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retire {
+    /// It stays, stopped, so the slot's next process inherits its restart
+    /// count (a stop-first swap).
+    Keep,
+    /// It is forgotten (a reload's old process, a slot scaled away).
+    Remove,
+}
+
+/// What a stop of every instance leaves of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The app stays known, stopped (`stop`, `kill`).
+    Keep,
+    /// The actor ends once all are down and the app is forgotten (`delete`).
+    Delete,
+}
+
+/// What is left to do for the process group of a launch that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    /// It may still run (readiness timed out): SIGKILL it.
+    Kill,
+    /// The caller already killed it (the process exited).
+    Killed,
+}
+
 /// Something that happened to a process, delivered to its actor. Every
 /// event names the process by generation: events about a process that has
 /// since been replaced find no record and are ignored.
@@ -254,7 +293,7 @@ struct App {
     waiting: HashMap<u64, Waiting>,
     next_generation: u64,
     /// Replies of `Stop`/`Delete`, answered once nothing is stopping.
-    after_stop: Vec<(oneshot::Sender<()>, bool)>,
+    after_stop: Vec<(oneshot::Sender<()>, Stop)>,
     deleted: bool,
     /// Copies of each running process's channels, by generation, to hand
     /// them over at an `update` (the originals are read by its watcher).
@@ -562,11 +601,11 @@ impl App {
         match cmd {
             Command::Launch {
                 slot,
-                restart,
+                kind,
                 reason,
                 reply,
-            } => self.launch(slot, restart, reason, reply),
-            Command::HandOver { old, reply } => {
+            } => self.launch(slot, kind, reason, reply),
+            Command::Supersede { old, reply } => {
                 let successor = self.find(old).is_some_and(|i| {
                     let slot = self.instances[i].slot;
                     self.instances.iter().any(|o| {
@@ -582,7 +621,7 @@ impl App {
                         self.retire(i);
                         self.replies.send(reply, true);
                     }
-                    // Already gone (crashed and forgotten): nothing to hand over.
+                    // Already gone (crashed and forgotten): nothing to retire.
                     None => {
                         self.replies.send(reply, true);
                     }
@@ -593,13 +632,13 @@ impl App {
             }
             Command::Retire {
                 generation,
-                remove,
+                record,
                 reply,
             } => match self.find(generation) {
                 Some(i) => {
                     let waiting = self.waiting.entry(generation).or_default();
                     waiting.retire.push(reply);
-                    waiting.remove_when_gone |= remove;
+                    waiting.remove_when_gone |= record == Retire::Remove;
                     self.retire(i);
                 }
                 None => {
@@ -649,8 +688,8 @@ impl App {
                 self.replies
                     .send(reply, self.listener.as_ref().map_or(0, |l| l.queued(slot)));
             }
-            Command::Stop(reply) => self.stop_all(reply, false),
-            Command::Delete(reply) => self.stop_all(reply, true),
+            Command::Stop(reply) => self.stop_all(reply, Stop::Keep),
+            Command::Delete(reply) => self.stop_all(reply, Stop::Delete),
             Command::Signal(sig, reply) => {
                 for pid in self.instances.iter().filter_map(|i| i.pid) {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
@@ -836,7 +875,7 @@ impl App {
     fn launch(
         &mut self,
         slot: u32,
-        restart: bool,
+        kind: Launch,
         reason: Option<String>,
         reply: oneshot::Sender<Result<u32, String>>,
     ) {
@@ -878,7 +917,7 @@ impl App {
         // A user's start or restart is what ends `errored`.
         inst.history = RunHistory::default();
         inst.last_error = None;
-        if restart {
+        if kind == Launch::Restart {
             inst.restarts += 1;
         }
         if reason.is_some() {
@@ -1131,15 +1170,15 @@ impl App {
     }
 
     /// Stops every record; `reply` once all are down (then the actor ends,
-    /// if `delete`).
-    fn stop_all(&mut self, reply: oneshot::Sender<()>, delete: bool) {
+    /// for [`Stop::Delete`]).
+    fn stop_all(&mut self, reply: oneshot::Sender<()>, then: Stop) {
         let generations: Vec<u64> = self.instances.iter().map(|i| i.generation).collect();
         for generation in generations {
             if let Some(i) = self.find(generation) {
                 self.retire(i);
             }
         }
-        self.after_stop.push((reply, delete));
+        self.after_stop.push((reply, then));
     }
 
     /// A record's process group is gone: answer its waiters, forget it if asked.
@@ -1388,7 +1427,7 @@ impl App {
             .get(&generation)
             .is_some_and(|w| w.launch.is_some())
         {
-            self.fail_launch(i, reason, true);
+            self.fail_launch(i, reason, Leftovers::Kill);
         } else {
             // An automatic restart nobody waits on: kill it, and its exit
             // goes through the restart policy (back-off, max_restarts).
@@ -1404,10 +1443,12 @@ impl App {
     /// Ends a launch that failed: kills what is left of the process group,
     /// answers the launch, and marks the record errored (or forgets it if its
     /// slot has another live process).
-    fn fail_launch(&mut self, i: usize, reason: String, kill: bool) {
+    fn fail_launch(&mut self, i: usize, reason: String, leftovers: Leftovers) {
         let inst = &mut self.instances[i];
         let (slot, generation) = (inst.slot, inst.generation);
-        if kill && let Some(pid) = inst.pid {
+        if leftovers == Leftovers::Kill
+            && let Some(pid) = inst.pid
+        {
             group::signal(pid, Signal::SIGKILL);
         }
         tracing::error!(app = %self.config.name, instance = slot, "{reason}");
@@ -1478,7 +1519,7 @@ impl App {
                         describe_exit(exit),
                         hint.map_or(String::new(), |h| format!("; {h}"))
                     ),
-                    false,
+                    Leftovers::Killed,
                 );
             }
             Status::Launching | Status::Online if replaced => {
@@ -1518,8 +1559,8 @@ impl App {
         {
             return;
         }
-        for (reply, delete) in std::mem::take(&mut self.after_stop) {
-            self.deleted |= delete;
+        for (reply, then) in std::mem::take(&mut self.after_stop) {
+            self.deleted |= then == Stop::Delete;
             self.replies.send(reply, ());
         }
     }

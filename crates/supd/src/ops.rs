@@ -14,8 +14,8 @@ use supd_config::{AppConfig, check_instance_count};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
-use crate::app::AppHandle;
 use crate::app::Env;
+use crate::app::{AppHandle, Launch, Retire};
 use order::{Order, swap_order};
 
 /// The longest a removed slot's accept queue is given to drain.
@@ -48,7 +48,7 @@ pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Out
             return Ok(Outcome::AlreadyOnline);
         }
         for slot in down {
-            app.launch(slot, false).await?;
+            app.launch(slot, Launch::Start).await?;
         }
         return Ok(Outcome::Started);
     }
@@ -56,7 +56,7 @@ pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Out
         app.configure(config, Some(env)).await?;
     }
     trim_slots(app).await;
-    launch_all(app, false).await?;
+    launch_all(app, Launch::Start).await?;
     app.route(app.view().config.instances)
         .await
         .map(|()| Outcome::Started)
@@ -68,7 +68,7 @@ pub async fn restart(app: &AppHandle) -> Result<(), String> {
     let _op = app.begin().await;
     app.stop().await?;
     trim_slots(app).await;
-    launch_all(app, true).await?;
+    launch_all(app, Launch::Restart).await?;
     app.route(app.view().config.instances).await
 }
 
@@ -90,7 +90,7 @@ pub async fn reload_with(
     if !app.view().instances.iter().any(|i| i.is_active()) {
         app.configure(config, Some(env)).await?;
         trim_slots(app).await;
-        launch_all(app, false).await?;
+        launch_all(app, Launch::Start).await?;
         return app.route(app.view().config.instances).await;
     }
     let target = config.instances;
@@ -146,7 +146,7 @@ async fn swap(
     match order {
         Order::StartFirst => {
             let pid = relaunch(app, slot, reason).await?;
-            if !app.hand_over(generation).await {
+            if !app.supersede(generation).await {
                 return Err(format!(
                     "app \"{}\" instance {slot}: the new process exited right after becoming ready",
                     app.view().config.name
@@ -157,7 +157,7 @@ async fn swap(
         Order::StopFirst => {
             // The record stays (stopped) so the new process inherits its
             // restart count.
-            app.retire(generation, false).await;
+            app.retire(generation, Retire::Keep).await;
             if slot_is_live(app, slot) {
                 return Ok(None);
             }
@@ -303,11 +303,11 @@ async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(),
     if target > current {
         resize_config(app, target).await?;
         for slot in current..target {
-            let launched = app.launch(slot, false).await;
+            let launched = app.launch(slot, Launch::Start).await;
             let Ok(pid) = launched else {
                 // Count only the slots that started.
                 for generation in generations(app, |s| s >= slot) {
-                    app.retire(generation, true).await;
+                    app.retire(generation, Retire::Remove).await;
                 }
                 resize_config(app, slot).await?;
                 app.route(slot).await?;
@@ -321,7 +321,7 @@ async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(),
         for slot in (target..current).rev() {
             drain(app, slot).await;
             for generation in generations(app, |s| s == slot) {
-                app.retire(generation, true).await;
+                app.retire(generation, Retire::Remove).await;
             }
             let _ = progress.send(format!("{name}[{slot}]: stopped and removed"));
         }
@@ -358,7 +358,7 @@ async fn resize_config(app: &AppHandle, instances: u32) -> Result<(), String> {
 async fn trim_slots(app: &AppHandle) {
     let n = app.view().config.instances;
     for generation in generations(app, |slot| slot >= n) {
-        app.retire(generation, true).await;
+        app.retire(generation, Retire::Remove).await;
     }
 }
 
@@ -376,17 +376,17 @@ fn generations(app: &AppHandle, slot: impl Fn(u32) -> bool) -> Vec<u64> {
 async fn relaunch(app: &AppHandle, slot: u32, reason: Option<&str>) -> Result<u32, String> {
     match reason {
         Some(reason) => app.launch_because(slot, reason).await,
-        None => app.launch(slot, true).await,
+        None => app.launch(slot, Launch::Restart).await,
     }
 }
 
-/// Launches every configured slot at once (as restarts, if `restart`); the
-/// first failure is returned after all have answered.
-async fn launch_all(app: &AppHandle, restart: bool) -> Result<(), String> {
+/// Launches every configured slot at once, each as `kind`; the first
+/// failure is returned after all have answered.
+async fn launch_all(app: &AppHandle, kind: Launch) -> Result<(), String> {
     let mut tasks = JoinSet::new();
     for slot in 0..app.view().config.instances {
         let app = app.clone();
-        tasks.spawn(async move { app.launch(slot, restart).await });
+        tasks.spawn(async move { app.launch(slot, kind).await });
     }
     let mut first_error = None;
     while let Some(done) = tasks.join_next().await {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use supd_config::AppConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Actor, AppView, Command, Env};
+use super::{Actor, AppView, Command, Env, Launch, Retire, Stop};
 use crate::cron;
 use crate::health;
 use crate::watcher::Watcher;
@@ -133,12 +133,12 @@ impl AppHandle {
     }
 
     /// Starts a process for `slot`; its pid once online.
-    pub async fn launch(&self, slot: u32, restart: bool) -> Result<u32, String> {
+    pub async fn launch(&self, slot: u32, kind: Launch) -> Result<u32, String> {
         self.not_preempted()?;
         self.clone()
             .ask(|reply| Command::Launch {
                 slot,
-                restart,
+                kind,
                 reason: None,
                 reply,
             })
@@ -152,20 +152,20 @@ impl AppHandle {
         self.clone()
             .ask(|reply| Command::Launch {
                 slot,
-                restart: true,
+                kind: Launch::Restart,
                 reason,
                 reply,
             })
             .await?
     }
 
-    /// Stops one process gracefully (forgetting its record if `remove`).
-    pub async fn retire(&self, generation: u64, remove: bool) {
+    /// Stops one process gracefully, then keeps or forgets its `record`.
+    pub async fn retire(&self, generation: u64, record: Retire) {
         let _ = self
             .clone()
             .ask(|reply| Command::Retire {
                 generation,
-                remove,
+                record,
                 reply,
             })
             .await;
@@ -173,9 +173,9 @@ impl AppHandle {
 
     /// Retires `old` if another process of its slot is starting or serving;
     /// `false` (and `old` untouched) if not.
-    pub async fn hand_over(&self, old: u64) -> bool {
+    pub async fn supersede(&self, old: u64) -> bool {
         self.clone()
-            .ask(|reply| Command::HandOver { old, reply })
+            .ask(|reply| Command::Supersede { old, reply })
             .await
             .unwrap_or(false)
     }
@@ -217,14 +217,14 @@ impl AppHandle {
     /// `listen_timeout`). The actor stops every instance at once (a pending
     /// launch is answered "stopped before it was ready") and the operation
     /// launches nothing more; once it has let go of the lock, a second stop
-    /// catches anything it launched meanwhile, and the app is deleted if
-    /// `delete`.
-    pub async fn halt(&self, delete: bool) -> Result<(), String> {
+    /// catches anything it launched meanwhile, and the app is deleted for
+    /// [`Stop::Delete`].
+    pub async fn halt(&self, then: Stop) -> Result<(), String> {
         self.halts.fetch_add(1, Ordering::SeqCst);
         let first = self.stop().await;
         let _op = self.op.lock().await;
         // Under the lock: a restart for a change or a timer cannot follow.
-        let result = if delete {
+        let result = if then == Stop::Delete {
             self.disarm();
             self.clone().ask(Command::Delete).await
         } else {

@@ -11,13 +11,18 @@ use supd_proto::{Response, ScaleTo};
 use supd_supervisor::group::parse_signal;
 use tokio::task::JoinSet;
 
-use crate::app::{AppHandle, Command};
+use crate::app::{AppHandle, Command, Stop};
 use crate::ops::{self, Progress};
 use crate::registry::Registry;
 
 /// `stop`: every targeted app stops, preempting any operation in progress.
 pub async fn stop(registry: &Registry, target: &str) -> Result<Response, String> {
-    each(registry, target, |a| async move { a.halt(false).await }).await
+    each(
+        registry,
+        target,
+        |a| async move { a.halt(Stop::Keep).await },
+    )
+    .await
 }
 
 /// `restart`: every targeted app restarts.
@@ -66,7 +71,12 @@ pub async fn scale(
 
 /// `delete`: every targeted app stops and is forgotten.
 pub async fn delete(registry: &Registry, target: &str) -> Result<Response, String> {
-    let result = each(registry, target, |a| async move { a.halt(true).await }).await;
+    let result = each(
+        registry,
+        target,
+        |a| async move { a.halt(Stop::Delete).await },
+    )
+    .await;
     // Forget every app that is gone, even if another one failed.
     let deleted: &[String] = match &result {
         Ok(Response::Done { apps }) => apps,
