@@ -506,9 +506,6 @@ impl App {
                     .map(Instance::recorded)
                     .ne(self.instances.iter().map(Instance::recorded))
         };
-        if recorded_changed {
-            self.state.touch();
-        }
         self.view.send_replace(AppView {
             config: self.config.clone(),
             base_env: self.base_env.clone(),
@@ -516,6 +513,10 @@ impl App {
             host: self.listener.as_ref().map(SlotSockets::host),
             unserved: self.ports.problems(),
         });
+        // After the view: a write that sees the touch reads the change.
+        if recorded_changed {
+            self.state.touch();
+        }
     }
 
     /// Steers the port's new connections to the slots that serve, if that

@@ -101,7 +101,7 @@ impl Registry {
     /// replies (see [`crate::replies`]), so once a request's last reply has
     /// arrived, the views show every change it made.
     pub async fn persist(&self) -> Result<(), String> {
-        self.state.write(self.views()).await
+        self.state.write(|| self.views()).await
     }
 
     /// The daemon's spawner and reaper.

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -156,6 +157,8 @@ struct Inner {
     path: PathBuf,
     boot_id: Option<String>,
     touched: Notify,
+    /// How many times [`StateFile::touch`] was called.
+    touches: AtomicU64,
     writer: Mutex<Writer>,
 }
 
@@ -167,6 +170,10 @@ struct Writer {
     live: bool,
     /// What the file holds, so an unchanged state is not written again.
     written: Vec<u8>,
+    /// The count of touches the file's contents show: when no touch came
+    /// since (a command's write already showed the change), the background
+    /// writer has nothing to do and encodes nothing.
+    shows: u64,
     /// The start times read for the processes the file holds.
     started: StartTimes,
     /// The last write error, logged once rather than at every retry.
@@ -181,13 +188,16 @@ impl StateFile {
                 path: path(home),
                 boot_id: procfs::boot_id(),
                 touched: Notify::new(),
+                touches: AtomicU64::new(0),
                 writer: Mutex::default(),
             }),
         }
     }
 
-    /// Something recorded changed: the file is rewritten shortly.
+    /// Something recorded changed, and its view is published: the file is
+    /// rewritten shortly (unless a write reads that view first).
     pub fn touch(&self) {
+        self.inner.touches.fetch_add(1, Ordering::SeqCst);
         self.inner.touched.notify_one();
     }
 
@@ -199,12 +209,17 @@ impl StateFile {
         writer.written.clear();
     }
 
-    /// Writes the file now, from `views`. An error is what a command that
-    /// changed the apps must report: until a write succeeds, a daemon crash
-    /// would lose that change.
-    pub async fn write(&self, views: Vec<AppView>) -> Result<(), String> {
+    /// Writes the file now, from the `views` read now. An error is what a
+    /// command that changed the apps must report: until a write succeeds, a
+    /// daemon crash would lose that change.
+    pub async fn write(&self, views: impl FnOnce() -> Vec<AppView>) -> Result<(), String> {
         let mut writer = self.inner.writer.lock().await;
-        self.write_with(&mut writer, views).await
+        // Counted before the views are read: every change touched by then
+        // was published before its touch, so the views show it.
+        let touches = self.inner.touches.load(Ordering::SeqCst);
+        self.write_with(&mut writer, views()).await?;
+        writer.shows = writer.shows.max(touches);
+        Ok(())
     }
 
     /// A clean stop: the file is removed, unless apps are left (an app that
@@ -225,13 +240,17 @@ impl StateFile {
     }
 
     /// Rewrites the file after each change the daemon makes by itself,
-    /// gathering the changes of [`COALESCE`] into one write.
+    /// gathering the changes of [`COALESCE`] into one write; a change a
+    /// command's write already recorded meanwhile is not encoded again.
     pub async fn keep(self, views: impl Fn() -> Vec<AppView> + Send + 'static) {
         loop {
             self.inner.touched.notified().await;
             tokio::time::sleep(COALESCE).await;
+            if self.inner.writer.lock().await.shows == self.inner.touches.load(Ordering::SeqCst) {
+                continue;
+            }
             // Logged by the write, and retried at the next change.
-            let _ = self.write(views()).await;
+            let _ = self.write(&views).await;
         }
     }
 
@@ -392,5 +411,31 @@ mod tests {
         for (what, views, expected) in cases {
             assert_eq!(recorded(&views, &known), expected, "{what}");
         }
+    }
+
+    /// A change a command's write recorded is not encoded again by the
+    /// background writer; a change nobody wrote is. (Paused time: each
+    /// sleep ends after the writer's [`COALESCE`], in order.)
+    #[tokio::test(start_paused = true)]
+    async fn the_background_writer_skips_what_a_command_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::new(&Home::at(dir.path()));
+        state.begin().await;
+        let reads = Arc::new(AtomicU64::new(0));
+        let counted = reads.clone();
+        tokio::spawn(state.clone().keep(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            vec![view("a", &[])]
+        }));
+        let wait = || tokio::time::sleep(COALESCE * 2);
+
+        state.touch();
+        state.write(|| vec![view("a", &[])]).await.unwrap();
+        wait().await;
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "written by the command");
+
+        state.touch();
+        wait().await;
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "written by nobody else");
     }
 }
