@@ -117,15 +117,21 @@ mod tests {
 
     /// A process that accepted a connection on a port holds it; the same
     /// process before it accepted, and another port, do not count.
+    ///
+    /// The other port is one this test keeps bound, so no connection of this
+    /// process (the client's own ephemeral port, or another test's) can have
+    /// it as its local port.
     #[test]
     fn a_process_holding_an_accepted_connection_is_seen() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other_port = other.local_addr().unwrap().port();
         let me = std::process::id();
         let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         assert!(!holds_connection(&[me], port), "queued, not accepted yet");
         let (_accepted, _) = listener.accept().unwrap();
         assert!(holds_connection(&[me], port));
-        assert!(!holds_connection(&[me], port.wrapping_add(1)));
+        assert!(!holds_connection(&[me], other_port));
     }
 }
