@@ -18,7 +18,7 @@ use supd_config::{AppConfig, DaemonConfig};
 use supd_proto::Home;
 
 use crate::instance::Instance;
-use crate::logs::Stream;
+use crate::logs::FrozenPipe;
 
 /// The format's version: an image refuses a handover it does not know.
 pub const VERSION: u32 = 1;
@@ -77,19 +77,6 @@ pub struct FrozenProcess {
     pub notify_address: String,
     /// Our end of its Node IPC channel, if it has one.
     pub ipc: Option<RawFd>,
-}
-
-/// The daemon's end of one log pipe.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FrozenPipe {
-    /// stdout or stderr.
-    pub stream: Stream,
-    /// The instance slot writing to it.
-    pub instance: u32,
-    /// The pipe's read end.
-    pub fd: RawFd,
-    /// Bytes read but not written yet: the start of an incomplete line.
-    pub pending: Vec<u8>,
 }
 
 impl Handover {

@@ -12,7 +12,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::RawFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -184,18 +184,16 @@ pub fn claim(home: &Home) -> anyhow::Result<Flock<File>> {
 
 /// Takes the lock back from the open file the previous image held it on
 /// (`update`): relocking the same open file cannot conflict.
-pub fn reclaim(lock: RawFd) -> anyhow::Result<Flock<File>> {
-    // SAFETY: the lock's descriptor in the handover, taken once.
-    let file = File::from(unsafe { crate::handover::take(lock) });
+pub fn reclaim(lock: OwnedFd) -> anyhow::Result<Flock<File>> {
+    let file = File::from(lock);
     Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| e)
         .context("cannot take the home's lock over")
 }
 
 /// The control socket the previous image was listening on (`update`).
-pub fn adopt_socket(fd: RawFd) -> anyhow::Result<UnixListener> {
-    // SAFETY: the control socket's descriptor in the handover, taken once.
-    let listener = std::os::unix::net::UnixListener::from(unsafe { crate::handover::take(fd) });
+pub fn adopt_socket(fd: OwnedFd) -> anyhow::Result<UnixListener> {
+    let listener = std::os::unix::net::UnixListener::from(fd);
     listener.set_nonblocking(true)?;
     UnixListener::from_std(listener).context("cannot take the control socket over")
 }
@@ -221,7 +219,12 @@ pub fn bind_socket(home: &Home) -> anyhow::Result<UnixListener> {
 fn folders(home: &Home) -> [PathBuf; 3] {
     let logs = home.log_dir();
     let index = supd_proto::log_index::index_dir(&logs);
-    [logs, index, crate::logs::run_dir(home)]
+    [logs, index, run_dir(home)]
+}
+
+/// `SUPD_HOME/run`: where instance pipes are made (and unlinked at once).
+pub fn run_dir(home: &Home) -> PathBuf {
+    home.dir().join("run")
 }
 
 /// Writes `supd.pid`.

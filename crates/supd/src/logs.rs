@@ -26,13 +26,14 @@
 pub mod file;
 mod index;
 mod lines;
+mod pipes;
 mod writer;
 
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -42,17 +43,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::file::Rotation;
+use self::pipes::pipe_name;
+pub use self::pipes::{FrozenPipe, Stream, parse_pipe};
 use self::writer::{Command, Parked, Writer};
-use crate::handover::FrozenPipe;
-
-/// Which of the two files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Stream {
-    /// stdout → `-out.log`.
-    Out,
-    /// stderr → `-err.log`.
-    Err,
-}
 
 /// What a log file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,37 +176,6 @@ pub fn paths(home: &Home, config: &AppConfig) -> AppLogs {
     }
 }
 
-/// `SUPD_HOME/run`: where instance pipes are made (and unlinked at once).
-pub fn run_dir(home: &Home) -> PathBuf {
-    home.dir().join("run")
-}
-
-/// The name of an instance's pipe in [`run_dir`]: `<app>.<slot>.out|err`.
-fn pipe_name(app: &str, instance: u32, stream: Stream) -> String {
-    let ext = match stream {
-        Stream::Out => "out",
-        Stream::Err => "err",
-    };
-    format!("{app}.{instance}.{ext}")
-}
-
-/// The app, instance and stream of a pipe, from where `/proc/PID/fd/N`
-/// points (`<run_dir>/<app>.<slot>.out (deleted)`); `None` if `target` is not
-/// one of the pipes in `run_dir`.
-pub fn parse_pipe(run_dir: &Path, target: &Path) -> Option<(String, u32, Stream)> {
-    let name = target.strip_prefix(run_dir).ok()?.to_str()?;
-    let name = name.strip_suffix(" (deleted)").unwrap_or(name);
-    let mut parts = name.rsplitn(3, '.');
-    let stream = match parts.next()? {
-        "out" => Stream::Out,
-        "err" => Stream::Err,
-        _ => return None,
-    };
-    let instance = parts.next()?.parse().ok()?;
-    let app = parts.next().filter(|a| !a.is_empty() && !a.contains('/'))?;
-    Some((app.to_string(), instance, stream))
-}
-
 impl AppLog {
     /// Opens (creating) the files of an app and starts its log thread.
     /// The thread ends when the `AppLog` is gone and every pipe it reads
@@ -222,7 +184,7 @@ impl AppLog {
         let name = &config.name;
         // Made and checked at start; made again, and checked, if removed since.
         crate::home::ensure_folder(&home.log_dir())?;
-        crate::home::ensure_folder(&run_dir(home))?;
+        crate::home::ensure_folder(&crate::home::run_dir(home))?;
         let problem = Arc::new(Mutex::new(None));
         let writer = Writer::new(home, config, problem.clone())?;
         let wake = Arc::new(EventFd::from_flags(
@@ -236,7 +198,7 @@ impl AppLog {
         let mut log = AppLog {
             app: name.clone(),
             home: home.clone(),
-            run_dir: run_dir(home),
+            run_dir: crate::home::run_dir(home),
             commands,
             wake,
             problem,
@@ -410,35 +372,5 @@ fn send(commands: &mpsc::Sender<Command>, wake: &EventFd, command: Command) {
     // A thread that stopped (it could not poll) has nothing left to do.
     if commands.send(command).is_ok() {
         let _ = wake.write(1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pipe_names_round_trip() {
-        let run = Path::new("/h/run");
-        let target = run.join(format!(
-            "{} (deleted)",
-            pipe_name("api.v2-x", 3, Stream::Err)
-        ));
-        assert_eq!(
-            parse_pipe(run, &target),
-            Some(("api.v2-x".to_string(), 3, Stream::Err))
-        );
-        assert_eq!(
-            parse_pipe(run, &run.join("web.0.out")).unwrap().2,
-            Stream::Out
-        );
-        for other in [
-            "/h/logs/web.0.out",
-            "/h/run/web.x.out",
-            "/h/run/.0.out",
-            "pipe:[12]",
-        ] {
-            assert_eq!(parse_pipe(run, Path::new(other)), None, "{other}");
-        }
     }
 }

@@ -137,7 +137,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let lock = match &handover {
-        Some(h) => home::reclaim(h.lock)?,
+        // SAFETY: the lock's descriptor in the handover, taken once.
+        Some(h) => home::reclaim(unsafe { handover::take(h.lock) })?,
         None => home::claim(&home)?,
     };
     // Orphaned grandchildren are reparented to us, reaped, and never linger.
@@ -196,7 +197,8 @@ async fn serve(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let listener = match &handover {
-        Some(h) => home::adopt_socket(h.control)?,
+        // SAFETY: the control socket's descriptor in the handover, taken once.
+        Some(h) => home::adopt_socket(unsafe { handover::take(h.control) })?,
         None => home::bind_socket(&home)?,
     };
     home::write_pid(&home)?;

@@ -198,7 +198,7 @@ fn find(home: &Home, recorded: &[Recorded]) -> Leftovers {
             }
         }
     }
-    let run_dir = logs::run_dir(home);
+    let run_dir = crate::home::run_dir(home);
     let run_dir = std::fs::canonicalize(&run_dir).unwrap_or(run_dir);
     let mut opened = HashSet::new();
     for (&pid, stat) in &processes {
