@@ -6,6 +6,8 @@
 
 mod support;
 
+mod architecture;
+
 mod cluster;
 mod config;
 mod control;
