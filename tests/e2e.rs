@@ -34,6 +34,7 @@ mod pm2_files;
 mod readiness;
 mod realapps;
 mod resurrect;
+mod run;
 mod scale;
 mod services;
 mod start_name;

@@ -9,29 +9,19 @@ use std::path::Path;
 use supd_config::{Ecosystem, LoadOptions};
 
 /// Whether `target` names an ecosystem file rather than an app or a
-/// program: `*.toml`, or a PM2 file by PM2's own rule (`.json`, `.yaml`,
-/// `.yml`, `.config.js`, `.config.cjs`, `.config.mjs`; `app.js` is a
-/// program).
+/// program (see [`supd_import::is_ecosystem_file`]; `app.js` is a program).
 pub fn is_file(target: &str) -> bool {
-    target.ends_with(".toml") || supd_import::is_pm2_file(target)
+    supd_import::is_ecosystem_file(target)
 }
 
 /// Loads `file`: TOML as it is, anything else as a PM2 file (its notes
 /// printed on stderr, as `import` prints them).
 pub fn load(file: &Path, opts: &LoadOptions) -> anyhow::Result<Ecosystem> {
-    if file.extension().is_some_and(|e| e == "toml") {
-        return Ok(supd_config::load(file, opts)?);
-    }
-    let (toml, notes) = supd_import::load(file)?;
+    let (eco, notes) = supd_import::ecosystem(file, opts)?;
     for note in &notes {
         eprintln!("{note}");
     }
-    supd_config::load_str(&toml, file, opts).map_err(|e| {
-        anyhow::anyhow!(
-            "{} (as imported: run supctl import {0}): {e}",
-            file.display()
-        )
-    })
+    Ok(eco)
 }
 
 /// The apps `target` names: every app of the file when it is an ecosystem

@@ -35,6 +35,33 @@ pub fn load(file: &Path) -> anyhow::Result<(String, Vec<String>)> {
     convert(&value, &file.display().to_string(), base)
 }
 
+/// Whether `target` names an ecosystem file rather than an app or a
+/// program: `*.toml`, or a PM2 file by PM2's own rule ([`is_pm2_file`]).
+pub fn is_ecosystem_file(target: &str) -> bool {
+    target.ends_with(".toml") || is_pm2_file(target)
+}
+
+/// Loads the ecosystem file `file`: TOML as it is, anything else as a PM2
+/// file converted by [`load`], whose notes come back beside the apps (the
+/// caller prints them on stderr, as `import` does). `supctl start FILE`
+/// and `supd run FILE` both read files through here.
+pub fn ecosystem(
+    file: &Path,
+    opts: &supd_config::LoadOptions,
+) -> anyhow::Result<(supd_config::Ecosystem, Vec<String>)> {
+    if file.extension().is_some_and(|e| e == "toml") {
+        return Ok((supd_config::load(file, opts)?, Vec::new()));
+    }
+    let (toml, notes) = load(file)?;
+    let eco = supd_config::load_str(&toml, file, opts).map_err(|e| {
+        anyhow::anyhow!(
+            "{} (as imported: run supctl import {0}): {e}",
+            file.display()
+        )
+    })?;
+    Ok((eco, notes))
+}
+
 /// Whether `file` is a PM2 ecosystem file by its name, as PM2's
 /// `Common.isConfigFile` decides: `.json`, `.yml`, `.yaml`, `.config.js`,
 /// `.config.cjs`, `.config.mjs` (a plain `app.js` is a program to run).

@@ -23,6 +23,7 @@
 //! the incomplete line each holds; the next image attaches the same pipes
 //! again, so no byte is lost or written twice.
 
+mod console;
 pub mod file;
 mod index;
 mod lines;
@@ -42,6 +43,7 @@ use supd_proto::{AppLogs, Home, InstanceLogs};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use self::console::{Console, print as print_on_console};
 use self::file::Rotation;
 use self::pipes::pipe_name;
 pub use self::pipes::{FrozenPipe, Stream, parse_pipe};

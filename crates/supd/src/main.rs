@@ -1,8 +1,9 @@
 //! `supd`: the supervisor daemon.
 //!
 //! Normally started by `supctl` (detached, output to `SUPD_HOME/supd.log`);
-//! run it by hand or from systemd to keep it in the foreground. One daemon
-//! per `SUPD_HOME`, enforced by a lock on `supd.lock`.
+//! run it by hand or from systemd to keep it in the foreground, or as
+//! `supd run FILE` as a container's entry point ([`run`]). One daemon per
+//! `SUPD_HOME`, enforced by a lock on `supd.lock`.
 
 mod app;
 mod control;
@@ -24,6 +25,7 @@ mod readiness;
 mod recover;
 mod registry;
 mod replies;
+mod run;
 mod state;
 mod takeover;
 mod unserved;
@@ -68,6 +70,18 @@ struct Args {
     /// Check that this binary can take over from a handover, then exit.
     #[arg(long, hide = true, value_name = "FILE")]
     handover_check: Option<PathBuf>,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+/// What the daemon does besides serving.
+#[derive(clap::Subcommand)]
+enum Mode {
+    /// Run FILE's apps in the foreground, as a container's entry point
+    /// (PID 1): their output on supd's stdout and stderr, each line tagged
+    /// `app:N | `; SIGTERM stops every app and supd exits 0. It exits by
+    /// itself once no app runs (1 if any ended errored).
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,23 +98,45 @@ fn main() -> ExitCode {
             }
         };
     }
-    let log = match daemon_log::DaemonLog::new(&Home::from_env()) {
-        Ok(log) => log,
-        Err(e) => {
-            eprintln!("supd: {e}");
-            return ExitCode::FAILURE;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG").unwrap_or_else(|_| "info".into())
+    };
+    let apps = match &args.mode {
+        // In a container everything goes to the engine: our messages on stderr.
+        Some(Mode::Run(run_args)) => {
+            let apps = match run::load(run_args) {
+                Ok(apps) => apps,
+                Err(e) => {
+                    eprintln!("supd: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_env_filter(filter())
+                .init();
+            logs::print_on_console(run_args.console());
+            Some(apps)
+        }
+        None => {
+            let log = match daemon_log::DaemonLog::new(&Home::from_env()) {
+                Ok(log) => log,
+                Err(e) => {
+                    eprintln!("supd: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_writer(move || log.clone())
+                .with_ansi(false)
+                .with_env_filter(filter())
+                .init();
+            None
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(move || log.clone())
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(args, apps) {
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("supd: {e:#}");
@@ -109,7 +145,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// Sets the process up (descriptor limit, home lock, subreaper, runtime)
+/// and serves; `apps`, under `supd run`, are started once it serves.
+fn run(args: Args, apps: Option<supd_config::Ecosystem>) -> anyhow::Result<ExitCode> {
     // A thousand instances need over 3,000 descriptors; children get the
     // original limit back (after an `update`, the one the handover names).
     // First of all: after an `update` this image holds them all already.
@@ -151,6 +189,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(serve(
         home,
         args,
+        apps,
         handover,
         lock.as_raw_fd(),
         control_limits,
@@ -177,16 +216,18 @@ fn seal_inherited_fds() {
     }
 }
 
-/// Serves until told to stop; `handover` when the previous image of this
+/// Serves until told to stop (or, under `supd run`, until no app runs;
+/// `apps` are the file's); `handover` when the previous image of this
 /// daemon handed its apps over (`update`), `lock` the home's lock,
 /// `control_limits` the control socket's budget.
 async fn serve(
     home: Home,
     args: Args,
+    apps: Option<supd_config::Ecosystem>,
     handover: Option<Handover>,
     lock: RawFd,
     control_limits: control::Limits,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     // The processes handed over are adopted before anything is reaped.
     let pids = handover
         .as_ref()
@@ -246,7 +287,7 @@ async fn serve(
             () = recover::run(&home, &registry) => {}
             signal = stop_signal(&mut term, &mut int) => {
                 tracing::info!("{signal} while replacing the previous supd's apps: stopping every app");
-                return shut_down(&home, &registry).await;
+                return shut_down(&home, &registry, ExitCode::SUCCESS).await;
             }
         }
     }
@@ -269,12 +310,40 @@ async fn serve(
     }
     tracing::info!(pid = std::process::id(), home = %home.dir().display(), "supd ready");
     readiness::tell_supervisor("READY=1");
+    let running = apps.is_some();
+    let ended = async {
+        match apps {
+            Some(apps) => run::start_and_wait(&registry, apps).await,
+            None => std::future::pending().await,
+        }
+    };
 
-    tokio::select! {
-        signal = stop_signal(&mut term, &mut int) => tracing::info!("{signal}: stopping every app"),
-        _ = shutdown_rx.changed() => tracing::info!("kill requested"),
+    let code = tokio::select! {
+        signal = stop_signal(&mut term, &mut int) => {
+            tracing::info!("{signal}: stopping every app");
+            ExitCode::SUCCESS
+        }
+        _ = shutdown_rx.changed() => {
+            tracing::info!("kill requested");
+            ExitCode::SUCCESS
+        }
+        ended = ended => {
+            tracing::info!("no app runs any more ({ended:?}): supd run ends");
+            match ended {
+                run::Ended::Stopped => ExitCode::SUCCESS,
+                run::Ended::Errored => ExitCode::FAILURE,
+            }
+        }
+    };
+    let code = shut_down(&home, &registry, code).await?;
+    // In a container, a process that outlived its app's stop is a failure
+    // the engine should see.
+    let left = if running { run::leftovers() } else { 0 };
+    if left > 0 {
+        tracing::error!("{left} process(es) survived the stop of every app");
+        return Ok(ExitCode::FAILURE);
     }
-    shut_down(&home, &registry).await
+    Ok(code)
 }
 
 /// The first SIGTERM or SIGINT, by name.
@@ -286,13 +355,13 @@ async fn stop_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
 }
 
 /// Stops every app (preempting any operation in progress), then removes
-/// the daemon's runtime files.
-async fn shut_down(home: &Home, registry: &Registry) -> anyhow::Result<()> {
+/// the daemon's runtime files; exits with `code`.
+async fn shut_down(home: &Home, registry: &Registry, code: ExitCode) -> anyhow::Result<ExitCode> {
     readiness::tell_supervisor("STOPPING=1");
     let (progress, _) = tokio::sync::mpsc::unbounded_channel();
     control::handle(registry, supd_proto::Request::Kill, &progress).await;
     registry.end_state().await;
     home::remove_runtime_files(home);
     tracing::info!("supd stopped");
-    Ok(())
+    Ok(code)
 }

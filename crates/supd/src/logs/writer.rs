@@ -281,8 +281,10 @@ impl Writer {
     }
 
     /// Appends lines of `stream` to its file, and to the file with both
-    /// streams (`log_file`) if there is one.
+    /// streams (`log_file`) if there is one; prints them too under
+    /// `supd run` ([`super::console`]).
     fn write(&mut self, stream: Stream, instance: u32, bytes: &[u8]) {
+        super::console::write(&self.app, instance, stream, bytes);
         let own = match stream {
             Stream::Out => Target::Out,
             Stream::Err => Target::Err,
