@@ -12,6 +12,7 @@ mod cluster;
 mod config;
 mod control;
 mod crash;
+mod deploy;
 mod docs;
 mod drain;
 mod examples;
