@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{KillOnDrop, Supd, bin, wait_for};
+use crate::support::{KillOnDrop, Supd, bin, fixture, free_port, get_fresh, wait_for};
 
 /// What a child printed on one stream so far, read by a thread.
 #[derive(Clone, Default)]
@@ -107,12 +107,14 @@ fn children(pid: u32) -> Vec<(u32, char, String)> {
 }
 
 /// As PID 1 of a new pid namespace, supd reaps the orphans an app leaves
-/// (each exits 0.3 s after its parent abandoned it); SIGTERM then stops the
-/// app gracefully (its trap prints `bye`) and supd exits 0.
+/// (each exits 0.3 s after its parent abandoned it); a cluster app serves
+/// and reloads there as anywhere; SIGTERM then stops the apps gracefully
+/// (the trap prints `bye`) and supd exits 0.
 #[test]
 fn as_pid_1_supd_reaps_every_orphan_and_sigterm_stops_the_apps_gracefully() {
     let supd = Supd::new();
     let orphans = supd.work().join("orphans");
+    let port = free_port();
     supd.write(
         "eco.toml",
         &format!(
@@ -127,8 +129,16 @@ echo started
 while :; do sleep 0.05; done
 """]
 kill_timeout = "10s"
+
+[[apps]]
+name = "web"
+script = "{web}"
+exec_mode = "cluster"
+instances = 2
+port = {port}
 "#,
-            orphans = orphans.display()
+            orphans = orphans.display(),
+            web = fixture("unmodified.js").display(),
         ),
     );
     let (mut unshare, out, err) = run(
@@ -153,20 +163,21 @@ kill_timeout = "10s"
         (pids.lines().count() == 3).then_some(())
     });
     // Each orphan, once it exits, is a zombie until its new parent reaps it:
-    // the app's main process must end up supd's only child.
+    // the apps' main processes must end up supd's only children.
+    let is_orphan = |c: &(u32, char, String)| c.1 == 'Z' || c.2.starts_with("sleep");
     wait_for(
         Duration::from_secs(10),
-        "supd's only child to be the app (the orphans reaped)",
+        "supd's children to be the apps' (the orphans reaped)",
         || {
             let children = children(supd_pid);
-            let only_the_app =
-                children.len() == 1 && children[0].1 != 'Z' && children[0].2.starts_with("sh -c");
-            only_the_app.then_some(())
+            (children.len() == 3 && !children.iter().any(is_orphan)).then_some(())
         },
     );
-    // supctl works beside a running `supd run`.
-    assert_eq!(supd.list()[0]["status"], "online");
-    let app = children(supd_pid)[0].0;
+    // supctl works beside `supd run`, and a cluster app reloads as anywhere.
+    supd.ok(&["reload", "web"]);
+    let (status, _) = get_fresh(port, "/").expect("web answers after its reload");
+    assert_eq!(status, 200);
+    let apps: Vec<u32> = children(supd_pid).iter().map(|c| c.0).collect();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(supd_pid as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -179,7 +190,9 @@ kill_timeout = "10s"
         "the app was not stopped gracefully:\n{}",
         out.text()
     );
-    assert!(!crate::support::exists(app), "the app outlived supd run");
+    for app in apps {
+        assert!(!crate::support::exists(app), "an app outlived supd run");
+    }
 }
 
 /// Without PID 1: every app's line on stdout (as JSON with `--json`), and
