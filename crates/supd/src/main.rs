@@ -6,12 +6,11 @@
 
 mod app;
 mod control;
-mod cron;
 mod daemon_log;
 mod dump;
 mod handover;
-mod health;
 mod home;
+mod image;
 mod instance;
 mod listeners;
 mod logs;
@@ -26,9 +25,10 @@ mod registry;
 mod replies;
 mod state;
 mod takeover;
+mod triggers;
 mod unserved;
 mod update;
-mod watcher;
+mod views;
 
 use std::process::ExitCode;
 
@@ -42,8 +42,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 use crate::handover::Handover;
+use crate::image::Image;
 use crate::registry::Registry;
-use crate::update::Image;
 
 /// The supd daemon. Its state lives in SUPD_HOME (default ~/.supd).
 #[derive(Parser)]
