@@ -121,13 +121,11 @@ impl AppTriggers {
     /// Arms the triggers of a newly registered app; each follows the app's
     /// view from now on and ends once the app is gone.
     pub fn arm(app: &AppHandle, arming: &Arming) -> AppTriggers {
-        let emitter = arming.emitter.clone();
-        tokio::spawn(follow_config(app.clone(), move |app, view| {
-            cron::arm(app, view, &emitter)
-        }));
         let (emitter, reaper) = (arming.emitter.clone(), arming.reaper.clone());
         tokio::spawn(follow_config(app.clone(), move |app, view| {
-            health::arm(app, view, &emitter, &reaper)
+            let timer = cron::arm(app, view, &emitter);
+            let checker = health::arm(app, view, &emitter, &reaper);
+            timer.into_iter().chain(checker).collect()
         }));
         AppTriggers {
             watch: watch::Watch::arm(app, &arming.home, &arming.emitter),
@@ -147,17 +145,14 @@ impl AppTriggers {
     }
 }
 
-/// Keeps one task armed from the app's config: `arm` builds it from the
-/// view now and again whenever the config is replaced (`None`: nothing to
-/// run), the previous task aborted; ends, aborting it, once the app is
-/// gone.
-async fn follow_config(
-    app: AppHandle,
-    arm: impl Fn(&AppHandle, &AppView) -> Option<JoinHandle<()>>,
-) {
+/// Keeps the tasks of the app's timers (cron restart, health check) armed
+/// from its config: `arm` builds them from the view now and again whenever
+/// the config is replaced, the previous ones aborted; ends, aborting them,
+/// once the app is gone.
+async fn follow_config(app: AppHandle, arm: impl Fn(&AppHandle, &AppView) -> Vec<JoinHandle<()>>) {
     let mut views = app.subscribe();
     let mut config = None;
-    let mut task: Option<JoinHandle<()>> = None;
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     loop {
         // Held, the old config's address cannot be reused by a new one.
         let replaced = {
@@ -168,17 +163,13 @@ async fn follow_config(
             (!same).then(|| view.clone())
         };
         if let Some(view) = replaced {
-            if let Some(old) = task.take() {
-                old.abort();
-            }
-            task = arm(&app, &view);
+            tasks.drain(..).for_each(|old| old.abort());
+            tasks = arm(&app, &view);
             config = Some(view.config);
         }
         if views.changed().await.is_err() {
             break;
         }
     }
-    if let Some(task) = task {
-        task.abort();
-    }
+    tasks.iter().for_each(JoinHandle::abort);
 }
