@@ -12,6 +12,7 @@
 //! table on their own schedule (monitor, metrics, the triggers' reactor)
 //! get a [`Views`] window on it and know nothing of the registry.
 
+mod settings;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -29,7 +30,6 @@ use crate::app::{AppHandle, AppView, Env, SharedEnvs, Surroundings, Trouble, spa
 use crate::dump::SavedApp;
 use crate::image::Image;
 use crate::logs::AppLog;
-use crate::metrics;
 use crate::monitor::{self, Samples};
 use crate::ops;
 use crate::state::StateFile;
@@ -183,24 +183,6 @@ impl Registry {
         self.home.clone()
     }
 
-    /// The latest `[daemon]` settings.
-    pub fn daemon_config(&self) -> DaemonConfig {
-        self.daemon
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The sampling interval in force.
-    pub fn sample_interval(&self) -> Duration {
-        *self.sample_interval.borrow()
-    }
-
-    /// Where metrics are served, if anywhere.
-    pub async fn metrics_address(&self) -> Option<SocketAddr> {
-        *self.metrics.lock().await
-    }
-
     /// What a new actor works with, around its log.
     fn surroundings(&self, log: AppLog) -> Surroundings {
         Surroundings {
@@ -208,60 +190,6 @@ impl Registry {
             log,
             trouble: self.trouble.clone(),
             state: self.state.clone(),
-        }
-    }
-
-    /// Applies the `[daemon]` settings an ecosystem file wrote (a file that
-    /// does not set `sample_interval` leaves the daemon's own flag alone).
-    pub async fn apply_daemon(&self, daemon: &DaemonConfig) -> Result<(), String> {
-        *self.daemon.lock().unwrap_or_else(|p| p.into_inner()) = daemon.clone();
-        if daemon.is_written("sample_interval") {
-            self.sample_interval.send_if_modified(|current| {
-                let changed = *current != daemon.sample_interval;
-                *current = daemon.sample_interval;
-                changed
-            });
-        }
-        match daemon.metrics {
-            Some(addr) => self.serve_metrics(addr).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Fills the log-rotation keys an app left unset from `[daemon]`.
-    pub fn with_log_defaults(&self, mut config: AppConfig) -> AppConfig {
-        let d = self
-            .daemon
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        config.log_max_size = config.log_max_size.or(d.log_max_size);
-        config.log_retain = config.log_retain.or(Some(d.log_retain));
-        config.log_compress = config.log_compress.or(Some(d.log_compress));
-        config.log_rotate_interval = config.log_rotate_interval.or(d.log_rotate_interval);
-        config
-    }
-
-    /// Starts serving metrics at `addr` (once: a daemon serves one address).
-    pub async fn serve_metrics(&self, addr: SocketAddr) -> Result<(), String> {
-        let mut current = self.metrics.lock().await;
-        match *current {
-            Some(serving) if serving == addr => Ok(()),
-            Some(serving) => {
-                tracing::warn!(%serving, %addr, "metrics are already served; restart the daemon to move them");
-                Ok(())
-            }
-            None => {
-                let source = metrics::Source {
-                    apps: self.window(),
-                    samples: self.samples.clone(),
-                };
-                metrics::serve(addr, source)
-                    .await
-                    .map_err(|e| format!("cannot serve metrics at {addr}: {e}"))?;
-                *current = Some(addr);
-                Ok(())
-            }
         }
     }
 
