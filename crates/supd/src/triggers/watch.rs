@@ -115,7 +115,10 @@ impl Watch {
     /// watched if it runs (so a change made after a `start` returned is
     /// seen), not watched if it is stopped.
     pub async fn caught_up(&self, app: &AppHandle) {
-        if !self.armed.load(Ordering::SeqCst) && app.view().config.watch.is_empty() {
+        // Nothing armed, nothing to arm: no round trip (most apps, most
+        // commands), and no copy of the view either.
+        let unwatched = app.subscribe().borrow().config.watch.is_empty();
+        if unwatched && !self.armed.load(Ordering::SeqCst) {
             return;
         }
         let (answer, answered) = oneshot::channel();
@@ -146,8 +149,11 @@ impl Follower {
             if self.armed.is_some() && !self.runs(&mut views).await {
                 self.disarm();
             } else {
-                let view = views.borrow_and_update().clone();
-                if let Some(watching) = self.begin(&view) {
+                let (config, stopped) = {
+                    let view = views.borrow_and_update();
+                    (view.config.clone(), ops::all_stopped(&view))
+                };
+                if let Some(watching) = self.begin(&config, stopped) {
                     let _ = watching.await;
                 }
             }
@@ -185,13 +191,12 @@ impl Follower {
         }
     }
 
-    /// Starts watching the app's `watch` paths, unless it has none or is
-    /// stopped. A watch already running with the same settings and no
-    /// problem is kept, pending changes and all. Answers on the channel
-    /// once the paths are watched (or could not be).
-    fn begin(&mut self, view: &AppView) -> Option<oneshot::Receiver<()>> {
-        let settings = Settings::of(&view.config);
-        let stopped = ops::all_stopped(view);
+    /// Starts watching the `watch` paths of `config`, unless it has none
+    /// or the app is `stopped`. A watch already running with the same
+    /// settings and no problem is kept, pending changes and all. Answers on
+    /// the channel once the paths are watched (or could not be).
+    fn begin(&mut self, config: &AppConfig, stopped: bool) -> Option<oneshot::Receiver<()>> {
+        let settings = Settings::of(config);
         if !stopped
             && let Some(running) = self.armed.as_ref()
             && running.settings == settings
@@ -204,8 +209,8 @@ impl Follower {
         if stopped || settings.watch.is_empty() {
             return None;
         }
-        let name = &view.config.name;
-        let rules = match Rules::new(&view.config, &self.home) {
+        let name = &config.name;
+        let rules = match Rules::new(config, &self.home) {
             Ok(rules) => rules,
             Err(e) => {
                 note(&self.watch.problem, name, format!("watch: {e}"));
