@@ -287,3 +287,84 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use supd_proto::Status;
+
+    use super::*;
+    use crate::instance::Instance;
+    use crate::triggers::Trigger;
+
+    /// A view of app `w` watching its cwd `dir`, its one instance in `status`.
+    fn view(dir: &Path, status: Status) -> AppView {
+        let mut config = AppConfig::with_defaults("w".into(), "sleep".into(), dir.into());
+        config.watch = vec![dir.to_path_buf()];
+        config.watch_delay = Duration::from_millis(10);
+        let mut instance = Instance::new(0);
+        instance.status = status;
+        AppView {
+            config: Arc::new(config),
+            base_env: Arc::default(),
+            instances: vec![instance],
+            host: None,
+            unserved: BTreeMap::new(),
+        }
+    }
+
+    /// The next trigger emitted, within 10 s.
+    async fn next(emitted: &mut mpsc::UnboundedReceiver<Trigger>) -> Trigger {
+        tokio::time::timeout(Duration::from_secs(10), emitted.recv())
+            .await
+            .expect("a trigger within 10 s")
+            .expect("the channel is open")
+    }
+
+    #[tokio::test]
+    async fn the_watch_follows_whether_the_app_runs_once_no_operation_is_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (publish, views) = watch::channel(view(&root, Status::Online));
+        let (commands, _actor) = mpsc::unbounded_channel();
+        let app = AppHandle::new("w".into(), (commands, views), Arc::default());
+        let (emitter, mut emitted) = Emitter::channel();
+        let watch = Watch::arm(&app, Path::new("/nonexistent"), &emitter);
+
+        // Running: watched once caught up; a change is emitted, not acted on.
+        watch.caught_up(&app).await;
+        std::fs::write(root.join("a.js"), "1").unwrap();
+        let trigger = next(&mut emitted).await;
+        assert_eq!(trigger.why, Why::Changed("watch: a.js changed".into()));
+        let _ = trigger.done.expect("the watcher waits").send(());
+
+        // Every instance stopped while an operation holds the lock (a
+        // restart between its stop and its launches): still watched until
+        // the operation lets go.
+        let operation = app.op.clone().lock_owned().await;
+        publish.send_replace(view(&root, Status::Stopped));
+        let waiting = tokio::spawn({
+            let (watch, app) = (watch.clone(), app.clone());
+            async move { watch.caught_up(&app).await }
+        });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "waits for the operation");
+        assert!(watch.armed.load(Ordering::SeqCst));
+        // Still stopped once it let go: a stop, which ends the watch.
+        drop(operation);
+        waiting.await.unwrap();
+        assert!(!watch.armed.load(Ordering::SeqCst));
+        std::fs::write(root.join("b.js"), "1").unwrap();
+
+        // Running again: watched anew; the change made while stopped is not
+        // seen (it would be named first).
+        publish.send_replace(view(&root, Status::Online));
+        watch.caught_up(&app).await;
+        std::fs::write(root.join("c.js"), "1").unwrap();
+        let trigger = next(&mut emitted).await;
+        assert_eq!(trigger.why, Why::Changed("watch: c.js changed".into()));
+    }
+}
