@@ -173,3 +173,75 @@ async fn follow_config(app: AppHandle, arm: impl Fn(&AppHandle, &AppView) -> Vec
     }
     tasks.iter().for_each(JoinHandle::abort);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use supd_config::AppConfig;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::instance::Instance;
+
+    /// A view of app `t` with `config` and `instances` never-run slots.
+    fn view(config: &Arc<AppConfig>, instances: u32) -> AppView {
+        AppView {
+            config: config.clone(),
+            base_env: Arc::default(),
+            instances: (0..instances).map(Instance::new).collect(),
+            host: None,
+            unserved: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn timers_are_armed_again_when_the_config_is_replaced_and_end_with_the_app() {
+        let config = Arc::new(AppConfig::with_defaults("t".into(), "x".into(), "/".into()));
+        let (publish, views) = watch::channel(view(&config, 1));
+        let (commands, _actor) = mpsc::unbounded_channel();
+        let app = AppHandle::new("t".into(), (commands, views), Arc::default());
+        let armed = Arc::new(AtomicUsize::new(0));
+        let (arms, mut ended) = mpsc::unbounded_channel::<usize>();
+        let counter = armed.clone();
+        let follower = tokio::spawn(follow_config(app, move |_, _| {
+            // Each timer says which arming it was when it is aborted.
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let guard = Ended(n, arms.clone());
+            vec![tokio::spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            })]
+        }));
+        let settled = async || {
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+        };
+        settled().await;
+        assert_eq!(armed.load(Ordering::SeqCst), 1, "armed at once");
+        // A view with the same config (a process changed): left alone.
+        publish.send_replace(view(&config, 2));
+        settled().await;
+        assert_eq!(armed.load(Ordering::SeqCst), 1);
+        // A new config: the old timer goes, a new one comes.
+        let config = Arc::new((*config).clone());
+        publish.send_replace(view(&config, 2));
+        assert_eq!(ended.recv().await, Some(0));
+        assert_eq!(armed.load(Ordering::SeqCst), 2);
+        // The app gone: its timer goes with the follower.
+        drop(publish);
+        assert_eq!(ended.recv().await, Some(1));
+        follower.await.unwrap();
+    }
+
+    /// Says on its channel which arming it belonged to once dropped.
+    struct Ended(usize, mpsc::UnboundedSender<usize>);
+
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            let _ = self.1.send(self.0);
+        }
+    }
+}
