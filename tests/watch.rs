@@ -244,3 +244,27 @@ fn watch_keys_are_checked_before_anything_starts() {
     let err = supd.fails(&["start", file.to_str().unwrap()]);
     assert!(err.contains("bad.toml:4:10"), "{err}");
 }
+
+#[test]
+fn watch_settings_a_reload_brings_are_followed_when_it_returns() {
+    let supd = Supd::new();
+    let file = sleeper(&supd, "watch = false");
+    supd.ok(&["start", &file]);
+    let restarts = || supd.instance("w", 0)["restarts"].as_u64().unwrap();
+    // Watched once the reload that adds `watch` returns.
+    sleeper(&supd, "watch = [\"src\"]");
+    supd.ok(&["reload", &file]);
+    let reloaded = restarts();
+    touch(&supd, "src/a.js");
+    restarted(&supd, "w", reloaded + 1, "watch: src/a.js changed");
+    // Not watched once the reload that drops it returns: had the change
+    // to a.js counted, it would be named below, or be one restart more.
+    sleeper(&supd, "watch = false");
+    supd.ok(&["reload", &file]);
+    touch(&supd, "src/a.js");
+    sleeper(&supd, "watch = [\"src\"]");
+    supd.ok(&["reload", &file]);
+    let reloaded = restarts();
+    touch(&supd, "src/b.js");
+    restarted(&supd, "w", reloaded + 1, "watch: src/b.js changed");
+}

@@ -7,12 +7,11 @@
 
 mod app;
 mod control;
-mod cron;
 mod daemon_log;
 mod dump;
 mod handover;
-mod health;
 mod home;
+mod image;
 mod instance;
 mod listeners;
 mod logs;
@@ -28,9 +27,10 @@ mod replies;
 mod run;
 mod state;
 mod takeover;
+mod triggers;
 mod unserved;
 mod update;
-mod watcher;
+mod views;
 
 use std::process::ExitCode;
 
@@ -44,8 +44,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 use crate::handover::Handover;
+use crate::image::Image;
 use crate::registry::Registry;
-use crate::update::Image;
 
 /// The supd daemon. Its state lives in SUPD_HOME (default ~/.supd).
 #[derive(Parser)]

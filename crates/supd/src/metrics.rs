@@ -24,10 +24,28 @@ use supd_proto::{ProcessInfo, Status};
 use supd_supervisor::procfs;
 use tokio::net::TcpListener;
 
-use crate::registry::Registry;
+use crate::monitor::Samples;
+use crate::views::Views;
+
+/// What a scrape reads: the apps' published views and the monitor's
+/// latest samples (never the table itself, which does not know it is read).
+#[derive(Clone)]
+pub struct Source {
+    /// The apps, in start order.
+    pub apps: Views,
+    /// The monitor's latest figures.
+    pub samples: Samples,
+}
+
+impl Source {
+    /// The process table, as `list` shows it.
+    fn processes(&self) -> Vec<ProcessInfo> {
+        self.samples.table(&self.apps.views())
+    }
+}
 
 /// Binds `addr` and serves until the daemon exits.
-pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, source: Source) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics at /metrics and /json");
     tokio::spawn(async move {
@@ -35,9 +53,9 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let registry = registry.clone();
+            let source = source.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| answer(req, registry.clone()));
+                let service = hyper::service::service_fn(move |req| answer(req, source.clone()));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -51,7 +69,7 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<()> 
 /// for a method other than GET and HEAD (hyper leaves HEAD's body out).
 async fn answer(
     req: Request<Incoming>,
-    registry: Registry,
+    source: Source,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let allowed = matches!(*req.method(), Method::GET | Method::HEAD);
     let (status, content_type, body) = match req.uri().path() {
@@ -66,13 +84,13 @@ async fn answer(
             (
                 StatusCode::OK,
                 format.content_type(),
-                exposition::render(&families(&registry), format),
+                exposition::render(&families(&source), format),
             )
         }
         "/json" => (
             StatusCode::OK,
             "application/json",
-            serde_json::to_string(&registry.processes()).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&source.processes()).unwrap_or_else(|_| "[]".into()),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -94,8 +112,9 @@ async fn answer(
 
 /// Every family of a scrape, in a fixed order: instances (by app name, then
 /// instance number), apps (by name), then the daemon itself.
-fn families(registry: &Registry) -> Vec<Family> {
-    let mut processes = registry.processes();
+fn families(source: &Source) -> Vec<Family> {
+    let mut views = source.apps.views();
+    let mut processes = source.samples.table(&views);
     processes.sort_by(|a, b| (&a.name, a.instance).cmp(&(&b.name, b.instance)));
     let mut cpu = Family::new(
         "supd_instance_cpu_percent",
@@ -142,7 +161,6 @@ fn families(registry: &Registry) -> Vec<Family> {
         Kind::Gauge,
         "Instances of the app that are online",
     );
-    let mut views = registry.views();
     views.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     for view in &views {
         let app = || vec![("app", view.config.name.clone())];

@@ -25,10 +25,10 @@ use nix::sys::signal::Signal;
 use supd_proto::{ProcessInfo, Status};
 use supd_supervisor::procfs;
 use supd_supervisor::tree::Tree;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::app::{AppView, Trouble};
-use crate::registry::Registry;
+use crate::views::Views;
 
 /// How long after a memory report the same process is reported again if it
 /// is still there (its replacement failed).
@@ -59,6 +59,11 @@ struct Latest {
 }
 
 impl Samples {
+    /// The process table of `views`, as `list` shows it.
+    pub fn table(&self, views: &[AppView]) -> Vec<ProcessInfo> {
+        views.iter().flat_map(|v| self.rows(v)).collect()
+    }
+
     /// The `list` rows of one app, each instance with its latest figures
     /// (`problem` only for an online instance whose port nobody serves).
     pub fn rows(&self, view: &AppView) -> Vec<ProcessInfo> {
@@ -125,8 +130,13 @@ impl Samples {
 }
 
 /// Samples every `interval` (which can change while running) until the
-/// process exits.
-pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Receiver<Duration>) {
+/// process exits, reporting instances over their memory limit on `trouble`.
+pub async fn run(
+    apps: Views,
+    trouble: mpsc::UnboundedSender<Trouble>,
+    samples: Samples,
+    mut interval: watch::Receiver<Duration>,
+) {
     let mut meter = Meter::new();
     // Instances reported over their limit, and when: one breach causes one
     // restart, and a replacement that failed is asked for again later.
@@ -138,7 +148,8 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
             () = tokio::time::sleep(period) => {}
             _ = interval.changed() => continue,
         }
-        let views = registry.views();
+        let handles = apps.handles();
+        let views: Vec<AppView> = handles.iter().map(|a| a.view()).collect();
         let roots: HashSet<u32> = views
             .iter()
             .flat_map(|v| &v.instances)
@@ -169,7 +180,7 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
                 if used > limit && due {
                     reported.insert(inst.generation, Instant::now());
                     let reason = format!("memory limit {} exceeded: {}", size(limit), size(used));
-                    registry.report(Trouble {
+                    let _ = trouble.send(Trouble {
                         app: view.config.name.clone(),
                         generation: inst.generation,
                         reason,
@@ -180,7 +191,8 @@ pub async fn run(registry: Registry, samples: Samples, mut interval: watch::Rece
         reported.retain(|g, _| live.contains(g));
         samples.replace(figures, &mut trees);
         escaped.end_with(&roots, trees);
-        registry.look_at_queues();
+        // Apps without a port are not asked (see [`crate::unserved`]).
+        handles.iter().for_each(|a| a.look_at_queues());
     }
 }
 

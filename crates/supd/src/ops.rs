@@ -14,8 +14,7 @@ use supd_config::{AppConfig, check_instance_count};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
-use crate::app::Env;
-use crate::app::{AppHandle, Launch, Retire};
+use crate::app::{AppHandle, AppView, Env, Launch, Retire};
 use order::{Order, swap_order};
 
 /// The longest a removed slot's accept queue is given to drain.
@@ -197,14 +196,25 @@ pub async fn scheduled_restart(
 /// changed), `reason` shown by `show` on every instance: the reload way,
 /// each instance swapped in the order [`swap_order`] picks, so where the
 /// daemon holds the port no request fails. Slots that are down (errored,
-/// stopped) are started too.
+/// stopped) are started too; an app stopped since the change was seen
+/// (every instance stopped) is left alone.
 pub async fn restart_because(
     app: &AppHandle,
     reason: &str,
     progress: &Progress,
 ) -> Result<(), String> {
     let _op = app.begin().await;
+    if all_stopped(&app.view()) {
+        return Ok(());
+    }
     restart_whole(app, reason, progress).await
+}
+
+/// Whether every instance of the app is stopped: a `stop`, or never
+/// started (a moment of a restart, too, while its operation runs). Such an
+/// app is not watched.
+pub fn all_stopped(view: &AppView) -> bool {
+    view.instances.iter().all(|i| i.status == Status::Stopped)
 }
 
 /// [`restart_because`], under the operation lock.

@@ -1,14 +1,18 @@
 //! The registry: the table of every app known to the daemon, in start order.
 //!
 //! It registers apps (from a start, a saved list, a handover), arms their
-//! triggers, finds them by name and forgets them once deleted; it owns what
-//! is daemon-wide (settings in force, metrics address, monitor samples, the
-//! state file). Requests are answered in [`crate::control`], over this table.
+//! triggers (which then follow the app by themselves), finds them by name
+//! and forgets them once deleted; it owns what is daemon-wide (settings in
+//! force, metrics address, monitor samples, the state file). Requests are
+//! answered in [`crate::control`], over this table.
 //!
-//! It holds one [`AppHandle`] per app in start order behind a short-lived
-//! mutex (never held across an await); all per-app state lives in the app's
-//! actor.
+//! It holds one [`AppHandle`] per app in start order, beside the app's
+//! [`AppTriggers`], behind a short-lived mutex (never held across an
+//! await); all per-app state lives in the app's actor. Those who read the
+//! table on their own schedule (monitor, metrics, the triggers' reactor)
+//! get a [`Views`] window on it and know nothing of the registry.
 
+mod settings;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -24,21 +28,33 @@ use tokio::sync::{mpsc, watch};
 
 use crate::app::{AppHandle, AppView, Env, SharedEnvs, Surroundings, Trouble, spawn_actor};
 use crate::dump::SavedApp;
+use crate::image::Image;
 use crate::logs::AppLog;
-use crate::metrics;
 use crate::monitor::{self, Samples};
 use crate::ops;
 use crate::state::StateFile;
-use crate::update::Image;
+use crate::triggers::{self, AppTriggers, Arming, Emitter};
+use crate::views::Views;
+
+/// One app of the table.
+struct Entry {
+    /// Its actor's handle.
+    app: AppHandle,
+    /// Its triggers, following it.
+    triggers: AppTriggers,
+}
 
 /// Every app, in start order.
 #[derive(Clone)]
 pub struct Registry {
     home: Home,
     reaper: Reaper,
-    apps: Arc<Mutex<Vec<AppHandle>>>,
+    apps: Arc<Mutex<Vec<Entry>>>,
     samples: Samples,
+    /// Where actors report a process that must be replaced.
     trouble: mpsc::UnboundedSender<Trouble>,
+    /// What arming a new app's triggers needs.
+    arming: Arming,
     sample_interval: Arc<watch::Sender<Duration>>,
     /// Where metrics are served, once asked for.
     metrics: Arc<tokio::sync::Mutex<Option<SocketAddr>>>,
@@ -54,13 +70,19 @@ pub struct Registry {
 
 impl Registry {
     /// An empty registry, with its monitor sampling every `sample_interval`
-    /// and its trouble handler running. The state file is kept from
+    /// and the triggers' reactor running. The state file is kept from
     /// [`Registry::keep_state`] on.
     pub fn new(home: Home, reaper: Reaper, sample_interval: Duration, image: Image) -> Registry {
         let (trouble, troubles) = mpsc::unbounded_channel();
+        let (emitter, emitted) = Emitter::channel();
         let (interval_tx, interval_rx) = watch::channel(sample_interval);
         let registry = Registry {
             home: home.clone(),
+            arming: Arming {
+                emitter,
+                reaper: reaper.clone(),
+                home: home.dir().to_path_buf(),
+            },
             reaper,
             apps: Arc::default(),
             samples: Samples::default(),
@@ -73,11 +95,12 @@ impl Registry {
             state: StateFile::new(&home),
         };
         tokio::spawn(monitor::run(
-            registry.clone(),
+            registry.window(),
+            registry.trouble.clone(),
             registry.samples.clone(),
             interval_rx,
         ));
-        tokio::spawn(handle_troubles(registry.clone(), troubles));
+        tokio::spawn(triggers::react(emitted, troubles, registry.window()));
         let views = registry.clone();
         tokio::spawn(registry.state.clone().keep(move || views.views()));
         registry
@@ -111,20 +134,43 @@ impl Registry {
 
     /// The current view of every app.
     pub fn views(&self) -> Vec<AppView> {
-        self.apps().iter().map(|a| a.view()).collect()
+        self.apps().iter().map(|e| e.app.view()).collect()
     }
 
-    /// Has every app with a port look at its accept queues (a monitor
-    /// sample; see [`crate::unserved`]). Apps without one are not asked.
-    pub fn look_at_queues(&self) {
-        for app in self.apps().iter() {
-            app.look_at_queues();
+    /// Every app's handle, in start order.
+    fn handles(&self) -> Vec<AppHandle> {
+        self.apps().iter().map(|e| e.app.clone()).collect()
+    }
+
+    /// A read-only window on the table, for those who read it on their
+    /// own schedule.
+    fn window(&self) -> Views {
+        let apps = self.apps.clone();
+        Views::new(move || {
+            let apps = apps.lock().unwrap_or_else(|p| p.into_inner());
+            apps.iter().map(|e| e.app.clone()).collect()
+        })
+    }
+
+    /// Returns once every app's triggers follow its latest view (its files
+    /// watched after a start, no longer after a stop): a command that
+    /// waits for this before answering holds for what comes after it.
+    pub async fn triggers_caught_up(&self) {
+        let apps: Vec<(AppHandle, AppTriggers)> = self
+            .apps()
+            .iter()
+            .map(|e| (e.app.clone(), e.triggers.clone()))
+            .collect();
+        for (app, triggers) in apps {
+            triggers.caught_up(&app).await;
         }
     }
 
-    /// Asks for a process to be replaced.
-    pub fn report(&self, trouble: Trouble) {
-        let _ = self.trouble.send(trouble);
+    /// The latest problem watching an app's files, for `show`.
+    pub fn watch_problem(&self, name: &str) -> Option<String> {
+        let apps = self.apps();
+        let entry = apps.iter().find(|e| e.app.name == name)?;
+        entry.triggers.watch_problem()
     }
 
     /// The running image, for `ping` and `update`.
@@ -137,24 +183,6 @@ impl Registry {
         self.home.clone()
     }
 
-    /// The latest `[daemon]` settings.
-    pub fn daemon_config(&self) -> DaemonConfig {
-        self.daemon
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The sampling interval in force.
-    pub fn sample_interval(&self) -> Duration {
-        *self.sample_interval.borrow()
-    }
-
-    /// Where metrics are served, if anywhere.
-    pub async fn metrics_address(&self) -> Option<SocketAddr> {
-        *self.metrics.lock().await
-    }
-
     /// What a new actor works with, around its log.
     fn surroundings(&self, log: AppLog) -> Surroundings {
         Surroundings {
@@ -165,82 +193,31 @@ impl Registry {
         }
     }
 
-    /// Applies the `[daemon]` settings an ecosystem file wrote (a file that
-    /// does not set `sample_interval` leaves the daemon's own flag alone).
-    pub async fn apply_daemon(&self, daemon: &DaemonConfig) -> Result<(), String> {
-        *self.daemon.lock().unwrap_or_else(|p| p.into_inner()) = daemon.clone();
-        if daemon.is_written("sample_interval") {
-            self.sample_interval.send_if_modified(|current| {
-                let changed = *current != daemon.sample_interval;
-                *current = daemon.sample_interval;
-                changed
-            });
-        }
-        match daemon.metrics {
-            Some(addr) => self.serve_metrics(addr).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Fills the log-rotation keys an app left unset from `[daemon]`.
-    pub fn with_log_defaults(&self, mut config: AppConfig) -> AppConfig {
-        let d = self
-            .daemon
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        config.log_max_size = config.log_max_size.or(d.log_max_size);
-        config.log_retain = config.log_retain.or(Some(d.log_retain));
-        config.log_compress = config.log_compress.or(Some(d.log_compress));
-        config.log_rotate_interval = config.log_rotate_interval.or(d.log_rotate_interval);
-        config
-    }
-
-    /// Starts serving metrics at `addr` (once: a daemon serves one address).
-    pub async fn serve_metrics(&self, addr: SocketAddr) -> Result<(), String> {
-        let mut current = self.metrics.lock().await;
-        match *current {
-            Some(serving) if serving == addr => Ok(()),
-            Some(serving) => {
-                tracing::warn!(%serving, %addr, "metrics are already served; restart the daemon to move them");
-                Ok(())
-            }
-            None => {
-                metrics::serve(addr, self.clone())
-                    .await
-                    .map_err(|e| format!("cannot serve metrics at {addr}: {e}"))?;
-                *current = Some(addr);
-                Ok(())
-            }
-        }
-    }
-
-    /// Re-arms an app's timers (cron restart, health check) and its
-    /// watcher from its config; returns once its files are watched.
-    pub async fn arm(&self, app: &AppHandle) {
-        self.arm_timers(app);
-        self.watch(app).await;
-    }
-
-    /// Re-arms an app's timers (cron restart, health check).
-    fn arm_timers(&self, app: &AppHandle) {
-        app.schedule.arm(app);
-        app.checker.arm(app, self);
-    }
-
-    /// Watches an app's files again after a start, restart or reload (a
-    /// `stop` ended it); returns once they are.
-    pub async fn watch(&self, app: &AppHandle) {
-        app.watcher.arm(app, self.home.dir()).await;
-    }
-
-    fn apps(&self) -> std::sync::MutexGuard<'_, Vec<AppHandle>> {
+    fn apps(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
         self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a new app's handle to the table, arming its triggers; refused
+    /// if another app of that name appeared meanwhile.
+    fn insert(&self, app: AppHandle) -> Result<(), String> {
+        let mut apps = self.apps();
+        if apps.iter().any(|e| e.app.name == app.name) {
+            return Err(format!(
+                "app \"{}\" is being started by another command",
+                app.name
+            ));
+        }
+        let triggers = AppTriggers::arm(&app, &self.arming);
+        apps.push(Entry { app, triggers });
+        Ok(())
     }
 
     /// The app named, if the daemon knows it.
     pub fn find(&self, name: &str) -> Option<AppHandle> {
-        self.apps().iter().find(|a| a.name == name).cloned()
+        self.apps()
+            .iter()
+            .find(|e| e.app.name == name)
+            .map(|e| e.app.clone())
     }
 
     /// The app named; an unknown name is an error naming it.
@@ -251,13 +228,13 @@ impl Registry {
     /// Forgets the apps `deleted` names and any whose actor has ended.
     pub fn forget(&self, deleted: &[String]) {
         self.apps()
-            .retain(|a| !deleted.contains(&a.name) && !a.is_gone());
+            .retain(|e| !deleted.contains(&e.app.name) && !e.app.is_gone());
     }
 
     /// `all`, or the one app named; an unknown name is an error naming it.
     pub fn resolve(&self, target: &str) -> Result<Vec<AppHandle>, String> {
         if target == "all" {
-            return Ok(self.apps().clone());
+            return Ok(self.handles());
         }
         self.get(target).map(|a| vec![a])
     }
@@ -297,9 +274,7 @@ impl Registry {
         taken: Vec<OwnedFd>,
     ) -> Result<Outcome, String> {
         let handle = self.register(config, base_env, taken)?;
-        let outcome = ops::start(&handle, None).await;
-        self.arm(&handle).await;
-        outcome
+        ops::start(&handle, None).await
     }
 
     /// Creates the actor of a new app, without starting anything.
@@ -326,14 +301,7 @@ impl Registry {
         let log_problem = log.problem();
         let actor = spawn_actor(config, base_env, taken, self.surroundings(log))?;
         let handle = AppHandle::new(name, actor, log_problem);
-        let mut apps = self.apps();
-        if apps.iter().any(|a| a.name == handle.name) {
-            return Err(format!(
-                "app \"{}\" is being started by another command",
-                handle.name
-            ));
-        }
-        apps.push(handle.clone());
+        self.insert(handle.clone())?;
         Ok(handle)
     }
 
@@ -355,10 +323,7 @@ impl Registry {
     }
     /// The process table, as `list` shows it.
     pub fn processes(&self) -> Vec<ProcessInfo> {
-        self.views()
-            .iter()
-            .flat_map(|v| self.process_rows(v))
-            .collect()
+        self.samples.table(&self.views())
     }
 
     /// The `list` rows of one app, with the latest usage samples.
@@ -370,19 +335,4 @@ impl Registry {
 /// The error naming an app the daemon does not know.
 fn unknown(name: &str) -> String {
     format!("unknown app \"{name}\" (see supctl list)")
-}
-
-/// Replaces each reported process, one task per report (each waits for its
-/// app's operation lock, so reports never interleave with a reload).
-async fn handle_troubles(registry: Registry, mut troubles: mpsc::UnboundedReceiver<Trouble>) {
-    while let Some(trouble) = troubles.recv().await {
-        let Some(app) = registry.find(&trouble.app) else {
-            continue;
-        };
-        tokio::spawn(async move {
-            if let Err(e) = ops::replace(&app, trouble.generation, &trouble.reason).await {
-                tracing::error!(app = %trouble.app, "replacing a process failed: {e}");
-            }
-        });
-    }
 }

@@ -20,8 +20,7 @@
 //! answer.
 
 use std::collections::HashMap;
-use std::os::fd::RawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use supd_proto::Response;
@@ -31,26 +30,12 @@ use tokio::sync::oneshot;
 
 use crate::app::SharedEnvs;
 use crate::handover::{self, FrozenApp, Handover};
+use crate::image::Image;
 use crate::ops::Progress;
 use crate::registry::Registry;
 
 /// The longest the new binary may take to check the handover.
 const CHECK_LIMIT: Duration = Duration::from_secs(10);
-
-/// The running image of the daemon.
-#[derive(Debug)]
-pub struct Image {
-    /// The binary it was started from (an update runs what is there now).
-    pub binary: PathBuf,
-    /// When this image started (Unix ms).
-    pub started_ms: u64,
-    /// `started`, or `updated from <version>`.
-    pub origin: String,
-    /// The control socket.
-    pub control: RawFd,
-    /// The open file holding the home's lock.
-    pub lock: RawFd,
-}
 
 /// Runs `supctl update`; returns only if the daemon was not replaced.
 pub async fn update(

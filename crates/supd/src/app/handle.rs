@@ -4,8 +4,8 @@
 //! apps), so everything that acts on an app depends downward on this
 //! module. A handle sends [`Command`]s and reads the published [`AppView`];
 //! it also holds the app's operation guard (one multi-step operation at a
-//! time, preempted by a stop) and its triggers' state (cron timer, health
-//! checker, file watcher), which the registry arms.
+//! time, preempted by a stop). Triggers are not its concern: they follow
+//! the published view ([`AppHandle::subscribe`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,9 +14,6 @@ use supd_config::AppConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Actor, AppView, Command, Env, Launch, Retire, Stop};
-use crate::cron;
-use crate::health;
-use crate::watcher::Watcher;
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -33,18 +30,12 @@ pub struct AppHandle {
     /// once they differ, a stop came after it, and it launches nothing more
     /// (nor does an operation that was queued behind it).
     asked_at: Arc<AtomicU64>,
-    /// The `cron_restart` timer (armed by the registry, which knows when).
-    pub schedule: cron::Schedule,
-    /// The `health_check` loop (armed by the registry, which it reports to).
-    pub checker: health::Checker,
-    /// The `watch` watcher (armed by the registry, which knows SUPD_HOME).
-    pub watcher: Watcher,
     /// A problem writing the app's log files (disk full…), set by its writer.
     log_problem: Arc<Mutex<Option<String>>>,
 }
 
 impl AppHandle {
-    /// The handle of a new actor, its timers not armed yet.
+    /// The handle of a new actor.
     pub fn new(
         name: String,
         (commands, view): Actor,
@@ -57,18 +48,8 @@ impl AppHandle {
             op: Arc::default(),
             halts: Arc::default(),
             asked_at: Arc::default(),
-            schedule: cron::Schedule::default(),
-            checker: health::Checker::default(),
-            watcher: Watcher::default(),
             log_problem,
         }
-    }
-
-    /// Stops the app's timers and its watcher.
-    fn disarm(&self) {
-        self.schedule.disarm();
-        self.checker.disarm();
-        self.watcher.disarm();
     }
 }
 
@@ -88,6 +69,12 @@ impl AppHandle {
     /// The latest published view.
     pub fn view(&self) -> AppView {
         self.view.borrow().clone()
+    }
+
+    /// The published views from now on, for whoever follows them (the
+    /// triggers); closed once the actor has ended.
+    pub fn subscribe(&self) -> watch::Receiver<AppView> {
+        self.view.clone()
     }
 
     /// Whether the actor has ended (the app was deleted): the table then
@@ -223,12 +210,9 @@ impl AppHandle {
         self.halts.fetch_add(1, Ordering::SeqCst);
         let first = self.stop().await;
         let _op = self.op.lock().await;
-        // Under the lock: a restart for a change or a timer cannot follow.
         let result = if then == Stop::Delete {
-            self.disarm();
             self.clone().ask(Command::Delete).await
         } else {
-            self.watcher.disarm();
             self.stop().await
         };
         first.and(result)

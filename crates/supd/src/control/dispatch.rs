@@ -6,7 +6,9 @@
 //! only queries are in [`super::queries`], starts from a file in
 //! [`super::start`], operations on running apps in [`super::operate`], the
 //! process list in [`super::saved`]. A request that changes apps is answered
-//! only once the state file shows the change (see [`Registry::persist`]): a
+//! only once the apps' triggers follow the change (see
+//! [`Registry::triggers_caught_up`]: files watched after a start, no longer
+//! after a stop) and the state file shows it (see [`Registry::persist`]): a
 //! daemon that dies right after the answer loses nothing it said was done.
 
 use supd_proto::{Request, Response};
@@ -54,6 +56,7 @@ pub async fn handle(registry: &Registry, request: Request, progress: &Progress) 
     // daemon: the command must not claim success (a failed command
     // reports its own error first).
     let recorded = if changes_apps {
+        registry.triggers_caught_up().await;
         registry.persist().await
     } else {
         Ok(())

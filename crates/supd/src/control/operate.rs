@@ -2,8 +2,9 @@
 //! scale, delete, kill, and signal, reset, flush.
 //!
 //! Each is a short sequence over [`crate::ops`] or the actor's commands,
-//! run on every targeted app at once ([`each`]); after a restart or a
-//! reload the app's files are watched again (a `stop` ended that).
+//! run on every targeted app at once ([`each`]). Whether the app's files
+//! are watched afterwards follows from whether it runs (see
+//! [`crate::triggers`]): nothing here re-arms them.
 
 use std::future::Future;
 
@@ -27,15 +28,7 @@ pub async fn stop(registry: &Registry, target: &str) -> Result<Response, String>
 
 /// `restart`: every targeted app restarts.
 pub async fn restart(registry: &Registry, target: &str) -> Result<Response, String> {
-    each(registry, target, |a| {
-        let registry = registry.clone();
-        async move {
-            let result = ops::restart(&a).await;
-            registry.watch(&a).await;
-            result
-        }
-    })
-    .await
+    each(registry, target, |a| async move { ops::restart(&a).await }).await
 }
 
 /// `reload`: every targeted app is replaced instance by instance.
@@ -46,12 +39,8 @@ pub async fn reload(
 ) -> Result<Response, String> {
     let progress = progress.clone();
     each(registry, target, move |a| {
-        let (progress, registry) = (progress.clone(), registry.clone());
-        async move {
-            let result = ops::reload(&a, &progress).await;
-            registry.watch(&a).await;
-            result
-        }
+        let progress = progress.clone();
+        async move { ops::reload(&a, &progress).await }
     })
     .await
 }

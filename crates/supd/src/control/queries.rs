@@ -7,9 +7,9 @@
 use supd_proto::{AppDetail, AppLogs, Response};
 
 use crate::app::Command;
-use crate::cron;
 use crate::logs;
 use crate::registry::Registry;
+use crate::triggers;
 
 /// `ping`: who the daemon is (pid, version, image) and its settings in force.
 pub async fn ping(registry: &Registry) -> Response {
@@ -47,7 +47,7 @@ pub fn show(registry: &Registry, name: &str) -> Result<Response, String> {
         .config
         .cron_restart
         .as_deref()
-        .and_then(cron::next_due)
+        .and_then(triggers::next_due)
         .map(|t| t.to_rfc3339());
     let config = (*view.config).clone();
     Ok(Response::Show {
@@ -58,7 +58,7 @@ pub fn show(registry: &Registry, name: &str) -> Result<Response, String> {
             logs,
             next_cron_restart,
             log_problem: app.log_problem(),
-            watch_problem: app.watcher.problem(),
+            watch_problem: registry.watch_problem(name),
         }),
     })
 }

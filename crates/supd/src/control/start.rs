@@ -34,11 +34,7 @@ pub async fn start(
         let name = config.name.clone();
         let result = match registry.find(&name) {
             Some(app) => match registry.port_taken(config.port, &name) {
-                Ok(()) => {
-                    let outcome = ops::start(&app, Some((config, base_env.clone()))).await;
-                    registry.arm(&app).await;
-                    outcome
-                }
+                Ok(()) => ops::start(&app, Some((config, base_env.clone()))).await,
                 Err(e) => Err(e),
             },
             None => match runnable(&config, &base_env) {
@@ -66,7 +62,6 @@ pub async fn start_known(registry: &Registry, targets: &[String]) -> Result<Resp
     let mut outcomes = Vec::new();
     for app in apps {
         let outcome = ops::start(&app, None).await;
-        registry.arm(&app).await;
         outcomes.push(StartOutcome::of(app.name.clone(), outcome));
     }
     Ok(Response::Started { apps: outcomes })
@@ -92,9 +87,7 @@ pub async fn reload_apps(
         match registry.find(&name) {
             Some(app) => {
                 registry.port_taken(config.port, &name)?;
-                let result = ops::reload_with(&app, config, base_env.clone(), progress).await;
-                registry.arm(&app).await;
-                result?
+                ops::reload_with(&app, config, base_env.clone(), progress).await?;
             }
             None => {
                 registry.add(config, base_env.clone(), Vec::new()).await?;

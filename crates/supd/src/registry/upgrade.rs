@@ -25,8 +25,7 @@ impl Registry {
     /// (dropping the guards lets operations run again).
     pub async fn lock_operations(&self) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
         let mut guards = Vec::new();
-        let apps = self.apps().clone();
-        for app in apps {
+        for app in self.handles() {
             guards.push(app.op.clone().lock_owned().await);
         }
         guards
@@ -53,8 +52,7 @@ impl Registry {
     /// Freezes every app for the handover (see [`Command::Freeze`]).
     pub async fn freeze(&self) -> Vec<FrozenApp> {
         let mut frozen = Vec::new();
-        let apps = self.apps().clone();
-        for app in apps {
+        for app in self.handles() {
             if let Ok(app) = app.ask(Command::Freeze).await {
                 frozen.push(app);
             }
@@ -64,8 +62,7 @@ impl Registry {
 
     /// Lets every app act again after a handover that did not happen.
     pub async fn thaw(&self) {
-        let apps = self.apps().clone();
-        for app in apps {
+        for app in self.handles() {
             let _ = app.ask(Command::Thaw).await;
         }
     }
@@ -90,11 +87,7 @@ impl Registry {
         }
         let log_problem = log.problem();
         let actor = resume_actor(frozen, exits, envs, self.surroundings(log));
-        let handle = AppHandle::new(name, actor, log_problem);
-        self.arm_timers(&handle);
-        // Nobody waits on a resumed app's watcher.
-        let _ = handle.watcher.begin(&handle, self.home.dir());
-        self.apps().push(handle);
-        Ok(())
+        // Its triggers follow it from now on; nobody waits for its watch.
+        self.insert(AppHandle::new(name, actor, log_problem))
     }
 }

@@ -10,10 +10,12 @@
 //!   answer within `health_timeout` is healthy. All instances share the port,
 //!   so the check speaks for the app: a single-instance app has that instance
 //!   replaced, a multi-instance app is reloaded as a whole.
+//!
+//! The checker emits what must be done ([`Why::Trouble`] for one process,
+//! [`Why::Unhealthy`] for the app) and the reactor does it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Empty;
@@ -26,36 +28,23 @@ use supd_supervisor::group;
 use supd_supervisor::{Exit, Reaper, SpawnSpec};
 use tokio::task::JoinHandle;
 
-use crate::app::{AppHandle, Trouble};
-use crate::ops;
-use crate::registry::Registry;
+use super::{Emitter, Why};
+use crate::app::{AppHandle, AppView};
 
-/// The armed checker of one app; re-arming replaces it.
-#[derive(Clone, Default)]
-pub struct Checker(Arc<Mutex<Option<JoinHandle<()>>>>);
-
-impl Checker {
-    /// Arms (or re-arms, or disarms) the app's checker from its config.
-    pub fn arm(&self, app: &AppHandle, registry: &Registry) {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = slot.take() {
-            old.abort();
-        }
-        if app.view().config.health_check.is_none() {
-            return;
-        }
-        *slot = Some(tokio::spawn(run(app.clone(), registry.clone())));
-    }
-
-    /// Stops the checker.
-    pub fn disarm(&self) {
-        if let Some(old) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            old.abort();
-        }
-    }
+/// The checker of an app whose config in `view` has a `health_check`.
+pub fn arm(
+    app: &AppHandle,
+    view: &AppView,
+    emitter: &Emitter,
+    reaper: &Reaper,
+) -> Option<JoinHandle<()>> {
+    view.config.health_check.as_ref()?;
+    let run = run(app.clone(), emitter.clone(), reaper.clone());
+    Some(tokio::spawn(run))
 }
 
-async fn run(app: AppHandle, registry: Registry) {
+/// Checks every `health_interval`, reading the config afresh each time.
+async fn run(app: AppHandle, emitter: Emitter, reaper: Reaper) {
     // Failures in a row, per process (generation).
     let mut failures: HashMap<u64, u32> = HashMap::new();
     loop {
@@ -95,8 +84,7 @@ async fn run(app: AppHandle, registry: Registry) {
                 let mut results = Vec::new();
                 for inst in &online {
                     let pid = inst.pid.unwrap_or_default();
-                    let result =
-                        command_check(&registry.reaper(), command, &config, inst.slot, pid).await;
+                    let result = command_check(&reaper, command, &config, inst.slot, pid).await;
                     results.push((inst.generation, result));
                 }
                 results
@@ -126,18 +114,10 @@ async fn run(app: AppHandle, registry: Registry) {
             continue;
         }
         if matches!(probe, HealthProbe::Http { .. }) && online.len() > 1 {
-            tracing::warn!(app = %config.name, "health check failing: reloading the app");
-            let (progress, _) = tokio::sync::mpsc::unbounded_channel();
-            if let Err(e) = ops::reload(&app, &progress).await {
-                tracing::error!(app = %config.name, "reload after failed health checks failed: {e}");
-            }
+            emitter.act(&app, Why::Unhealthy).await;
         } else {
             for (generation, reason) in failing {
-                registry.report(Trouble {
-                    app: config.name.clone(),
-                    generation,
-                    reason,
-                });
+                emitter.send(&app, Why::Trouble { generation, reason });
             }
         }
         failures.clear();
