@@ -1,0 +1,303 @@
+//! Kubernetes: per app a Deployment (a StatefulSet for a capped app) and,
+//! with a port, a Service.
+//!
+//! The meaning kept: `instances` are replicas; a rolling update starts a new
+//! pod before it stops an old one (`maxSurge: 1, maxUnavailable: 0`), as
+//! supd's reload does. An app with `max_instances` must never run more than
+//! that, not even during a rollout or when a node is cut off, which a
+//! Deployment does not promise (it replaces a pod it cannot reach); a
+//! StatefulSet does (a pod's identity runs at most once), so a capped app
+//! is one, its cap and reason as annotations. `health_check` is the
+//! livenessProbe (supd replaces an unhealthy instance) and the
+//! readinessProbe; an app supd waits for (`wait_ready`, a Node app with a
+//! port) is ready when its port accepts, and one that must say READY=1
+//! within `listen_timeout` gets a startupProbe of that length.
+
+use supd_config::{AppConfig, HealthProbe, Readiness};
+
+use crate::container::{self, Process};
+use crate::fate::{self, Format};
+use crate::text;
+use crate::yaml::{Value, map, opt, render, seq, strings};
+use crate::{Document, Export, Options, Warning};
+
+/// A probe's handler: its kind (`httpGet`, `exec`, `tcpSocket`) and body.
+type Handler = (&'static str, Value);
+
+/// The label that ties a workload, its pods and its Service.
+const NAME_LABEL: &str = "app.kubernetes.io/name";
+
+/// Every app of `apps` as manifests, one document (file) per app.
+pub fn export(apps: &[AppConfig], options: &Options) -> Export {
+    let peers = container::peers(apps);
+    let mut export = Export::default();
+    for app in apps {
+        let warnings = &mut export.warnings;
+        let name = container::engine_name(app, warnings);
+        let process = container::process(app, options, &peers, warnings);
+        warnings.extend(fate::lost(app, Format::Kubernetes));
+        let probe = health_probe(app, warnings);
+        let mut text = render(&workload(app, &name, &process, probe, options));
+        if let Some(port) = app.port {
+            text.push_str("---\n");
+            text.push_str(&render(&service(app, &name, port)));
+        }
+        export.documents.push(Document {
+            file: format!("{name}.yaml"),
+            text,
+        });
+    }
+    export
+}
+
+/// The Deployment or StatefulSet.
+fn workload(
+    app: &AppConfig,
+    name: &str,
+    process: &Process,
+    health: Option<Handler>,
+    options: &Options,
+) -> Value {
+    let capped = app.max_instances.is_some();
+    let labels = || strings([(NAME_LABEL, name)]);
+    let cap = app.max_instances.map(|n| n.to_string());
+    let annotations = strings(
+        [
+            ("supd.dev/max-instances", cap.as_deref()),
+            (
+                "supd.dev/max-instances-reason",
+                app.max_instances_reason.as_deref(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?))),
+    );
+    let rolling = map([
+        ("type", "RollingUpdate".into()),
+        (
+            "rollingUpdate",
+            map([("maxSurge", 1.into()), ("maxUnavailable", 0.into())]),
+        ),
+    ]);
+    let (kind, update) = if capped {
+        // A StatefulSet's rolling update stops a pod before it starts its
+        // successor, one at a time: never two of one identity.
+        (
+            "StatefulSet",
+            ("updateStrategy", map([("type", "RollingUpdate".into())])),
+        )
+    } else {
+        ("Deployment", ("strategy", rolling))
+    };
+    let pod = map([
+        ("metadata", map([("labels", labels())])),
+        (
+            "spec",
+            map([
+                (
+                    "terminationGracePeriodSeconds",
+                    text::seconds(app.kill_timeout, 0).into(),
+                ),
+                (
+                    "containers",
+                    seq([container(app, name, process, health, options)]),
+                ),
+            ]),
+        ),
+    ]);
+    map([
+        ("apiVersion", "apps/v1".into()),
+        ("kind", kind.into()),
+        (
+            "metadata",
+            map([
+                ("name", name.into()),
+                ("labels", labels()),
+                ("annotations", annotations),
+            ]),
+        ),
+        (
+            "spec",
+            map([
+                ("replicas", app.instances.into()),
+                ("serviceName", opt(capped.then_some(name))),
+                ("selector", map([("matchLabels", labels())])),
+                update,
+                ("template", pod),
+            ]),
+        ),
+    ])
+}
+
+/// The one container of a pod.
+fn container(
+    app: &AppConfig,
+    name: &str,
+    process: &Process,
+    health: Option<Handler>,
+    options: &Options,
+) -> Value {
+    let ready = readiness_handler(app, health.clone());
+    let startup = ready
+        .clone()
+        .filter(|_| app.readiness() == Readiness::Notified);
+    map([
+        ("name", name.into()),
+        ("image", options.image.as_str().into()),
+        ("command", seq([process.program.as_str().into()])),
+        ("args", seq(process.args.iter().map(|a| a.as_str().into()))),
+        ("workingDir", process.working_dir.as_str().into()),
+        ("env", env(app, process)),
+        (
+            "ports",
+            seq(app
+                .port
+                .map(|port| map([("containerPort", port.into()), ("protocol", "TCP".into())]))),
+        ),
+        (
+            "resources",
+            opt(app.max_memory_restart.map(|bytes| {
+                map([(
+                    "limits",
+                    map([("memory", text::size(bytes, text::KUBERNETES_UNITS).into())]),
+                )])
+            })),
+        ),
+        (
+            "startupProbe",
+            opt(startup.map(|handler| probe(handler, 1, 1, text::seconds(app.listen_timeout, 1)))),
+        ),
+        (
+            "readinessProbe",
+            opt(ready.map(|handler| checked(app, handler))),
+        ),
+        (
+            "livenessProbe",
+            opt(health.map(|handler| checked(app, handler))),
+        ),
+    ])
+}
+
+/// The environment: the process's, then the instance number under
+/// `instance_var` and `NODE_APP_INSTANCE`: a StatefulSet pod's index (0 to
+/// replicas - 1, as under supd), a Deployment pod's name (unique, but not
+/// a number: Deployments number nothing).
+fn env(app: &AppConfig, process: &Process) -> Value {
+    let field = if app.max_instances.is_some() {
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    } else {
+        "metadata.name"
+    };
+    let from_field = |var: &str| {
+        map([
+            ("name", var.into()),
+            (
+                "valueFrom",
+                map([("fieldRef", map([("fieldPath", field.into())]))]),
+            ),
+        ])
+    };
+    let plain = process
+        .env
+        .iter()
+        .map(|(k, v)| map([("name", k.as_str().into()), ("value", v.as_str().into())]));
+    let mut numbered = vec![from_field(&app.instance_var)];
+    if app.instance_var != "NODE_APP_INSTANCE" {
+        numbered.push(from_field("NODE_APP_INSTANCE"));
+    }
+    seq(plain.chain(numbered))
+}
+
+/// The `health_check` as a probe handler, when it can probe the pod: a
+/// command, or a URL on the app's own machine (a URL on another host is
+/// a warning: a probe only reaches its pod).
+fn health_probe(app: &AppConfig, warnings: &mut Vec<Warning>) -> Option<Handler> {
+    match app.health_probe().ok()?? {
+        HealthProbe::Command(command) => Some((
+            "exec",
+            map([("command", seq(["sh".into(), "-c".into(), command.into()]))]),
+        )),
+        HealthProbe::Http {
+            host, port, path, ..
+        } if ["127.0.0.1", "localhost", "::1"].contains(&host.as_str()) => Some((
+            "httpGet",
+            map([("path", path.into()), ("port", port.into())]),
+        )),
+        HealthProbe::Http { url, .. } => {
+            warnings.push(Warning {
+                app: app.name.clone(),
+                key: "health_check".into(),
+                message: format!(
+                    "{url} is not on the app's own machine: a probe only reaches its own pod"
+                ),
+            });
+            None
+        }
+    }
+}
+
+/// When a pod is ready: its health check, else its port accepting, for an
+/// app whose readiness supd waits for; `None` when it is ready once started.
+fn readiness_handler(app: &AppConfig, health: Option<Handler>) -> Option<Handler> {
+    health.or_else(|| {
+        let port = app.port.filter(|_| app.readiness().waits())?;
+        Some(("tcpSocket", map([("port", port.into())])))
+    })
+}
+
+/// A probe paced like supd's health checks.
+fn checked(app: &AppConfig, handler: Handler) -> Value {
+    probe(
+        handler,
+        text::seconds(app.health_interval, 1),
+        text::seconds(app.health_timeout, 1),
+        u64::from(app.health_retries),
+    )
+}
+
+/// `handler` with its period, timeout and failure threshold.
+fn probe((kind, body): Handler, period: u64, timeout: u64, failures: u64) -> Value {
+    map([
+        (kind, body),
+        ("periodSeconds", period.into()),
+        ("timeoutSeconds", timeout.into()),
+        ("failureThreshold", failures.into()),
+    ])
+}
+
+/// The Service of an app with a port: cluster-internal for an app that
+/// listens on loopback (reached from its own machine only under supd), a
+/// LoadBalancer for one that listens beyond it.
+fn service(app: &AppConfig, name: &str, port: u16) -> Value {
+    let kind = if fate::loopback(app) {
+        "ClusterIP"
+    } else {
+        "LoadBalancer"
+    };
+    map([
+        ("apiVersion", "v1".into()),
+        ("kind", "Service".into()),
+        (
+            "metadata",
+            map([
+                ("name", name.into()),
+                ("labels", strings([(NAME_LABEL, name)])),
+            ]),
+        ),
+        (
+            "spec",
+            map([
+                ("type", kind.into()),
+                ("selector", strings([(NAME_LABEL, name)])),
+                (
+                    "ports",
+                    seq([map([
+                        ("port", port.into()),
+                        ("targetPort", port.into()),
+                        ("protocol", "TCP".into()),
+                    ])]),
+                ),
+            ]),
+        ),
+    ])
+}

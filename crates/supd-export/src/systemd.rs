@@ -1,0 +1,302 @@
+//! systemd: per app a service unit (a template `NAME@.service` and a
+//! `NAME.target` that wants its N instances, for more than one), and a
+//! `NAME.socket` for an app with a port.
+//!
+//! The socket unit is what supd's daemon-held port is: systemd binds it
+//! (`ReusePort=`, as supd binds), keeps it across restarts, and passes it to
+//! every instance as fd 3 with `LISTEN_FDS=1`, `LISTEN_PID` and
+//! `LISTEN_FDNAMES=NAME`, exactly as supd does; the instances of a template
+//! share it (`Sockets=`), as a cluster's instances share supd's. An app
+//! that says READY=1 (`wait_ready`) is `Type=notify` on the same protocol.
+//! A unit runs at most once by construction, so a capped app needs nothing
+//! more than its instance count.
+
+use std::net::IpAddr;
+
+use supd_config::{AppConfig, Readiness};
+
+use crate::fate::{self, Format};
+use crate::text;
+use crate::{Document, Export};
+
+/// Every app of `apps` as units.
+pub fn export(apps: &[AppConfig]) -> Export {
+    let mut export = Export::default();
+    for app in apps {
+        export.warnings.extend(fate::lost(app, Format::Systemd));
+        let mut app = app.clone();
+        app.apply_interpreter();
+        let units = Units::of(&app);
+        export.documents.push(Document {
+            file: units.service.clone(),
+            text: service(&app, &units),
+        });
+        if let Some(port) = app.port {
+            export.documents.push(Document {
+                file: format!("{}.socket", app.name),
+                text: socket(&app, port, &units),
+            });
+        }
+        if let Some(target) = &units.target {
+            export.documents.push(Document {
+                file: target.clone(),
+                text: target_unit(&app),
+            });
+        }
+    }
+    export
+}
+
+/// The names of an app's units.
+struct Units {
+    /// `NAME.service`, or the template `NAME@.service`.
+    service: String,
+    /// With instances: `NAME.target`.
+    target: Option<String>,
+    /// What the socket activates: the service, or the template's instance 0.
+    activated: String,
+}
+
+impl Units {
+    fn of(app: &AppConfig) -> Units {
+        let name = &app.name;
+        if app.instances > 1 {
+            Units {
+                service: format!("{name}@.service"),
+                target: Some(format!("{name}.target")),
+                activated: format!("{name}@0.service"),
+            }
+        } else {
+            Units {
+                service: format!("{name}.service"),
+                target: None,
+                activated: format!("{name}.service"),
+            }
+        }
+    }
+}
+
+/// A unit file from its sections, each a list of `Key=value` lines
+/// (sections without lines are left out).
+fn unit(sections: &[(&str, Vec<String>)]) -> String {
+    sections
+        .iter()
+        .filter(|(_, lines)| !lines.is_empty())
+        .map(|(name, lines)| format!("[{name}]\n{}\n", lines.join("\n")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The service unit (or template).
+fn service(app: &AppConfig, units: &Units) -> String {
+    let name = &app.name;
+    let template = units.target.is_some();
+    let instance = if template { "%i" } else { "0" };
+    let mut head = vec![description(
+        app,
+        if template { " (instance %i)" } else { "" },
+    )];
+    if let Some(target) = &units.target {
+        head.push(format!("PartOf={target}"));
+    }
+    if app.port.is_some() {
+        head.push(format!("Requires={name}.socket"));
+        head.push(format!("After={name}.socket"));
+    }
+    // supd gives up after max_restarts runs shorter than min_uptime in a
+    // row; systemd after StartLimitBurst starts within the interval: those
+    // runs (and their delays) fit in it.
+    let unstable = (app.min_uptime + app.restart_delay) * app.max_restarts.max(1);
+    head.push(format!(
+        "StartLimitIntervalSec={}",
+        text::seconds(unstable, 1)
+    ));
+    head.push(format!("StartLimitBurst={}", app.max_restarts.max(1)));
+
+    let mut body = Vec::new();
+    if app.readiness() == Readiness::Notified {
+        body.push("Type=notify".into());
+        body.push("NotifyAccess=all".into());
+        body.push(format!(
+            "TimeoutStartSec={}",
+            text::duration(app.listen_timeout)
+        ));
+    } else {
+        body.push("Type=simple".into());
+    }
+    if app.port.is_some() {
+        body.push(format!("Sockets={name}.socket"));
+    }
+    let command: Vec<String> = std::iter::once(&app.script)
+        .chain(&app.args)
+        .map(|word| exec_word(word))
+        .collect();
+    body.push(format!("ExecStart={}", command.join(" ")));
+    body.push(format!(
+        "WorkingDirectory={}",
+        escape_specifiers(&app.cwd.display().to_string())
+    ));
+    let mut env: Vec<(String, String)> = app.env.clone().into_iter().collect();
+    env.push(("SUPD_APP_NAME".into(), name.clone()));
+    env.push((app.instance_var.clone(), instance.into()));
+    if app.instance_var != "NODE_APP_INSTANCE" {
+        env.push(("NODE_APP_INSTANCE".into(), instance.into()));
+    }
+    if let Some(port) = app.port {
+        env.push(("PORT".into(), port.to_string()));
+    }
+    body.extend(env.iter().map(|(k, v)| {
+        // `%i` is the one specifier meant as one; any other `%` is literal.
+        let value = if v == "%i" {
+            v.clone()
+        } else {
+            escape_specifiers(v)
+        };
+        format!("Environment={}", quote(&format!("{k}={value}")))
+    }));
+    body.push(format!(
+        "Restart={}",
+        if app.autorestart { "always" } else { "no" }
+    ));
+    body.push(format!("RestartSec={}", text::duration(app.restart_delay)));
+    if !app.stop_exit_codes.is_empty() {
+        let codes: Vec<String> = app.stop_exit_codes.iter().map(i32::to_string).collect();
+        body.push(format!("RestartPreventExitStatus={}", codes.join(" ")));
+    }
+    body.push(format!("KillSignal={}", app.kill_signal));
+    body.push(format!(
+        "TimeoutStopSec={}",
+        text::duration(app.kill_timeout)
+    ));
+    if let Some(bytes) = app.max_memory_restart {
+        body.push(format!(
+            "MemoryMax={}",
+            text::size(bytes, text::SYSTEMD_UNITS)
+        ));
+    }
+    if let Some(watchdog) = app.watchdog {
+        body.push(format!("WatchdogSec={}", text::duration(watchdog)));
+    }
+    for (key, file) in [
+        ("StandardOutput", &app.out_file),
+        ("StandardError", &app.error_file),
+    ] {
+        if let Some(file) = file {
+            body.push(format!(
+                "{key}=append:{}",
+                escape_specifiers(&file.display().to_string())
+            ));
+        }
+    }
+    let install = if template {
+        Vec::new()
+    } else {
+        vec!["WantedBy=multi-user.target".into()]
+    };
+    unit(&[("Unit", head), ("Service", body), ("Install", install)])
+}
+
+/// The socket unit: the port, held by systemd across restarts.
+fn socket(app: &AppConfig, port: u16, units: &Units) -> String {
+    let listen = match app.host {
+        None => port.to_string(),
+        Some(IpAddr::V4(ip)) => format!("{ip}:{port}"),
+        Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+    };
+    unit(&[
+        ("Unit", vec![description(app, " (its port)")]),
+        (
+            "Socket",
+            vec![
+                format!("ListenStream={listen}"),
+                "ReusePort=yes".into(),
+                format!("FileDescriptorName={}", app.name),
+                format!("Service={}", units.activated),
+            ],
+        ),
+        ("Install", vec!["WantedBy=sockets.target".into()]),
+    ])
+}
+
+/// The target that starts an app's N instances: `systemctl start NAME.target`.
+fn target_unit(app: &AppConfig) -> String {
+    let instances: Vec<String> = (0..app.instances)
+        .map(|i| format!("{}@{i}.service", app.name))
+        .collect();
+    unit(&[
+        (
+            "Unit",
+            vec![
+                description(app, &format!(" ({} instances)", app.instances)),
+                format!("Wants={}", instances.join(" ")),
+            ],
+        ),
+        ("Install", vec!["WantedBy=multi-user.target".into()]),
+    ])
+}
+
+/// `Description=`.
+fn description(app: &AppConfig, suffix: &str) -> String {
+    format!("Description={}{suffix}, exported by supctl", app.name)
+}
+
+/// `%` written `%%`, so systemd reads no specifier.
+fn escape_specifiers(text: &str) -> String {
+    text.replace('%', "%%")
+}
+
+/// One `ExecStart=` word: specifiers and `$` variables escaped, quoted when
+/// it has anything systemd would split or unescape.
+fn exec_word(word: &str) -> String {
+    let word = escape_specifiers(word).replace('$', "$$");
+    let plain = !word.is_empty()
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | ';'));
+    if plain { word } else { quote(&word) }
+}
+
+/// `text` in double quotes, C-escaped as systemd unquotes it.
+fn quote(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_words() {
+        for (word, written) in [
+            ("/usr/bin/node", "/usr/bin/node"),
+            ("--port=3000", "--port=3000"),
+            ("two words", "\"two words\""),
+            ("100%", "100%%"),
+            ("$HOME", "$$HOME"),
+            ("say \"hi\"", "\"say \\\"hi\\\"\""),
+            (";", "\";\""),
+            ("", "\"\""),
+        ] {
+            assert_eq!(exec_word(word), written, "{word}");
+        }
+    }
+
+    #[test]
+    fn sections_without_lines_are_left_out() {
+        assert_eq!(
+            unit(&[("Unit", vec!["A=1".into()]), ("Install", vec![])]),
+            "[Unit]\nA=1\n"
+        );
+    }
+}
