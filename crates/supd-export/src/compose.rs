@@ -156,3 +156,77 @@ fn healthcheck(app: &AppConfig) -> Option<Value> {
         ("start_period", opt(start)),
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::{app, documents, get, options};
+
+    /// The one service of `app`, and the warnings' keys.
+    fn one(app: AppConfig) -> (Value, Vec<String>) {
+        let name = app.name.clone();
+        let export = export(&[app], &options());
+        let warnings = export.warnings.iter().map(|w| w.key.clone()).collect();
+        let doc = documents(&export.documents[0].text).remove(0);
+        (get(&doc, &format!("services.{name}")).clone(), warnings)
+    }
+
+    #[test]
+    fn a_capped_app_stops_before_its_successor_starts() {
+        for (cap, order) in [(Some(1), "stop-first"), (None, "start-first")] {
+            let (service, _) = one(app("billing", |a| {
+                a.max_instances = cap;
+                a.max_instances_reason = cap.map(|_| "runs once".into());
+            }));
+            assert_eq!(get(&service, "deploy.replicas"), 1);
+            assert_eq!(get(&service, "deploy.update_config.order"), order);
+            assert_eq!(
+                !service["labels"]["dev.supd.max-instances-reason"].is_null(),
+                cap.is_some()
+            );
+        }
+    }
+
+    #[test]
+    fn keys_become_fields() {
+        let (service, warnings) = one(app("api", |a| {
+            a.instances = 3;
+            a.port = Some(3000);
+            a.host = Some("127.0.0.1".parse().unwrap());
+            a.kill_timeout = Duration::from_millis(1600);
+            a.kill_signal = "SIGTERM".into();
+            a.max_memory_restart = Some(1 << 30);
+            a.health_check = Some("curl -f localhost:$PORT".into());
+            a.wait_ready = true;
+            a.listen_timeout = Duration::from_secs(8);
+            a.autorestart = false;
+        }));
+        assert_eq!(get(&service, "deploy.replicas"), 3);
+        assert_eq!(get(&service, "deploy.resources.limits.memory"), "1g");
+        assert_eq!(service["stop_grace_period"], "1600ms");
+        assert_eq!(service["stop_signal"], "SIGTERM");
+        assert_eq!(service["restart"], "no");
+        assert_eq!(service["entrypoint"][0], "/app/bin/app");
+        assert_eq!(service["expose"][0], "3000", "loopback: not published");
+        assert!(service["ports"].is_null());
+        assert_eq!(get(&service, "healthcheck.test.0"), "CMD-SHELL");
+        assert_eq!(get(&service, "healthcheck.start_period"), "8s");
+        assert_eq!(get(&service, "environment.HOST"), "0.0.0.0");
+        assert!(
+            service["environment"]["INSTANCE_ID"].is_null(),
+            "3 replicas"
+        );
+        assert_eq!(warnings, ["instance_var"]);
+    }
+
+    #[test]
+    fn a_port_beyond_loopback_is_published() {
+        let (service, warnings) = one(app("web", |a| a.port = Some(8080)));
+        assert_eq!(get(&service, "ports.0.published"), 8080);
+        assert_eq!(get(&service, "environment.INSTANCE_ID"), "0");
+        assert!(service["expose"].is_null());
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}

@@ -76,6 +76,9 @@ pub struct Process {
 /// when it is outside the project.
 fn in_image(path: &Path, project: &Path) -> Option<String> {
     let relative = path.strip_prefix(project).ok()?;
+    if relative.as_os_str().is_empty() {
+        return Some(IMAGE_ROOT.to_string());
+    }
     Some(Path::new(IMAGE_ROOT).join(relative).display().to_string())
 }
 

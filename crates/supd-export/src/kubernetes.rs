@@ -301,3 +301,172 @@ fn service(app: &AppConfig, name: &str, port: u16) -> Value {
         ),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::{app, documents, get, options};
+
+    /// The documents of one app, and the warnings.
+    fn one(app: AppConfig) -> (Vec<Value>, Vec<String>) {
+        let export = export(&[app], &options());
+        let warnings = export.warnings.iter().map(|w| w.key.clone()).collect();
+        (documents(&export.documents[0].text), warnings)
+    }
+
+    const CONTAINER: &str = "spec.template.spec.containers.0";
+
+    #[test]
+    fn a_capped_app_is_a_stateful_set_numbered_from_zero() {
+        let (docs, _) = one(app("billing", |a| {
+            a.max_instances = Some(1);
+            a.max_instances_reason = Some("payments run once".into());
+        }));
+        let set = &docs[0];
+        assert_eq!(get(set, "kind"), "StatefulSet");
+        assert_eq!(get(set, "spec.serviceName"), "billing");
+        assert_eq!(get(set, "spec.replicas"), 1);
+        assert_eq!(get(set, "spec.updateStrategy.type"), "RollingUpdate");
+        let annotations = get(set, "metadata.annotations");
+        assert_eq!(annotations["supd.dev/max-instances"], "1");
+        assert_eq!(
+            annotations["supd.dev/max-instances-reason"],
+            "payments run once"
+        );
+        let id = &get(set, &format!("{CONTAINER}.env"))[1];
+        assert_eq!(id["name"], "INSTANCE_ID");
+        assert_eq!(
+            id["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['apps.kubernetes.io/pod-index']"
+        );
+    }
+
+    #[test]
+    fn a_free_app_is_a_deployment_that_surges_one_pod() {
+        let (docs, _) = one(app("api", |a| {
+            a.instances = 4;
+            a.port = Some(3000);
+        }));
+        assert_eq!(docs.len(), 2, "a Deployment and a Service");
+        let deployment = &docs[0];
+        assert_eq!(get(deployment, "kind"), "Deployment");
+        assert_eq!(get(deployment, "spec.replicas"), 4);
+        assert_eq!(get(deployment, "spec.strategy.rollingUpdate.maxSurge"), 1);
+        assert_eq!(
+            get(deployment, "spec.strategy.rollingUpdate.maxUnavailable"),
+            0
+        );
+        assert_eq!(get(deployment, "spec.serviceName"), &Value::Null);
+        let service = &docs[1];
+        assert_eq!(get(service, "kind"), "Service");
+        assert_eq!(
+            get(service, "spec.type"),
+            "LoadBalancer",
+            "listens beyond loopback"
+        );
+        assert_eq!(get(service, "spec.ports.0.targetPort"), 3000);
+    }
+
+    #[test]
+    fn keys_become_fields() {
+        let (docs, warnings) = one(app("api", |a| {
+            a.args = vec!["--fast".into()];
+            a.port = Some(3000);
+            a.host = Some("127.0.0.1".parse().unwrap());
+            a.kill_timeout = Duration::from_millis(1600);
+            a.max_memory_restart = Some(300 << 20);
+            a.env.insert("MODE".into(), "prod".into());
+        }));
+        let pod = &docs[0]["spec"]["template"]["spec"];
+        assert_eq!(pod["terminationGracePeriodSeconds"], 2, "rounded up");
+        let container = &pod["containers"][0];
+        assert_eq!(container["image"], "img:1");
+        assert_eq!(container["command"][0], "/app/bin/app");
+        assert_eq!(container["args"][0], "--fast");
+        assert_eq!(container["workingDir"], "/app");
+        assert_eq!(container["resources"]["limits"]["memory"], "300Mi");
+        assert_eq!(container["ports"][0]["containerPort"], 3000);
+        assert_eq!(get(&docs[1], "spec.type"), "ClusterIP", "loopback only");
+        assert_eq!(
+            warnings,
+            ["kill_signal"],
+            "SIGINT is not Kubernetes' signal"
+        );
+    }
+
+    #[test]
+    fn probes() {
+        // (health_check, wait_ready, readiness handler, liveness handler, startup)
+        let table: &[(Option<&str>, bool, Option<&str>, Option<&str>, bool)] = &[
+            (None, false, None, None, false),
+            (None, true, Some("tcpSocket"), None, true),
+            (
+                Some("http://127.0.0.1:{port}/health"),
+                false,
+                Some("httpGet"),
+                Some("httpGet"),
+                false,
+            ),
+            (
+                Some("http://localhost:{port}/health"),
+                true,
+                Some("httpGet"),
+                Some("httpGet"),
+                true,
+            ),
+            (
+                Some("test -e /tmp/ok"),
+                false,
+                Some("exec"),
+                Some("exec"),
+                false,
+            ),
+            (Some("http://10.0.0.9:80/"), false, None, None, false),
+        ];
+        let handler = |probe: &Value| {
+            ["tcpSocket", "httpGet", "exec"]
+                .into_iter()
+                .find(|kind| !probe[kind].is_null())
+        };
+        for (check, wait_ready, ready, live, startup) in table {
+            let (docs, warnings) = one(app("api", |a| {
+                a.port = Some(3000);
+                a.health_check = check.map(str::to_string);
+                a.wait_ready = *wait_ready;
+                a.health_interval = Duration::from_secs(5);
+                a.listen_timeout = Duration::from_millis(2500);
+            }));
+            let container = get(&docs[0], CONTAINER);
+            assert_eq!(handler(&container["readinessProbe"]), *ready, "{check:?}");
+            assert_eq!(handler(&container["livenessProbe"]), *live, "{check:?}");
+            assert_eq!(!container["startupProbe"].is_null(), *startup, "{check:?}");
+            if *startup {
+                assert_eq!(container["startupProbe"]["failureThreshold"], 3);
+            }
+            if *live == Some("httpGet") {
+                assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/health");
+                assert_eq!(container["livenessProbe"]["httpGet"]["port"], 3000);
+                assert_eq!(container["livenessProbe"]["periodSeconds"], 5);
+            }
+            let remote = check.is_some_and(|c| c.contains("10.0.0.9"));
+            assert_eq!(warnings.contains(&"health_check".to_string()), remote);
+        }
+    }
+
+    #[test]
+    fn local_addresses_of_other_apps_become_service_names() {
+        let apps = [
+            app("gateway", |a| {
+                a.env
+                    .insert("USERS".into(), "http://127.0.0.1:30001".into());
+            }),
+            app("users", |a| a.port = Some(30001)),
+        ];
+        let export = export(&apps, &options());
+        let docs = documents(&export.documents[0].text);
+        let env = get(&docs[0], &format!("{CONTAINER}.env.0"));
+        assert_eq!(env["value"], "http://users:30001");
+    }
+}

@@ -19,6 +19,8 @@ mod container;
 mod fate;
 mod kubernetes;
 mod systemd;
+#[cfg(test)]
+mod testing;
 mod text;
 mod yaml;
 

@@ -274,7 +274,10 @@ fn quote(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::testing::app;
 
     #[test]
     fn exec_words() {
@@ -298,5 +301,104 @@ mod tests {
             unit(&[("Unit", vec!["A=1".into()]), ("Install", vec![])]),
             "[Unit]\nA=1\n"
         );
+    }
+
+    /// The units of `app` by file name.
+    fn units(app: AppConfig) -> std::collections::BTreeMap<String, String> {
+        export(&[app])
+            .documents
+            .into_iter()
+            .map(|doc| (doc.file, doc.text))
+            .collect()
+    }
+
+    /// Whether `text` has the line `line`.
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn instances_are_a_template_and_a_target() {
+        let units = units(app("api", |a| {
+            a.instances = 3;
+            a.port = Some(3000);
+        }));
+        let files: Vec<&str> = units.keys().map(String::as_str).collect();
+        assert_eq!(files, ["api.socket", "api.target", "api@.service"]);
+        assert!(has(
+            &units["api.target"],
+            "Wants=api@0.service api@1.service api@2.service"
+        ));
+        let service = &units["api@.service"];
+        for line in [
+            "Environment=\"INSTANCE_ID=%i\"",
+            "Sockets=api.socket",
+            "PartOf=api.target",
+            "Type=simple",
+        ] {
+            assert!(has(service, line), "{line} in\n{service}");
+        }
+        let socket = &units["api.socket"];
+        for line in [
+            "ListenStream=3000",
+            "ReusePort=yes",
+            "FileDescriptorName=api",
+            "Service=api@0.service",
+        ] {
+            assert!(has(socket, line), "{line} in\n{socket}");
+        }
+    }
+
+    #[test]
+    fn keys_become_directives() {
+        let units = units(app("billing", |a| {
+            a.port = Some(30005);
+            a.host = Some("127.0.0.1".parse().unwrap());
+            a.wait_ready = true;
+            a.listen_timeout = Duration::from_secs(10);
+            a.max_memory_restart = Some(300 << 20);
+            a.kill_timeout = Duration::from_millis(1600);
+            a.kill_signal = "SIGTERM".into();
+            a.restart_delay = Duration::from_secs(4);
+            a.stop_exit_codes = vec![0, 3];
+            a.watchdog = Some(Duration::from_secs(30));
+            a.out_file = Some("/var/log/billing.log".into());
+            a.env.insert("RATE".into(), "100%".into());
+        }));
+        let service = &units["billing.service"];
+        for line in [
+            "Type=notify",
+            "TimeoutStartSec=10s",
+            "MemoryMax=300M",
+            "TimeoutStopSec=1600ms",
+            "KillSignal=SIGTERM",
+            "Restart=always",
+            "RestartSec=4s",
+            "RestartPreventExitStatus=0 3",
+            "WatchdogSec=30s",
+            "StandardOutput=append:/var/log/billing.log",
+            "Environment=\"RATE=100%%\"",
+            "Environment=\"INSTANCE_ID=0\"",
+            "Environment=\"PORT=30005\"",
+            "ExecStart=/srv/p/bin/app",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(has(service, line), "{line} in\n{service}");
+        }
+        assert!(has(
+            &units["billing.socket"],
+            "ListenStream=127.0.0.1:30005"
+        ));
+    }
+
+    #[test]
+    fn an_interpreted_script_runs_through_its_interpreter() {
+        let units = units(app("web", |a| {
+            a.script = "/srv/p/app.js".into();
+            a.autorestart = false;
+        }));
+        let service = &units["web.service"];
+        assert!(has(service, "ExecStart=node /srv/p/app.js"), "{service}");
+        assert!(has(service, "Restart=no"));
     }
 }
