@@ -396,10 +396,19 @@ mod tests {
         );
     }
 
+    /// health_check, wait_ready, then the readiness and liveness handlers
+    /// and whether there is a startupProbe.
+    type ProbeRow = (
+        Option<&'static str>,
+        bool,
+        Option<&'static str>,
+        Option<&'static str>,
+        bool,
+    );
+
     #[test]
     fn probes() {
-        // (health_check, wait_ready, readiness handler, liveness handler, startup)
-        let table: &[(Option<&str>, bool, Option<&str>, Option<&str>, bool)] = &[
+        let table: &[ProbeRow] = &[
             (None, false, None, None, false),
             (None, true, Some("tcpSocket"), None, true),
             (
