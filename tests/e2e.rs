@@ -13,6 +13,7 @@ mod crash;
 mod docs;
 mod drain;
 mod examples;
+mod export;
 mod fork;
 mod home;
 mod host;
