@@ -390,6 +390,10 @@ fn unknown_formats_outside_scripts_and_keys_no_engine_has() {
 [[apps]]
 name = "local"
 script = "bin/local"
+[apps.env]
+MODE = "development"
+[apps.env_production]
+MODE = "production"
 
 [[apps]]
 name = "worker"
@@ -427,6 +431,16 @@ cron_restart = "0 3 * * *"
     let (_, warnings) = export(&supd, &["systemd", file]);
     let keys: Vec<&str> = warnings.iter().map(|(_, k)| k.as_str()).collect();
     assert_eq!(keys, ["cron_restart"]);
+
+    // --env and --only select as for start.
+    let (yaml, _) = export(
+        &supd,
+        &["compose", file, "--env", "production", "--only", "local"],
+    );
+    assert!(yaml.contains("MODE: production"), "{yaml}");
+    assert!(!yaml.contains("worker"), "{yaml}");
+    let (yaml, _) = export(&supd, &["kubernetes", file]);
+    assert!(yaml.contains("value: development"), "{yaml}");
 
     let err = supd.fails(&["export", "compose", file, "--only", "nosuch"]);
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -15,7 +15,7 @@ use crate::container::{self, Process};
 use crate::fate::{self, Format};
 use crate::text;
 use crate::yaml::{Value, map, opt, render, seq, strings};
-use crate::{Document, Export, Options};
+use crate::{Document, Export, Options, vars};
 
 /// The file name with `-o DIR`.
 const FILE: &str = "compose.yaml";
@@ -47,8 +47,11 @@ fn service(app: &AppConfig, process: &Process, options: &Options) -> Value {
     if app.instances == 1 {
         // One replica: its number is 0, as under supd (with more, the
         // replicas share one environment: a warning of `fate`).
-        env.push((app.instance_var.clone(), "0".into()));
-        env.push(("NODE_APP_INSTANCE".into(), "0".into()));
+        env.extend(
+            vars::instance_names(app)
+                .into_iter()
+                .map(|k| (k.to_string(), "0".into())),
+        );
     }
     let loopback = fate::loopback(app);
     map([

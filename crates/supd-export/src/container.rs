@@ -14,7 +14,7 @@ use std::path::Path;
 
 use supd_config::AppConfig;
 
-use crate::{IMAGE_ROOT, Options, Warning};
+use crate::{IMAGE_ROOT, Options, Warning, vars};
 
 /// The longest DNS label (Kubernetes object and Compose service names).
 const MAX_LABEL: usize = 63;
@@ -113,14 +113,15 @@ pub fn process(
         warn("cwd", &cwd);
         cwd
     });
-    let mut env: Vec<(String, String)> = app
-        .env
-        .iter()
-        .map(|(key, value)| (key.clone(), rewrite_peers(value, peers)))
+    let mut env: Vec<(String, String)> = vars::own(&app, &["HOST"])
+        .into_iter()
+        .map(|(key, value)| {
+            let value = rewrite_peers(&value, peers);
+            (key, value)
+        })
+        .chain(vars::supd(&app))
         .collect();
-    env.push(("SUPD_APP_NAME".into(), app.name.clone()));
-    if let Some(port) = app.port {
-        env.push(("PORT".into(), port.to_string()));
+    if app.port.is_some() {
         env.push(("HOST".into(), "0.0.0.0".into()));
     }
     Process {

@@ -113,7 +113,7 @@ const ROWS: &[Row] = &[
         key: "kill_signal",
         set: |app, _| app.kill_signal != "SIGTERM",
         kubernetes: Some(
-            "Kubernetes stops a container with the image's STOPSIGNAL (SIGTERM unless the image says otherwise): give the image this one",
+            "a container is stopped with its image's STOPSIGNAL (SIGTERM unless the image sets one): set STOPSIGNAL to this kill_signal in the image",
         ),
         systemd: None,
         compose: None,

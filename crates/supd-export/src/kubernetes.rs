@@ -19,7 +19,7 @@ use crate::container::{self, Process};
 use crate::fate::{self, Format};
 use crate::text;
 use crate::yaml::{Value, map, opt, render, seq, strings};
-use crate::{Document, Export, Options, Warning};
+use crate::{Document, Export, Options, Warning, vars};
 
 /// A probe's handler: its kind (`httpGet`, `exec`, `tcpSocket`) and body.
 type Handler = (&'static str, Value);
@@ -201,10 +201,7 @@ fn env(app: &AppConfig, process: &Process) -> Value {
         .env
         .iter()
         .map(|(k, v)| map([("name", k.as_str().into()), ("value", v.as_str().into())]));
-    let mut numbered = vec![from_field(&app.instance_var)];
-    if app.instance_var != "NODE_APP_INSTANCE" {
-        numbered.push(from_field("NODE_APP_INSTANCE"));
-    }
+    let numbered = vars::instance_names(app).into_iter().map(from_field);
     seq(plain.chain(numbered))
 }
 

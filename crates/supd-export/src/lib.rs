@@ -11,7 +11,7 @@
 //! warnings out; nothing here reads or writes files. Inside: `fate` (the
 //! table of what each format keeps and loses), `container` (what Kubernetes
 //! and Compose share: paths inside the image, names, the environment),
-//! `text` (durations, sizes), `yaml` (an ordered YAML builder), and one
+//! `vars` (the environment), `text` (durations, sizes), `yaml` (an ordered YAML builder), and one
 //! module per format.
 
 mod compose;
@@ -22,6 +22,7 @@ mod systemd;
 #[cfg(test)]
 mod testing;
 mod text;
+mod vars;
 mod yaml;
 
 use std::fmt;

@@ -17,7 +17,7 @@ use supd_config::{AppConfig, Readiness};
 
 use crate::fate::{self, Format};
 use crate::text;
-use crate::{Document, Export};
+use crate::{Document, Export, vars};
 
 /// Every app of `apps` as units.
 pub fn export(apps: &[AppConfig]) -> Export {
@@ -136,24 +136,19 @@ fn service(app: &AppConfig, units: &Units) -> String {
         "WorkingDirectory={}",
         escape_specifiers(&app.cwd.display().to_string())
     ));
-    let mut env: Vec<(String, String)> = app.env.clone().into_iter().collect();
-    env.push(("SUPD_APP_NAME".into(), name.clone()));
-    env.push((app.instance_var.clone(), instance.into()));
-    if app.instance_var != "NODE_APP_INSTANCE" {
-        env.push(("NODE_APP_INSTANCE".into(), instance.into()));
-    }
-    if let Some(port) = app.port {
-        env.push(("PORT".into(), port.to_string()));
-    }
-    body.extend(env.iter().map(|(k, v)| {
-        // `%i` is the one specifier meant as one; any other `%` is literal.
-        let value = if v == "%i" {
-            v.clone()
-        } else {
-            escape_specifiers(v)
-        };
-        format!("Environment={}", quote(&format!("{k}={value}")))
-    }));
+    // The app's values are literal (`%` escaped); the instance number is
+    // the one specifier meant as one.
+    let own = vars::own(app, &[])
+        .into_iter()
+        .chain(vars::supd(app))
+        .map(|(k, v)| format!("{k}={}", escape_specifiers(&v)));
+    let numbered = vars::instance_names(app)
+        .into_iter()
+        .map(|k| format!("{k}={instance}"));
+    body.extend(
+        own.chain(numbered)
+            .map(|pair| format!("Environment={}", quote(&pair))),
+    );
     body.push(format!(
         "Restart={}",
         if app.autorestart { "always" } else { "no" }
