@@ -95,7 +95,7 @@ pub fn process(
             app: app.name.clone(),
             key: key.into(),
             message: format!(
-                "{path} is outside the project folder {}: the image must provide it at that path",
+                "{path} is outside the project folder {} (--project): the image must provide it at that path",
                 options.project.display()
             ),
         })
