@@ -89,55 +89,104 @@ fn unit(sections: &[(&str, Vec<String>)]) -> String {
 
 /// The service unit (or template).
 fn service(app: &AppConfig, units: &Units) -> String {
+    let install = if units.target.is_some() {
+        Vec::new()
+    } else {
+        vec!["WantedBy=multi-user.target".into()]
+    };
+    unit(&[
+        ("Unit", unit_section(app, units)),
+        ("Service", service_section(app, units)),
+        ("Install", install),
+    ])
+}
+
+/// `[Unit]`: what the service belongs to and needs, and when to give up.
+fn unit_section(app: &AppConfig, units: &Units) -> Vec<String> {
     let name = &app.name;
-    let template = units.target.is_some();
-    let instance = if template { "%i" } else { "0" };
-    let mut head = vec![description(
-        app,
-        if template { " (instance %i)" } else { "" },
-    )];
+    let instance = if units.target.is_some() {
+        " (instance %i)"
+    } else {
+        ""
+    };
+    let mut lines = vec![description(app, instance)];
     if let Some(target) = &units.target {
-        head.push(format!("PartOf={target}"));
+        lines.push(format!("PartOf={target}"));
     }
     if app.port.is_some() {
-        head.push(format!("Requires={name}.socket"));
-        head.push(format!("After={name}.socket"));
+        lines.push(format!("Requires={name}.socket"));
+        lines.push(format!("After={name}.socket"));
     }
     // supd gives up after max_restarts runs shorter than min_uptime in a
     // row; systemd after StartLimitBurst starts within the interval: those
     // runs (and their delays) fit in it.
-    let unstable = (app.min_uptime + app.restart_delay) * app.max_restarts.max(1);
-    head.push(format!(
+    let burst = app.max_restarts.max(1);
+    let unstable = (app.min_uptime + app.restart_delay) * burst;
+    lines.push(format!(
         "StartLimitIntervalSec={}",
         text::seconds(unstable, 1)
     ));
-    head.push(format!("StartLimitBurst={}", app.max_restarts.max(1)));
+    lines.push(format!("StartLimitBurst={burst}"));
+    lines
+}
 
-    let mut body = Vec::new();
+/// `[Service]`: how it runs, restarts and stops.
+fn service_section(app: &AppConfig, units: &Units) -> Vec<String> {
+    let mut lines = Vec::new();
     if app.readiness() == Readiness::Notified {
-        body.push("Type=notify".into());
-        body.push("NotifyAccess=all".into());
-        body.push(format!(
-            "TimeoutStartSec={}",
-            text::duration(app.listen_timeout)
-        ));
+        lines.push("Type=notify".into());
+        lines.push("NotifyAccess=all".into());
+        let timeout = text::duration(app.listen_timeout);
+        lines.push(format!("TimeoutStartSec={timeout}"));
     } else {
-        body.push("Type=simple".into());
+        lines.push("Type=simple".into());
     }
     if app.port.is_some() {
-        body.push(format!("Sockets={name}.socket"));
+        lines.push(format!("Sockets={}.socket", app.name));
     }
     let command: Vec<String> = std::iter::once(&app.script)
         .chain(&app.args)
         .map(|word| exec_word(word))
         .collect();
-    body.push(format!("ExecStart={}", command.join(" ")));
-    body.push(format!(
-        "WorkingDirectory={}",
-        escape_specifiers(&app.cwd.display().to_string())
+    lines.push(format!("ExecStart={}", command.join(" ")));
+    let cwd = escape_specifiers(&app.cwd.display().to_string());
+    lines.push(format!("WorkingDirectory={cwd}"));
+    lines.extend(environment(app, units));
+    let restart = if app.autorestart { "always" } else { "no" };
+    lines.push(format!("Restart={restart}"));
+    lines.push(format!("RestartSec={}", text::duration(app.restart_delay)));
+    if !app.stop_exit_codes.is_empty() {
+        let codes: Vec<String> = app.stop_exit_codes.iter().map(i32::to_string).collect();
+        lines.push(format!("RestartPreventExitStatus={}", codes.join(" ")));
+    }
+    lines.push(format!("KillSignal={}", app.kill_signal));
+    lines.push(format!(
+        "TimeoutStopSec={}",
+        text::duration(app.kill_timeout)
     ));
-    // The app's values are literal (`%` escaped); the instance number is
-    // the one specifier meant as one.
+    if let Some(bytes) = app.max_memory_restart {
+        let size = text::size(bytes, text::SYSTEMD_UNITS);
+        lines.push(format!("MemoryMax={size}"));
+    }
+    if let Some(watchdog) = app.watchdog {
+        lines.push(format!("WatchdogSec={}", text::duration(watchdog)));
+    }
+    for (key, file) in [
+        ("StandardOutput", &app.out_file),
+        ("StandardError", &app.error_file),
+    ] {
+        if let Some(file) = file {
+            let path = escape_specifiers(&file.display().to_string());
+            lines.push(format!("{key}=append:{path}"));
+        }
+    }
+    lines
+}
+
+/// The `Environment=` lines: the app's values literal (`%` escaped), the
+/// instance number the one specifier meant as one (`%i` in a template).
+fn environment(app: &AppConfig, units: &Units) -> Vec<String> {
+    let instance = if units.target.is_some() { "%i" } else { "0" };
     let own = vars::own(app, &[])
         .into_iter()
         .chain(vars::supd(app))
@@ -145,50 +194,9 @@ fn service(app: &AppConfig, units: &Units) -> String {
     let numbered = vars::instance_names(app)
         .into_iter()
         .map(|k| format!("{k}={instance}"));
-    body.extend(
-        own.chain(numbered)
-            .map(|pair| format!("Environment={}", quote(&pair))),
-    );
-    body.push(format!(
-        "Restart={}",
-        if app.autorestart { "always" } else { "no" }
-    ));
-    body.push(format!("RestartSec={}", text::duration(app.restart_delay)));
-    if !app.stop_exit_codes.is_empty() {
-        let codes: Vec<String> = app.stop_exit_codes.iter().map(i32::to_string).collect();
-        body.push(format!("RestartPreventExitStatus={}", codes.join(" ")));
-    }
-    body.push(format!("KillSignal={}", app.kill_signal));
-    body.push(format!(
-        "TimeoutStopSec={}",
-        text::duration(app.kill_timeout)
-    ));
-    if let Some(bytes) = app.max_memory_restart {
-        body.push(format!(
-            "MemoryMax={}",
-            text::size(bytes, text::SYSTEMD_UNITS)
-        ));
-    }
-    if let Some(watchdog) = app.watchdog {
-        body.push(format!("WatchdogSec={}", text::duration(watchdog)));
-    }
-    for (key, file) in [
-        ("StandardOutput", &app.out_file),
-        ("StandardError", &app.error_file),
-    ] {
-        if let Some(file) = file {
-            body.push(format!(
-                "{key}=append:{}",
-                escape_specifiers(&file.display().to_string())
-            ));
-        }
-    }
-    let install = if template {
-        Vec::new()
-    } else {
-        vec!["WantedBy=multi-user.target".into()]
-    };
-    unit(&[("Unit", head), ("Service", body), ("Install", install)])
+    own.chain(numbered)
+        .map(|pair| format!("Environment={}", quote(&pair)))
+        .collect()
 }
 
 /// The socket unit: the port, held by systemd across restarts.
