@@ -22,11 +22,12 @@ const FILE: &str = "compose.yaml";
 
 /// Every app of `apps` as one Compose file.
 pub fn export(apps: &[AppConfig], options: &Options) -> Export {
-    let peers = container::peers(apps);
+    let names = container::engine_names(apps);
+    let peers = container::peers(apps, &names);
     let mut warnings = Vec::new();
     let mut services = serde_norway::Mapping::new();
-    for app in apps {
-        let name = container::engine_name(app, &mut warnings);
+    for (app, (name, renamed)) in apps.iter().zip(names) {
+        warnings.extend(renamed);
         let process = container::process(app, options, &peers, &mut warnings);
         warnings.extend(fate::lost(app, Format::Compose));
         services.insert(name.into(), service(app, &process, options));

@@ -39,21 +39,32 @@ pub fn dns_label(name: &str) -> Option<String> {
     (label != name).then_some(label)
 }
 
-/// The name an app goes by in the engine: its own when it is a DNS label,
-/// else the nearest one (and a warning, so a user who looks for the old
-/// name finds why).
-pub fn engine_name(app: &AppConfig, warnings: &mut Vec<Warning>) -> String {
-    match dns_label(&app.name) {
-        None => app.name.clone(),
-        Some(label) => {
-            warnings.push(Warning {
+/// The names the apps go by in the engine, in order: each app's own when
+/// it is a DNS label, else the nearest one, made unique with `-2`, `-3`…
+/// when two apps would share it (a Service or Compose service each); every
+/// change comes with a warning, so a user who looks for the old name finds
+/// why.
+pub fn engine_names(apps: &[AppConfig]) -> Vec<(String, Option<Warning>)> {
+    let mut taken = std::collections::BTreeSet::new();
+    apps.iter()
+        .map(|app| {
+            let label = dns_label(&app.name).unwrap_or_else(|| app.name.clone());
+            let name = (1..)
+                .map(|n| match n {
+                    1 => label.clone(),
+                    n => format!("{label}-{n}"),
+                })
+                .find(|name| !taken.contains(name))
+                .expect("some suffix is free");
+            taken.insert(name.clone());
+            let warning = (name != app.name).then(|| Warning {
                 app: app.name.clone(),
                 key: "name".into(),
-                message: format!("not a DNS name: exported as {label}"),
+                message: format!("not a DNS name, or taken: exported as {name}"),
             });
-            label
-        }
-    }
+            (name, warning)
+        })
+        .collect()
 }
 
 /// The process a container runs: program, arguments, working folder, and
@@ -132,10 +143,12 @@ pub fn process(
     }
 }
 
-/// The exported apps with a port: (port, engine name).
-pub fn peers(apps: &[AppConfig]) -> Vec<(u16, String)> {
+/// The exported apps with a port: (port, engine name), from the apps and
+/// their [`engine_names`].
+pub fn peers(apps: &[AppConfig], names: &[(String, Option<Warning>)]) -> Vec<(u16, String)> {
     apps.iter()
-        .filter_map(|app| Some((app.port?, dns_label(&app.name).unwrap_or(app.name.clone()))))
+        .zip(names)
+        .filter_map(|(app, (name, _))| Some((app.port?, name.clone())))
         .collect()
 }
 
@@ -192,6 +205,19 @@ mod tests {
         }
         let long = "a".repeat(100);
         assert_eq!(dns_label(&long).unwrap().len(), MAX_LABEL);
+    }
+
+    #[test]
+    fn engine_names_are_dns_labels_and_unique() {
+        let apps: Vec<AppConfig> = ["api", "My_App", "my-app", "my.app", "api"]
+            .into_iter()
+            .map(|name| AppConfig::with_defaults(name.into(), "x".into(), "/".into()))
+            .collect();
+        let (names, warnings): (Vec<String>, Vec<Option<Warning>>) =
+            engine_names(&apps).into_iter().unzip();
+        assert_eq!(names, ["api", "my-app", "my-app-2", "my-app-3", "api-2"]);
+        let warned: Vec<&str> = warnings.iter().flatten().map(|w| w.app.as_str()).collect();
+        assert_eq!(warned, ["My_App", "my-app", "my.app", "api"]);
     }
 
     #[test]

@@ -29,18 +29,19 @@ const NAME_LABEL: &str = "app.kubernetes.io/name";
 
 /// Every app of `apps` as manifests, one document (file) per app.
 pub fn export(apps: &[AppConfig], options: &Options) -> Export {
-    let peers = container::peers(apps);
+    let names = container::engine_names(apps);
+    let peers = container::peers(apps, &names);
     let mut export = Export::default();
-    for app in apps {
+    for (app, (name, renamed)) in apps.iter().zip(&names) {
         let warnings = &mut export.warnings;
-        let name = container::engine_name(app, warnings);
+        warnings.extend(renamed.clone());
         let process = container::process(app, options, &peers, warnings);
         warnings.extend(fate::lost(app, Format::Kubernetes));
         let probe = health_probe(app, warnings);
-        let mut text = render(&workload(app, &name, &process, probe, options));
+        let mut text = render(&workload(app, name, &process, probe, options));
         if let Some(port) = app.port {
             text.push_str("---\n");
-            text.push_str(&render(&service(app, &name, port)));
+            text.push_str(&render(&service(app, name, port)));
         }
         export.documents.push(Document {
             file: format!("{name}.yaml"),
