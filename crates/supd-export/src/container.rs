@@ -58,7 +58,7 @@ pub fn engine_names(apps: &[AppConfig]) -> Vec<(String, Option<Warning>)> {
                 .expect("some suffix is free");
             taken.insert(name.clone());
             let warning = (name != app.name).then(|| Warning {
-                app: app.name.clone(),
+                app: Some(app.name.clone()),
                 key: "name".into(),
                 message: format!("not a DNS name, or taken: exported as {name}"),
             });
@@ -103,7 +103,7 @@ pub fn process(
 ) -> Process {
     let mut warn = |key: &str, path: &str| {
         warnings.push(Warning {
-            app: app.name.clone(),
+            app: Some(app.name.clone()),
             key: key.into(),
             message: format!(
                 "{path} is outside the project folder {} (--project): the image must provide it at that path",
@@ -216,7 +216,11 @@ mod tests {
         let (names, warnings): (Vec<String>, Vec<Option<Warning>>) =
             engine_names(&apps).into_iter().unzip();
         assert_eq!(names, ["api", "my-app", "my-app-2", "my-app-3", "api-2"]);
-        let warned: Vec<&str> = warnings.iter().flatten().map(|w| w.app.as_str()).collect();
+        let warned: Vec<&str> = warnings
+            .iter()
+            .flatten()
+            .filter_map(|w| w.app.as_deref())
+            .collect();
         assert_eq!(warned, ["My_App", "my-app", "my.app", "api"]);
     }
 

@@ -256,7 +256,7 @@ pub fn lost(app: &AppConfig, format: Format) -> Vec<Warning> {
                 Format::Compose => row.compose,
             }?;
             Some(Warning {
-                app: app.name.clone(),
+                app: Some(app.name.clone()),
                 key: row.key.to_string(),
                 message: reason.to_string(),
             })

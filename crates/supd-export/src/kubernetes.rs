@@ -223,7 +223,7 @@ fn health_probe(app: &AppConfig, warnings: &mut Vec<Warning>) -> Option<Handler>
         )),
         HealthProbe::Http { url, .. } => {
             warnings.push(Warning {
-                app: app.name.clone(),
+                app: Some(app.name.clone()),
                 key: "health_check".into(),
                 message: format!(
                     "{url} is not on the app's own machine: a probe only reaches its own pod"

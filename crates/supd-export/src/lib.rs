@@ -68,8 +68,8 @@ pub struct Document {
 /// One thing the format could not keep, or kept only in part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    /// The app's name as the file writes it.
-    pub app: String,
+    /// The app's name as the file writes it; `None` for the `[daemon]` table.
+    pub app: Option<String>,
     /// The key concerned (`cron_restart`, `env.USER_SERVICE_URL`).
     pub key: String,
     /// What happened to it, and what to do instead.
@@ -78,8 +78,27 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "app \"{}\": {}: {}", self.app, self.key, self.message)
+        match &self.app {
+            Some(app) => write!(f, "app \"{app}\": ")?,
+            None => f.write_str("[daemon]: ")?,
+        }
+        write!(f, "{}: {}", self.key, self.message)
     }
+}
+
+/// The `[daemon]` table's written keys, which no export keeps: they are
+/// supd's own settings (sampling, its metrics endpoint, log rotation
+/// defaults), and an engine measures and keeps output by itself.
+fn daemon_warnings(daemon: &supd_config::DaemonConfig) -> Vec<Warning> {
+    daemon
+        .written
+        .iter()
+        .map(|key| Warning {
+            app: None,
+            key: key.clone(),
+            message: "supd's own setting: the engine measures and keeps output by itself".into(),
+        })
+        .collect()
 }
 
 /// An ecosystem in one format: its documents, and what it lost.
@@ -112,9 +131,36 @@ impl Export {
 /// Exports `eco` in `format` (the `options` matter only to the container
 /// formats).
 pub fn export(eco: &supd_config::Ecosystem, format: Format, options: &Options) -> Export {
-    match format {
+    let mut export = match format {
         Format::Kubernetes => kubernetes::export(&eco.apps, options),
         Format::Systemd => systemd::export(&eco.apps),
         Format::Compose => compose::export(&eco.apps, options),
+    };
+    export.warnings.extend(daemon_warnings(&eco.daemon));
+    export
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_daemon_keys_are_named() {
+        let path = std::path::Path::new("/srv/p/ecosystem.toml");
+        let text =
+            "[daemon]\nmetrics = \"127.0.0.1:9100\"\n\n[[apps]]\nname = \"a\"\nscript = \"x\"\n";
+        let eco = supd_config::load_str(text, path, &Default::default()).unwrap();
+        let options = testing::options();
+        for format in [Format::Kubernetes, Format::Systemd, Format::Compose] {
+            let export = export(&eco, format, &options);
+            let daemon: Vec<String> = export
+                .warnings
+                .iter()
+                .filter(|w| w.app.is_none())
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(daemon.len(), 1, "{format}: {daemon:?}");
+            assert!(daemon[0].starts_with("[daemon]: metrics: "), "{daemon:?}");
+        }
     }
 }
