@@ -446,3 +446,93 @@ cron_restart = "0 3 * * *"
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("nosuch"), "{err}");
 }
+
+/// The values of `KEY=` lines in a unit, in order (quotes of a whole
+/// value removed).
+fn directive(unit: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}=");
+    unit.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn an_exported_socket_and_service_run_under_systemds_socket_passing() {
+    // The units, run by systemd's own socket-activation tool: it binds what
+    // the socket unit says, waits for a client, then execs what the service
+    // says with the socket as fd 3 and LISTEN_FDS, as systemd (and supd)
+    // pass it. The service answers only if it took that socket: binding the
+    // port itself would fail, the tool holds it.
+    let supd = Supd::new();
+    let port = crate::support::free_port();
+    let file = supd.write(
+        "ecosystem.toml",
+        &format!(
+            r#"
+[[apps]]
+name = "user-service"
+script = "{}"
+port = {port}
+host = "127.0.0.1"
+wait_ready = true
+[apps.env]
+JWT_SECRET = "test-only"
+"#,
+            bin("user-service").display()
+        ),
+    );
+    let dir = supd.work().join("units");
+    export(
+        &supd,
+        &[
+            "systemd",
+            file.to_str().unwrap(),
+            "-o",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let socket = std::fs::read_to_string(dir.join("user-service.socket")).unwrap();
+    let service = std::fs::read_to_string(dir.join("user-service.service")).unwrap();
+    let [listen] = &directive(&socket, "ListenStream")[..] else {
+        panic!("one ListenStream= in {socket}")
+    };
+    assert_eq!(listen, &format!("127.0.0.1:{port}"));
+    let names = directive(&socket, "FileDescriptorName");
+    let exec = directive(&service, "ExecStart");
+    let out = supd.work().join("service.out");
+    let mut activate = Command::new("systemd-socket-activate");
+    activate
+        .arg(format!("--listen={listen}"))
+        .arg(format!("--fdname={}", names[0]))
+        .args(
+            directive(&service, "Environment")
+                .iter()
+                .map(|e| format!("--setenv={e}")),
+        )
+        .args(exec[0].split(' '))
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null());
+    let child = crate::support::KillOnDrop(activate.spawn().expect("systemd-socket-activate"));
+    let (status, body) = crate::support::wait_for(
+        std::time::Duration::from_secs(10),
+        "the socket-activated service to answer",
+        || crate::support::get_fresh(port, "/health").ok(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health["instance"], "instance-0",
+        "INSTANCE_ID from Environment="
+    );
+    assert_eq!(
+        health["pid"],
+        child.0.id(),
+        "the tool execs the service in place"
+    );
+    let said = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        said.contains("socket from the supervisor on fd 3"),
+        "{said}"
+    );
+}
