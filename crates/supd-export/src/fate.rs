@@ -1,5 +1,6 @@
-//! What each format keeps of an app's keys, and what it loses: one table,
-//! so the three exports (and docs/scaling-out.md, which prints it) agree.
+//! What each format loses of an app's keys: one table, so that the three
+//! exports word it alike (docs/scaling-out.md shows it, with what each
+//! format keeps, as a table for people).
 //!
 //! A key counts only when the app sets it to something else than supd's
 //! default: a file that never wrote `max_restarts` loses nothing when an
@@ -40,14 +41,20 @@ struct Row {
     key: &'static str,
     /// Whether `app` sets it in a way that matters (given supd's `defaults`).
     set: fn(app: &AppConfig, defaults: &AppConfig) -> bool,
+    /// Its fate in Kubernetes manifests.
     kubernetes: Option<&'static str>,
+    /// In systemd units.
     systemd: Option<&'static str>,
+    /// In a Compose file.
     compose: Option<&'static str>,
 }
 
+/// Why a container format loses a log file.
 const ENGINE_LOGS: &str =
     "a container's output goes to the engine's log (kubectl logs, docker logs)";
+/// Why a container format loses log rotation.
 const ENGINE_ROTATES: &str = "the engine keeps and rotates container output";
+/// Why systemd loses log rotation.
 const JOURNAL_ROTATES: &str = "journald keeps and rotates the output (journald.conf)";
 
 /// The keys no export keeps as they are, in the order warnings print.

@@ -10,8 +10,9 @@
 //! Pure: a loaded [`supd_config::Ecosystem`] in, text [`Document`]s and
 //! warnings out; nothing here reads or writes files. Inside: `fate` (the
 //! table of what each format keeps and loses), `container` (what Kubernetes
-//! and Compose share: paths inside the image, names, the environment),
-//! `vars` (the environment), `text` (durations, sizes), `yaml` (an ordered YAML builder), and one
+//! and Compose share: paths inside the image, names, the rewritten
+//! environment), `vars` (the variables every format sets, and which win),
+//! `text` (durations, sizes), `yaml` (an ordered YAML builder), and one
 //! module per format.
 
 mod compose;
