@@ -16,6 +16,7 @@ mod deploy;
 mod docs;
 mod drain;
 mod examples;
+mod export;
 mod fork;
 mod home;
 mod host;

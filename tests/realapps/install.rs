@@ -74,7 +74,7 @@ pub fn venv(kind: &str, folder: &Path) -> PathBuf {
 /// `target/real-apps/<kind>`, installed by `install` (given the empty
 /// folder) unless a finished install of the same `manifests` (in `folder`)
 /// is there.
-fn cached(
+pub fn cached(
     kind: &str,
     folder: &Path,
     manifests: &[&str],
@@ -136,7 +136,7 @@ fn lock(path: &Path) -> Flock<File> {
 
 /// Runs an install command to completion within [`COMMAND_LIMIT`]; its
 /// output in the error when it fails or overruns.
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub fn run(cmd: &mut Command) -> Result<(), String> {
     use std::io::{Read, Seek};
     let shown = format!("{cmd:?}");
     let mut out = tempfile::tempfile().map_err(|e| e.to_string())?;

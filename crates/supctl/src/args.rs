@@ -115,6 +115,9 @@ pub enum Cmd {
         /// The PM2 ecosystem file.
         file: PathBuf,
     },
+    /// Print an ecosystem file as Kubernetes manifests, systemd units or a
+    /// Compose file; what the format cannot express is listed on stderr.
+    Export(ExportArgs),
     /// Write the process list (configs, instance counts, stopped apps) to SUPD_HOME/dump.json.
     #[command(visible_alias = "dump")]
     Save,
@@ -136,6 +139,45 @@ pub enum Cmd {
     Ping(JsonArg),
     /// Stop every app, then the daemon.
     Kill,
+}
+
+/// The engines `export` writes for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Deployments (StatefulSets for capped apps) and Services, as YAML.
+    Kubernetes,
+    /// Service units (templates for instances), socket units for ports, targets.
+    Systemd,
+    /// A Compose file (docker compose, docker stack deploy).
+    Compose,
+}
+
+/// `export FORMAT FILE`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub format: ExportFormat,
+    /// The ecosystem file (*.toml or a PM2 file).
+    pub file: PathBuf,
+    /// Apply `env_NAME` of the file over `env`.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Only these apps of the file (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// The image every container runs (Kubernetes, Compose; default: the
+    /// project folder's name, `:latest`).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The folder the image holds at /app (Kubernetes, Compose; default:
+    /// the file's folder): scripts and cwds under it are found there.
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Write one file per app (per unit for systemd) into DIR instead of
+    /// printing them.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 /// `--timeout`: a bound, or none (`0`).

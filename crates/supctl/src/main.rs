@@ -1,13 +1,15 @@
 //! `supctl`: the command-line client of supd.
 //!
 //! Each command is one round trip to the daemon (started on demand), except
-//! `check`, which only reads a file, and `logs`, which reads the log files.
+//! `check`, `import` and `export`, which only read a file, and `logs`, which
+//! reads the log files.
 //! Failures print one `error: …` line per problem on stderr and exit 1.
 
 mod args;
 mod client;
 mod ecofile;
 mod env;
+mod export;
 mod import;
 mod known;
 mod logs;
@@ -162,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Import { file } => import::run(&file),
+        Cmd::Export(args) => export::run(&args),
         Cmd::Ping(j) => {
             let Response::Pong {
                 pid,
