@@ -5,6 +5,7 @@
 //! per `SUPD_HOME`, enforced by a lock on `supd.lock`.
 
 mod app;
+mod changes;
 mod control;
 mod cron;
 mod daemon_log;
