@@ -14,6 +14,7 @@ mod docs;
 mod drain;
 mod examples;
 mod fork;
+mod handover_compat;
 mod home;
 mod host;
 mod import;

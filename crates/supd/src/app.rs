@@ -44,6 +44,7 @@ use crate::instance::Instance;
 use crate::listeners::SlotSockets;
 use crate::logs::AppLog;
 pub use handle::{AppHandle, Trouble};
+pub use lifecycle::Retire;
 
 /// How long to keep polling a process group after SIGKILL before giving up
 /// on it (a process in uninterruptible sleep can outlive any signal).
@@ -187,16 +188,6 @@ pub enum Launch {
     Start,
     /// Counted: `restart`, a reload's new process, a replacement.
     Restart,
-}
-
-/// What becomes of a retired process's record once its group is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retire {
-    /// It stays, stopped, so the slot's next process inherits its restart
-    /// count (a stop-first swap).
-    Keep,
-    /// It is forgotten (a reload's old process, a slot scaled away).
-    Remove,
 }
 
 /// What a stop of every instance leaves of the app.

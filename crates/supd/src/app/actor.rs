@@ -13,7 +13,7 @@ use supd_supervisor::{Policy, Reaper, RunHistory};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::freeze::{Frozen, Kept};
-use super::lifecycle::{AfterStop, Input, Timer};
+use super::lifecycle::{Input, Timer};
 use super::record::Record;
 use super::timers::Timers;
 use super::{Actor, AppView, Command, Env, Launch, Retire, Stop, Surroundings, Trouble};
@@ -221,7 +221,7 @@ impl App {
                             self.feed(
                                 i,
                                 Input::Retire {
-                                    then: AfterStop::Forget,
+                                    then: Retire::Remove,
                                 },
                             );
                         }
@@ -239,11 +239,7 @@ impl App {
             } => match self.find(generation) {
                 Some(i) => {
                     self.retires.entry(generation).or_default().push(reply);
-                    let then = match record {
-                        Retire::Keep => AfterStop::Keep,
-                        Retire::Remove => AfterStop::Forget,
-                    };
-                    self.feed(i, Input::Retire { then });
+                    self.feed(i, Input::Retire { then: record });
                 }
                 None => self.replies.send(reply, ()),
             },
@@ -354,12 +350,7 @@ impl App {
         let generations: Vec<u64> = self.records.iter().map(|r| r.generation).collect();
         for generation in generations {
             if let Some(i) = self.find(generation) {
-                self.feed(
-                    i,
-                    Input::Retire {
-                        then: AfterStop::Keep,
-                    },
-                );
+                self.feed(i, Input::Retire { then: Retire::Keep });
             }
         }
         self.after_stop.push((reply, then));

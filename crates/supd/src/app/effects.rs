@@ -11,7 +11,7 @@ use supd_supervisor::group::{self, parse_signal};
 use supd_supervisor::tree::Tree;
 
 use super::actor::{App, Event};
-use super::lifecycle::{self, AfterStop, Effect, Facts, Input, State, Timer, Why, later};
+use super::lifecycle::{self, Effect, Facts, Input, Retire, State, Timer, Why, later};
 use super::{KILL_GRACE, Trouble};
 use crate::instance::describe_exit;
 use crate::readiness::Notice;
@@ -184,7 +184,7 @@ impl App {
 
     /// Record `i`'s process tree is gone: answers who waits on it, and
     /// forgets the record if asked; `false` if it did.
-    fn gone(&mut self, i: usize, then: AfterStop) -> bool {
+    fn gone(&mut self, i: usize, then: Retire) -> bool {
         let generation = self.records[i].generation;
         if let Some(launch) = self.launches.remove(&generation) {
             self.replies
@@ -193,10 +193,10 @@ impl App {
         for reply in self.retires.remove(&generation).unwrap_or_default() {
             self.replies.send(reply, ());
         }
-        if then == AfterStop::Forget {
+        if then == Retire::Remove {
             self.forget(i);
         }
-        then == AfterStop::Keep
+        then == Retire::Keep
     }
 
     /// Forgets record `i` and whatever waits on it.

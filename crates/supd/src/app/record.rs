@@ -9,7 +9,7 @@ use supd_proto::ExitInfo;
 use supd_supervisor::tree::Tree;
 use supd_supervisor::{Exit, RunHistory};
 
-use super::lifecycle::{AfterStop, State, later};
+use super::lifecycle::{Retire, State, later};
 use crate::instance::Instance;
 
 /// One process slot, as its actor knows it.
@@ -71,7 +71,7 @@ impl Record {
             (S::Stopping, Some(pid)) => State::Stopping {
                 pid,
                 kill_at: later(Instant::now(), kill_timeout),
-                then: AfterStop::Keep,
+                then: Retire::Keep,
                 killed: false,
             },
             (S::WaitingRestart, _) => State::WaitingRestart,
@@ -157,6 +157,38 @@ mod tests {
                 (want, pid.filter(|_| want != Status::Stopped))
             );
             assert_eq!((back.slot, back.generation, back.restarts), (2, 9, 3));
+        }
+    }
+
+    #[test]
+    fn the_previous_release_records_hand_over_unchanged() {
+        // Written by the daemon released before records carried their state.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/handover/previous.json"
+        );
+        let handover: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let records = handover["apps"].as_array().unwrap().iter();
+        let records: Vec<&serde_json::Value> = records
+            .flat_map(|app| app["instances"].as_array().unwrap())
+            .collect();
+        assert_eq!(records.len(), 5);
+        for written in records {
+            let view: Instance = serde_json::from_value(written.clone()).unwrap();
+            let back = Record::from_view(view, Duration::from_secs(1)).view();
+            let mut back = serde_json::to_value(back).unwrap();
+            // Ages are counted again as the view is written.
+            for age in ["started", "last_keepalive"] {
+                let was = written[age].as_u64();
+                let now = back[age].as_u64();
+                assert!(
+                    now >= was && now <= was.map(|ms| ms + 1000),
+                    "{age}: {was:?} -> {now:?}"
+                );
+                back[age] = written[age].clone();
+            }
+            assert_eq!(&back, written);
         }
     }
 }

@@ -39,7 +39,7 @@ pub enum State {
         /// When SIGKILL goes to its tree.
         kill_at: Instant,
         /// What becomes of the record once its tree is gone.
-        then: AfterStop,
+        then: Retire,
         /// Whether SIGKILL was sent already.
         killed: bool,
     },
@@ -48,19 +48,20 @@ pub enum State {
         /// When SIGKILL goes to what is left.
         kill_at: Instant,
         /// What becomes of the record once its tree is gone.
-        then: AfterStop,
+        then: Retire,
     },
     /// Given up on: could not start, or too many unstable restarts.
     Errored,
 }
 
-/// What becomes of a record once its stopped process's tree is gone.
+/// What becomes of a retired process's record once its tree is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AfterStop {
-    /// It stays, stopped.
+pub enum Retire {
+    /// It stays, stopped, so the slot's next process inherits its restart
+    /// count (a stop-first swap, `stop`).
     Keep,
     /// It is forgotten (a reload's old process, a slot scaled away).
-    Forget,
+    Remove,
 }
 
 /// Something that happens to a record.
@@ -94,7 +95,7 @@ pub enum Input {
     /// Stop the process gracefully.
     Retire {
         /// What becomes of the record afterwards.
-        then: AfterStop,
+        then: Retire,
     },
     /// `kill_timeout` is over during a stop.
     KillDue,
@@ -208,7 +209,7 @@ pub enum Effect {
     Report(String),
     /// The tree is gone: answer who waits on the stop, forget the record
     /// if asked.
-    Gone(AfterStop),
+    Gone(Retire),
     /// Forget the record now.
     Forget,
 }
