@@ -499,6 +499,14 @@ fn every_row_of_the_table_does_what_it_says() {
         );
         let (to, effects) = step(c.from, c.input, &f);
         assert_eq!((to, &effects), (c.to, &c.effects), "case {n}: {row:?}");
+        // The actor stops at an effect after which the record may be gone
+        // or another process's: nothing may follow it.
+        let last = |e: &Effect| matches!(e, Effect::Spawn | Effect::Forget | Effect::Gone(_));
+        let early = effects.iter().rev().skip(1).any(last);
+        assert!(
+            !early,
+            "case {n}: {effects:?} goes on after the record's end"
+        );
     }
     for row in TABLE {
         for from in row.from {
