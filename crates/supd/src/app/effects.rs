@@ -61,7 +61,7 @@ impl App {
 
     /// Runs one effect on record `i`; `false` once the record is gone.
     fn apply(&mut self, i: usize, effect: Effect) -> bool {
-        let name = self.config.name.clone();
+        let name = &*self.config.name;
         let record = &mut self.records[i];
         let (slot, generation) = (record.slot, record.generation);
         match effect {
@@ -140,7 +140,7 @@ impl App {
             }
             Effect::Report(reason) => {
                 let _ = self.trouble.send(Trouble {
-                    app: name,
+                    app: name.to_string(),
                     generation,
                     reason,
                 });

@@ -37,8 +37,10 @@ pub struct Row {
 
 use Kind::*;
 
-/// The transition table: what [`step`] does, row by row (the test walks
-/// every row, and checks that every pair not here is ignored).
+/// The transition table: what [`step`] does, row by row. The rows of one
+/// state and input are read in order: the first whose condition holds
+/// applies. The test walks every row, and checks that every pair not here
+/// is ignored.
 #[rustfmt::skip]
 pub const TABLE: &[Row] = &[
     Row { from: &[Stopped, Errored, WaitingRestart], on: On::Launch, when: "",
@@ -109,10 +111,10 @@ pub fn step(state: State, input: Input, facts: &Facts<'_>) -> (State, Vec<Effect
     use State as S;
     let ignored = (state, Vec::new());
     let idle = matches!(state, S::Stopped | S::Errored | S::WaitingRestart);
-    // A failed launch: forgotten if another process of the slot serves.
-    let failed = |pid: Option<u32>, why: Why| {
-        let mut effects: Vec<Effect> = pid.map(E::KillGroup).into_iter().collect();
-        effects.push(E::Fail(why));
+    // A failed launch: what is left of its group is killed, and the record
+    // is forgotten if another process of the slot is active.
+    let failed = |pid: u32, why: Why| {
+        let mut effects = vec![E::KillGroup(pid), E::Fail(why)];
         if facts.other_active {
             effects.push(E::Forget);
         }
@@ -161,7 +163,7 @@ pub fn step(state: State, input: Input, facts: &Facts<'_>) -> (State, Vec<Effect
                 let online = S::Online { pid, late: true };
                 (online, vec![E::Late, E::Answer(pid), E::Keepalive])
             } else if awaited {
-                failed(Some(pid), Why::NotReady)
+                failed(pid, Why::NotReady)
             } else {
                 (state, vec![E::Warn(Why::NotReady), E::KillGroup(pid)])
             }
@@ -180,7 +182,7 @@ pub fn step(state: State, input: Input, facts: &Facts<'_>) -> (State, Vec<Effect
         ),
         (S::Launching { pid, awaited: true }, Input::Exited { exit, .. }) => {
             // Reaped already: only the rest of its group is killed.
-            failed(Some(pid), Why::ExitedEarly(exit))
+            failed(pid, Why::ExitedEarly(exit))
         }
         (S::Launching { pid, .. } | S::Online { pid, .. }, Input::Exited { exit, uptime }) => {
             // The instance is its process group: leftovers of a crashed
