@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::Command;
 use super::actor::{App, Event};
-use super::lifecycle::{State, Timer};
+use super::lifecycle::{self, State, Timer};
 use super::record::Record;
 use crate::handover::{self, FrozenApp, FrozenProcess};
 use crate::listeners::SlotSockets;
@@ -102,7 +102,8 @@ impl App {
 
     /// Takes over the processes the previous image started: watches each
     /// one's exit (and channels, when they were handed over too), and
-    /// re-arms the timer its state needs.
+    /// re-arms the timer its state needs; a record waiting to restart gets
+    /// its restart again.
     pub(super) fn adopt(
         &mut self,
         processes: Vec<FrozenProcess>,
@@ -113,6 +114,15 @@ impl App {
         for i in 0..self.records.len() {
             let record = &mut self.records[i];
             let generation = record.generation;
+            if record.state == State::WaitingRestart {
+                let delay = lifecycle::resumed_restart_delay(
+                    &self.policy,
+                    record.history,
+                    record.spawn_failures,
+                );
+                self.arm(generation, Timer::RestartDue, delay);
+                continue;
+            }
             let Some(exit) = record.state.pid().and_then(|pid| exits.remove(&pid)) else {
                 continue;
             };

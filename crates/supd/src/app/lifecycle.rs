@@ -12,7 +12,7 @@ mod types;
 
 use std::time::{Duration, Instant};
 
-use supd_supervisor::Decision;
+use supd_supervisor::{Decision, Policy, RunHistory, transient};
 
 pub use types::*;
 
@@ -137,7 +137,7 @@ pub fn step(state: State, input: Input, facts: &Facts<'_>) -> (State, Vec<Effect
             (S::Errored, vec![E::Fail(why), E::Forget])
         }
         (_, Input::SpawnFailed { transient: true }) if idle => {
-            let delay = supd_supervisor::transient::retry_delay(facts.spawn_failures);
+            let delay = transient::retry_delay(facts.spawn_failures);
             let why = Why::Spawn {
                 retry_in: Some(delay),
             };
@@ -304,6 +304,25 @@ pub fn listed(from: State, input: Input, to: State) -> bool {
             && row.from.contains(&from.kind())
             && row.to.unwrap_or(from.kind()) == to.kind()
     })
+}
+
+/// How long a record handed over by an `update` while waiting to restart
+/// still waits: the delay it was given, counted again from the takeover
+/// (when it was due does not cross the exec). A spawn that failed for lack
+/// of a resource waits its retry delay; a crash, the policy's delay (its
+/// back-off, if one grows).
+pub fn resumed_restart_delay(
+    policy: &Policy,
+    history: RunHistory,
+    spawn_failures: u32,
+) -> Duration {
+    match spawn_failures.checked_sub(1) {
+        Some(failed_before) => transient::retry_delay(failed_before),
+        None => history
+            .backoff
+            .or(policy.exp_backoff)
+            .unwrap_or(policy.restart_delay),
+    }
 }
 
 /// `delay` after `now`; a delay too large for the clock means "far away".

@@ -591,3 +591,32 @@ fn only_a_state_with_a_process_has_a_pid_and_each_predicate_has_one_meaning() {
         );
     }
 }
+
+#[test]
+fn a_restart_handed_over_waits_its_delay_again() {
+    let ms = Duration::from_millis;
+    let backoff = Policy {
+        exp_backoff: Some(ms(100)),
+        ..policy()
+    };
+    let delayed = Policy {
+        restart_delay: ms(700),
+        ..policy()
+    };
+    let grown = RunHistory {
+        unstable_restarts: 2,
+        backoff: Some(ms(150)),
+    };
+    let retry = supd_supervisor::transient::retry_delay;
+    let table = [
+        (&delayed, RunHistory::default(), 0, ms(700)),
+        (&backoff, RunHistory::default(), 0, ms(100)),
+        (&backoff, grown, 0, ms(150)),
+        (&delayed, RunHistory::default(), 1, retry(0)),
+        (&delayed, RunHistory::default(), 3, retry(2)),
+    ];
+    for (policy, history, spawn_failures, want) in table {
+        let got = resumed_restart_delay(policy, history, spawn_failures);
+        assert_eq!(got, want, "{history:?}, {spawn_failures} failed spawns");
+    }
+}
