@@ -18,6 +18,7 @@ mod drain;
 mod examples;
 mod export;
 mod fork;
+mod handover_compat;
 mod home;
 mod host;
 mod import;

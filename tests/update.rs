@@ -326,3 +326,31 @@ fn a_readiness_notice_sent_during_the_handover_reaches_the_next_image() {
     assert_eq!(online["restarts"], 1);
     supd.ok(&["kill"]);
 }
+
+#[test]
+fn an_app_waiting_to_restart_at_an_update_is_restarted_by_the_next_image() {
+    let supd = Supd::new();
+    let (binary, _daemon) = daemon_from_a_copy(&supd);
+    let crashy = supd.script("crashy.sh", "exit 1");
+    let file = supd.write(
+        "eco.toml",
+        &format!(
+            "[[apps]]\nname = \"crashy\"\nscript = \"{}\"\nrestart_delay = \"5s\"\n",
+            crashy.display()
+        ),
+    );
+    supd.ok(&["start", file.to_str().unwrap()]);
+    supd.wait_instance("crashy", 0, "crashy waiting to restart", |p| {
+        p["status"] == "waiting-restart"
+    });
+    install(&bin("supd"), &binary);
+    supd.ok(&["update"]);
+    let handed_over = supd.instance("crashy", 0);
+    assert_eq!(handed_over["status"], "waiting-restart", "{handed_over}");
+    assert_eq!(handed_over["restarts"], 0, "restarted before the update");
+    // Its restart delay is counted again from the takeover.
+    supd.wait_instance("crashy", 0, "crashy restarted by the next image", |p| {
+        p["restarts"].as_u64() >= Some(1)
+    });
+    supd.ok(&["kill"]);
+}

@@ -1,14 +1,17 @@
-//! One instance slot of an app: its state and what `list`/`show` see of it.
+//! What the daemon sees of one instance slot of an app (`list`, `show`, the
+//! state file, an `update`'s handover), and the one definition of each
+//! status predicate. Its actor keeps the record behind it (see
+//! `app::record`), whose lifecycle state carries the pid; this view is its
+//! projection, in the format earlier releases hand over.
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use supd_proto::{ExitInfo, InstanceDetail, ProcessInfo, Status};
-use supd_supervisor::tree::Tree;
 use supd_supervisor::{Exit, RunHistory};
 
-/// The daemon's record of one instance slot. Owned by its app actor; handed
-/// to the daemon's next image by `update` (moments as ages).
+/// The view of one instance slot, as its app actor published it; handed to
+/// the daemon's next image by `update` (moments as ages).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Instance {
     /// 0-based slot number, stable across restarts.
@@ -31,13 +34,6 @@ pub struct Instance {
     pub last_exit: Option<ExitInfo>,
     /// Why it is errored, or why it was last restarted.
     pub last_error: Option<String>,
-    /// During a stop: when SIGKILL goes to the group.
-    #[serde(skip)]
-    pub kill_deadline: Option<Instant>,
-    /// During a stop: the process's tree as seen when the stop began, so
-    /// descendants that left its group are stopped with it.
-    #[serde(skip)]
-    pub tree: Option<Tree>,
     /// The last `STATUS=` (or `STOPPING=1`) the process sent, or why it
     /// was counted online without saying it was ready.
     pub status_text: Option<String>,
@@ -71,8 +67,6 @@ impl Instance {
             history: RunHistory::default(),
             last_exit: None,
             last_error: None,
-            kill_deadline: None,
-            tree: None,
             status_text: None,
             late: false,
             spawn_failures: 0,
@@ -81,33 +75,20 @@ impl Instance {
         }
     }
 
-    /// Whether a process is running or about to be.
+    /// See [`active`].
     pub fn is_active(&self) -> bool {
-        matches!(
-            self.status,
-            Status::Launching | Status::Online | Status::Stopping | Status::WaitingRestart
-        )
+        active(self.status)
+    }
+
+    /// See [`serving`].
+    pub fn is_serving(&self) -> bool {
+        serving(self.status)
     }
 
     /// What the state file records of this record: slot, pid, and whether
     /// it runs or is about to.
     pub fn recorded(&self) -> (u32, Option<u32>, bool) {
         (self.slot, self.pid, self.is_active())
-    }
-
-    /// Records how the process ended and forgets its pid.
-    pub fn record_exit(&mut self, exit: Exit) {
-        let (code, signal) = match exit {
-            Exit::Code(c) => (Some(c), None),
-            Exit::Signal(s) => (None, Some(s)),
-            Exit::Unknown => (None, None),
-        };
-        self.last_exit = Some(ExitInfo {
-            code,
-            signal,
-            at_ms: supd_proto::unix_ms(),
-        });
-        self.pid = None;
     }
 
     /// Milliseconds the current process has been running (0 if none).
@@ -129,6 +110,31 @@ impl Instance {
             restart_reason: self.restart_reason.clone(),
         }
     }
+}
+
+/// Whether a record in `status` has a process running or about to (a
+/// restart is due): the state file records it as running, and a new
+/// process of its slot that cannot start leaves the slot to it.
+pub fn active(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Launching | Status::Online | Status::Stopping | Status::WaitingRestart
+    )
+}
+
+/// Whether a record in `status` has a process (or what is left of its tree)
+/// running: a launch does not reuse it, and its slot's socket stays open.
+pub fn live(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Launching | Status::Online | Status::Stopping
+    )
+}
+
+/// Whether a record in `status` serves its slot or is about to: it takes
+/// over from another process of the slot that exits or is superseded.
+pub fn serving(status: Status) -> bool {
+    matches!(status, Status::Launching | Status::Online)
 }
 
 /// Describes an exit for people: `exit code 1`, `signal 9 (SIGKILL)`.

@@ -6,6 +6,7 @@
 //! `SUPD_HOME`, enforced by a lock on `supd.lock`.
 
 mod app;
+mod changes;
 mod control;
 mod daemon_log;
 mod dump;

@@ -170,7 +170,7 @@ fn slot_is_live(app: &AppHandle, slot: u32) -> bool {
     app.view()
         .instances
         .iter()
-        .any(|i| i.slot == slot && matches!(i.status, Status::Launching | Status::Online))
+        .any(|i| i.slot == slot && i.is_serving())
 }
 
 /// A graceful restart of the whole app on its `cron_restart` schedule (see
@@ -275,7 +275,7 @@ async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Res
             .view()
             .instances
             .iter()
-            .find(|i| i.slot == slot && matches!(i.status, Status::Online | Status::Launching))
+            .find(|i| i.slot == slot && i.is_serving())
             .map(|i| (i.generation, i.pid));
         let failed = |e: String| {
             format!(

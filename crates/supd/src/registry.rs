@@ -189,7 +189,7 @@ impl Registry {
             reaper: self.reaper.clone(),
             log,
             trouble: self.trouble.clone(),
-            state: self.state.clone(),
+            changes: self.state.changes(),
         }
     }
 

@@ -18,15 +18,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use supd_proto::Home;
 use supd_supervisor::procfs;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 
 use crate::app::AppView;
+use crate::changes::Changes;
 use crate::dump::SavedApp;
 
 /// The format's version; another one is not acted on.
@@ -146,8 +146,8 @@ fn entries<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-/// Keeps the state file current. Every app actor holds a clone and calls
-/// [`StateFile::touch`] when its config or processes change.
+/// Keeps the state file current. Every app actor holds its
+/// [`StateFile::changes`] and touches them when its config or processes change.
 #[derive(Clone)]
 pub struct StateFile {
     inner: Arc<Inner>,
@@ -156,9 +156,8 @@ pub struct StateFile {
 struct Inner {
     path: PathBuf,
     boot_id: Option<String>,
-    touched: Notify,
-    /// How many times [`StateFile::touch`] was called.
-    touches: AtomicU64,
+    /// Bumped by the actors at every change to what the file records.
+    changes: Changes,
     writer: Mutex<Writer>,
 }
 
@@ -187,18 +186,17 @@ impl StateFile {
             inner: Arc::new(Inner {
                 path: path(home),
                 boot_id: procfs::boot_id(),
-                touched: Notify::new(),
-                touches: AtomicU64::new(0),
+                changes: Changes::default(),
                 writer: Mutex::default(),
             }),
         }
     }
 
-    /// Something recorded changed, and its view is published: the file is
-    /// rewritten shortly (unless a write reads that view first).
-    pub fn touch(&self) {
-        self.inner.touches.fetch_add(1, Ordering::SeqCst);
-        self.inner.touched.notify_one();
+    /// What the actors touch when something recorded changed and its view
+    /// is published: the file is rewritten shortly (unless a write reads
+    /// that view first).
+    pub fn changes(&self) -> Changes {
+        self.inner.changes.clone()
     }
 
     /// Starts keeping the file (once whatever a dead daemon left has been
@@ -216,7 +214,7 @@ impl StateFile {
         let mut writer = self.inner.writer.lock().await;
         // Counted before the views are read: every change touched by then
         // was published before its touch, so the views show it.
-        let touches = self.inner.touches.load(Ordering::SeqCst);
+        let touches = self.inner.changes.count();
         self.write_with(&mut writer, views()).await?;
         writer.shows = writer.shows.max(touches);
         Ok(())
@@ -244,9 +242,9 @@ impl StateFile {
     /// command's write already recorded meanwhile is not encoded again.
     pub async fn keep(self, views: impl Fn() -> Vec<AppView> + Send + 'static) {
         loop {
-            self.inner.touched.notified().await;
+            self.inner.changes.changed().await;
             tokio::time::sleep(COALESCE).await;
-            if self.inner.writer.lock().await.shows == self.inner.touches.load(Ordering::SeqCst) {
+            if self.inner.writer.lock().await.shows == self.inner.changes.count() {
                 continue;
             }
             // Logged by the write, and retried at the next change.
@@ -342,6 +340,7 @@ fn encode(
 mod tests {
     use super::*;
     use crate::instance::Instance;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use supd_config::AppConfig;
 
     /// An app `name` with one process record per `(generation, pid)`.
@@ -429,12 +428,12 @@ mod tests {
         }));
         let wait = || tokio::time::sleep(COALESCE * 2);
 
-        state.touch();
+        state.changes().touch();
         state.write(|| vec![view("a", &[])]).await.unwrap();
         wait().await;
         assert_eq!(reads.load(Ordering::SeqCst), 0, "written by the command");
 
-        state.touch();
+        state.changes().touch();
         wait().await;
         assert_eq!(reads.load(Ordering::SeqCst), 1, "written by nobody else");
     }
