@@ -472,3 +472,34 @@ fn a_js_script_runs_with_node_like_pm2() {
             .then_some(())
     });
 }
+
+/// Two `delete`s of one app at once both succeed: the second finds the app
+/// being deleted by the first (its actor ended under it), which is not a
+/// failure. The app takes a moment to stop, so the two overlap.
+#[test]
+fn two_deletes_of_one_app_at_once_both_succeed() {
+    let supd = Supd::new();
+    let script = supd.script(
+        "slow_stop.sh",
+        "trap 'sleep 0.5; exit 0' INT\nwhile :; do sleep 0.05; done\n",
+    );
+    let file = one_app(&supd, "slow", &script, "kill_timeout = \"5s\"");
+    supd.ok(&["start", &file]);
+    let pid = pid_of(&supd.wait_instance("slow", 0, "slow online", |p| p["status"] == "online"));
+    let args = ["delete", "slow"];
+    let outputs: Vec<_> = std::thread::scope(|s| {
+        let deletes: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| supd.output(supd.cmd(&args), &args)))
+            .collect();
+        deletes.into_iter().map(|d| d.join().unwrap()).collect()
+    });
+    for out in outputs {
+        assert!(
+            out.status.success(),
+            "a delete failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(supd.list().is_empty());
+    assert!(!alive(pid));
+}

@@ -281,7 +281,15 @@ mod tests {
         let pgid = leader.id();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut tree = Tree::of(pgid);
-        while tree.escaped().is_empty() && Instant::now() < deadline {
+        // Seen once it has called setsid, but it ignores SIGTERM only from
+        // its `trap` on, which comes before its `exec sleep`: wait for that.
+        let ignores_term = |tree: &Tree| {
+            tree.escaped().iter().any(|m| {
+                std::fs::read_to_string(format!("/proc/{}/comm", m.pid))
+                    .is_ok_and(|comm| comm.trim() == "sleep")
+            })
+        };
+        while !ignores_term(&tree) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
             tree.refresh();
         }

@@ -18,6 +18,7 @@
 
 mod actor;
 mod effects;
+mod error;
 mod freeze;
 mod handle;
 pub mod lifecycle;
@@ -43,6 +44,7 @@ use crate::handover::{self, FrozenApp};
 use crate::instance::Instance;
 use crate::listeners::SlotSockets;
 use crate::logs::AppLog;
+pub use error::AppError;
 pub use handle::{AppHandle, Trouble};
 pub use lifecycle::Retire;
 

@@ -153,12 +153,7 @@ pub async fn run(
         let roots: HashSet<u32> = views
             .iter()
             .flat_map(|v| &v.instances)
-            .filter(|i| {
-                matches!(
-                    i.status,
-                    Status::Launching | Status::Online | Status::Stopping
-                )
-            })
+            .filter(|i| crate::instance::live(i.status))
             .filter_map(|i| i.pid)
             .collect();
         let mut trees = HashMap::new();

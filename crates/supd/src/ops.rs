@@ -14,7 +14,7 @@ use supd_config::{AppConfig, check_instance_count};
 use supd_proto::{Outcome, ScaleTo, Status};
 use tokio::task::JoinSet;
 
-use crate::app::{AppHandle, AppView, Env, Launch, Retire};
+use crate::app::{AppError, AppHandle, AppView, Env, Launch, Retire};
 use order::{Order, swap_order};
 
 /// The longest a removed slot's accept queue is given to drain.
@@ -28,7 +28,7 @@ pub type Progress = tokio::sync::mpsc::UnboundedSender<String>;
 /// Starts what is down: with nothing running, every slot (with the new
 /// config, if one is given); with some instances running, only the down
 /// slots. An app whose every slot is live is already online.
-pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Outcome, String> {
+pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Outcome, AppError> {
     let _op = app.begin().await;
     let view = app.view();
     let active: Vec<u32> = view
@@ -63,7 +63,7 @@ pub async fn start(app: &AppHandle, new: Option<(AppConfig, Env)>) -> Result<Out
 
 /// Stops every instance, then starts every configured slot again (as a
 /// restart).
-pub async fn restart(app: &AppHandle) -> Result<(), String> {
+pub async fn restart(app: &AppHandle) -> Result<(), AppError> {
     let _op = app.begin().await;
     app.stop().await?;
     trim_slots(app).await;
@@ -72,7 +72,7 @@ pub async fn restart(app: &AppHandle) -> Result<(), String> {
 }
 
 /// Replaces every instance slot by slot without refusing a connection.
-pub async fn reload(app: &AppHandle, progress: &Progress) -> Result<(), String> {
+pub async fn reload(app: &AppHandle, progress: &Progress) -> Result<(), AppError> {
     let _op = app.begin().await;
     roll(app, progress, None).await
 }
@@ -84,7 +84,7 @@ pub async fn reload_with(
     config: AppConfig,
     env: Env,
     progress: &Progress,
-) -> Result<(), String> {
+) -> Result<(), AppError> {
     let _op = app.begin().await;
     if !app.view().instances.iter().any(|i| i.is_active()) {
         app.configure(config, Some(env)).await?;
@@ -108,7 +108,7 @@ pub async fn reload_with(
 /// daemon holds the port, the new one ready first, so no request fails;
 /// else (a fork app without a port, a capped app) a graceful stop, then a
 /// start. A process already replaced meanwhile is left alone.
-pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(), String> {
+pub async fn replace(app: &AppHandle, generation: u64, reason: &str) -> Result<(), AppError> {
     let _op = app.begin().await;
     let view = app.view();
     let Some(inst) = view
@@ -141,15 +141,15 @@ async fn swap(
     generation: u64,
     order: Order,
     reason: Option<&str>,
-) -> Result<Option<u32>, String> {
+) -> Result<Option<u32>, AppError> {
     match order {
         Order::StartFirst => {
             let pid = relaunch(app, slot, reason).await?;
             if !app.supersede(generation).await {
-                return Err(format!(
+                return Err(AppError::Failed(format!(
                     "app \"{}\" instance {slot}: the new process exited right after becoming ready",
                     app.view().config.name
-                ));
+                )));
             }
             Ok(Some(pid))
         }
@@ -179,7 +179,7 @@ pub async fn scheduled_restart(
     app: &AppHandle,
     reason: &str,
     progress: &Progress,
-) -> Result<(), String> {
+) -> Result<(), AppError> {
     let _op = app.begin().await;
     if !app
         .view()
@@ -202,7 +202,7 @@ pub async fn restart_because(
     app: &AppHandle,
     reason: &str,
     progress: &Progress,
-) -> Result<(), String> {
+) -> Result<(), AppError> {
     let _op = app.begin().await;
     if all_stopped(&app.view()) {
         return Ok(());
@@ -218,12 +218,12 @@ pub fn all_stopped(view: &AppView) -> bool {
 }
 
 /// [`restart_because`], under the operation lock.
-async fn restart_whole(app: &AppHandle, reason: &str, progress: &Progress) -> Result<(), String> {
+async fn restart_whole(app: &AppHandle, reason: &str, progress: &Progress) -> Result<(), AppError> {
     roll(app, progress, Some(reason)).await
 }
 
 /// Changes the instance count, within `max_instances`.
-pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<(), String> {
+pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<(), AppError> {
     let _op = app.begin().await;
     let config = app.view().config;
     let current = config.instances;
@@ -240,9 +240,9 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
             n
         }
         _ => {
-            return Err(format!(
+            return Err(AppError::Failed(format!(
                 "app \"{name}\": cannot scale to fewer than 1 instance (use stop)"
-            ));
+            )));
         }
     };
     if let Some(max) = config.max_instances
@@ -252,9 +252,9 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
             .max_instances_reason
             .as_deref()
             .unwrap_or("max_instances");
-        return Err(format!(
+        return Err(AppError::Failed(format!(
             "app \"{name}\": refused to scale to {target} instances: max_instances is {max} ({reason})"
-        ));
+        )));
     }
     resize(app, target, progress).await
 }
@@ -266,7 +266,7 @@ pub async fn scale(app: &AppHandle, to: ScaleTo, progress: &Progress) -> Result<
 /// held socket queues clients through the gap). The first failure stops
 /// the reload. `reason`, when supd decided the reload, is recorded on
 /// every instance.
-async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Result<(), String> {
+async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Result<(), AppError> {
     let view = app.view();
     let name = view.config.name.clone();
     let order = swap_order(&view.config);
@@ -277,19 +277,21 @@ async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Res
             .iter()
             .find(|i| i.slot == slot && i.is_serving())
             .map(|i| (i.generation, i.pid));
-        let failed = |e: String| {
-            format!(
-                "reload of \"{name}\" stopped at instance {slot}: {e}; the other instances keep serving"
-            )
+        let failed = |e: AppError| {
+            e.explained(|e| {
+                format!(
+                    "reload of \"{name}\" stopped at instance {slot}: {e}; the other instances keep serving"
+                )
+            })
         };
         let pid = match old {
             Some((generation, _)) => match swap(app, slot, generation, order, reason).await {
                 Ok(Some(pid)) => pid,
                 Ok(None) => continue,
                 Err(e) if order == Order::StopFirst => {
-                    return Err(format!(
+                    return Err(e.explained(|e| format!(
                         "reload of \"{name}\" failed at instance {slot}: {e}; it was stopped first (two copies never run at once), so it is down"
-                    ));
+                    )));
                 }
                 Err(e) => return Err(failed(e)),
             },
@@ -307,7 +309,7 @@ async fn roll(app: &AppHandle, progress: &Progress, reason: Option<&str>) -> Res
 /// highest ones: connections are steered away from them first, their accept
 /// queues drain into their workers, and only then are the workers stopped
 /// and the sockets closed, so no queued connection is reset.
-async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(), String> {
+async fn resize(app: &AppHandle, target: u32, progress: &Progress) -> Result<(), AppError> {
     let view = app.view();
     let (name, current) = (view.config.name.clone(), view.config.instances);
     if target > current {
@@ -358,7 +360,7 @@ async fn drain(app: &AppHandle, slot: u32) {
 }
 
 /// Sets the configured instance count.
-async fn resize_config(app: &AppHandle, instances: u32) -> Result<(), String> {
+async fn resize_config(app: &AppHandle, instances: u32) -> Result<(), AppError> {
     let mut config = (*app.view().config).clone();
     config.instances = instances;
     app.configure(config, None).await
@@ -383,7 +385,7 @@ fn generations(app: &AppHandle, slot: impl Fn(u32) -> bool) -> Vec<u64> {
 }
 
 /// Launches `slot` as a restart, recording `reason` if supd decided it.
-async fn relaunch(app: &AppHandle, slot: u32, reason: Option<&str>) -> Result<u32, String> {
+async fn relaunch(app: &AppHandle, slot: u32, reason: Option<&str>) -> Result<u32, AppError> {
     match reason {
         Some(reason) => app.launch_because(slot, reason).await,
         None => app.launch(slot, Launch::Restart).await,
@@ -392,15 +394,23 @@ async fn relaunch(app: &AppHandle, slot: u32, reason: Option<&str>) -> Result<u3
 
 /// Launches every configured slot at once, each as `kind`; the first
 /// failure is returned after all have answered.
-async fn launch_all(app: &AppHandle, kind: Launch) -> Result<(), String> {
+async fn launch_all(app: &AppHandle, kind: Launch) -> Result<(), AppError> {
     let mut tasks = JoinSet::new();
     for slot in 0..app.view().config.instances {
         let app = app.clone();
-        tasks.spawn(async move { app.launch(slot, kind).await });
+        tasks.spawn(async move { app.launch(slot, kind).await.map(drop) });
     }
+    all_or_first_error(tasks).await
+}
+
+/// Waits for every task, then returns the first failure if any did (a task
+/// that panicked counts as one): work started on several slots or apps at
+/// once is never abandoned half-way because one of them failed.
+pub async fn all_or_first_error(mut tasks: JoinSet<Result<(), AppError>>) -> Result<(), AppError> {
     let mut first_error = None;
     while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+        let result = done.unwrap_or_else(|e| Err(AppError::Failed(e.to_string())));
+        if let Err(e) = result {
             first_error.get_or_insert(e);
         }
     }

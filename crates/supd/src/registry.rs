@@ -274,7 +274,7 @@ impl Registry {
         taken: Vec<OwnedFd>,
     ) -> Result<Outcome, String> {
         let handle = self.register(config, base_env, taken)?;
-        ops::start(&handle, None).await
+        ops::start(&handle, None).await.map_err(String::from)
     }
 
     /// Creates the actor of a new app, without starting anything.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use supd_config::AppConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Actor, AppView, Command, Env, Launch, Retire, Stop};
+use super::{Actor, AppError, AppView, Command, Env, Launch, Retire, Stop};
 
 /// The daemon's handle on one app's actor.
 #[derive(Clone)]
@@ -59,9 +59,11 @@ impl AppHandle {
     pub async fn ask<T>(
         self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, String> {
+    ) -> Result<T, AppError> {
         let (tx, rx) = oneshot::channel();
-        let gone = || format!("app \"{}\" is being deleted", self.name);
+        let gone = || AppError::Gone {
+            app: self.name.clone(),
+        };
         self.commands.send(make(tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
     }
@@ -111,16 +113,18 @@ impl AppHandle {
 
     /// Refuses a launch once a stop, delete or kill has preempted the
     /// operation asking for it.
-    fn not_preempted(&self) -> Result<(), String> {
+    fn not_preempted(&self) -> Result<(), AppError> {
         if self.halts.load(Ordering::SeqCst) != self.asked_at.load(Ordering::SeqCst) {
-            Err(format!("app \"{}\": stopped while starting", self.name))
+            Err(AppError::Preempted {
+                app: self.name.clone(),
+            })
         } else {
             Ok(())
         }
     }
 
     /// Starts a process for `slot`; its pid once online.
-    pub async fn launch(&self, slot: u32, kind: Launch) -> Result<u32, String> {
+    pub async fn launch(&self, slot: u32, kind: Launch) -> Result<u32, AppError> {
         self.not_preempted()?;
         self.clone()
             .ask(|reply| Command::Launch {
@@ -130,10 +134,11 @@ impl AppHandle {
                 reply,
             })
             .await?
+            .map_err(AppError::from)
     }
 
     /// Starts a replacement process for `slot`, recording why.
-    pub async fn launch_because(&self, slot: u32, reason: &str) -> Result<u32, String> {
+    pub async fn launch_because(&self, slot: u32, reason: &str) -> Result<u32, AppError> {
         self.not_preempted()?;
         let reason = Some(reason.to_string());
         self.clone()
@@ -144,6 +149,7 @@ impl AppHandle {
                 reply,
             })
             .await?
+            .map_err(AppError::from)
     }
 
     /// Stops one process gracefully, then keeps or forgets its `record`.
@@ -168,7 +174,11 @@ impl AppHandle {
     }
 
     /// Replaces the config new processes get.
-    pub async fn configure(&self, config: AppConfig, base_env: Option<Env>) -> Result<(), String> {
+    pub async fn configure(
+        &self,
+        config: AppConfig,
+        base_env: Option<Env>,
+    ) -> Result<(), AppError> {
         let config = Box::new(config);
         self.clone()
             .ask(|reply| Command::Configure {
@@ -177,13 +187,15 @@ impl AppHandle {
                 reply,
             })
             .await?
+            .map_err(AppError::from)
     }
 
     /// Steers new connections to slots `0..slots`; closes unused higher sockets.
-    pub async fn route(&self, slots: u32) -> Result<(), String> {
+    pub async fn route(&self, slots: u32) -> Result<(), AppError> {
         self.clone()
             .ask(|reply| Command::Route { slots, reply })
             .await?
+            .map_err(AppError::from)
     }
 
     /// Connections waiting in the accept queue of `slot`.
@@ -195,7 +207,7 @@ impl AppHandle {
     }
 
     /// Graceful stop of every instance.
-    pub async fn stop(&self) -> Result<(), String> {
+    pub async fn stop(&self) -> Result<(), AppError> {
         self.clone().ask(Command::Stop).await
     }
 
@@ -206,7 +218,7 @@ impl AppHandle {
     /// launches nothing more; once it has let go of the lock, a second stop
     /// catches anything it launched meanwhile, and the app is deleted for
     /// [`Stop::Delete`].
-    pub async fn halt(&self, then: Stop) -> Result<(), String> {
+    pub async fn halt(&self, then: Stop) -> Result<(), AppError> {
         self.halts.fetch_add(1, Ordering::SeqCst);
         let first = self.stop().await;
         let _op = self.op.lock().await;

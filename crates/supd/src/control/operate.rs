@@ -12,7 +12,7 @@ use supd_proto::{Response, ScaleTo};
 use supd_supervisor::group::parse_signal;
 use tokio::task::JoinSet;
 
-use crate::app::{AppHandle, Command, Stop};
+use crate::app::{AppError, AppHandle, Command, Stop};
 use crate::ops::{self, Progress};
 use crate::registry::Registry;
 
@@ -53,18 +53,19 @@ pub async fn scale(
     progress: &Progress,
 ) -> Result<Response, String> {
     let app = registry.get(&name)?;
-    ops::scale(&app, to, progress)
-        .await
-        .map(|()| Response::Done { apps: vec![name] })
+    ops::scale(&app, to, progress).await?;
+    Ok(Response::Done { apps: vec![name] })
 }
 
 /// `delete`: every targeted app stops and is forgotten.
 pub async fn delete(registry: &Registry, target: &str) -> Result<Response, String> {
-    let result = each(
-        registry,
-        target,
-        |a| async move { a.halt(Stop::Delete).await },
-    )
+    // An app another request is deleting already is deleted all the same.
+    let result = each(registry, target, |a| async move {
+        match a.halt(Stop::Delete).await {
+            Err(AppError::Gone { .. }) => Ok(()),
+            other => other,
+        }
+    })
     .await;
     // Forget every app that is gone, even if another one failed.
     let deleted: &[String] = match &result {
@@ -89,7 +90,7 @@ pub async fn flush(registry: &Registry, target: &str) -> Result<Response, String
         let name = a.name.clone();
         a.ask(Command::Flush)
             .await?
-            .map_err(|e| format!("app \"{name}\": cannot flush logs: {e}"))
+            .map_err(|e| AppError::Failed(format!("app \"{name}\": cannot flush logs: {e}")))
     })
     .await
 }
@@ -108,11 +109,12 @@ pub async fn reset(registry: &Registry, target: &str) -> Result<Response, String
     each(registry, target, |a| a.ask(Command::Reset)).await
 }
 
-/// Runs `op` on every targeted app concurrently; the first error wins.
+/// Runs `op` on every targeted app concurrently; the first error wins
+/// ([`ops::all_or_first_error`]).
 async fn each<F, Fut>(registry: &Registry, target: &str, op: F) -> Result<Response, String>
 where
     F: Fn(AppHandle) -> Fut,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), AppError>> + Send + 'static,
 {
     let apps = registry.resolve(target)?;
     let names = apps.iter().map(|a| a.name.clone()).collect();
@@ -120,11 +122,6 @@ where
     for app in apps {
         tasks.spawn(op(app));
     }
-    let mut first_error = None;
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(Response::Done { apps: names }), Err)
+    ops::all_or_first_error(tasks).await?;
+    Ok(Response::Done { apps: names })
 }

@@ -82,6 +82,6 @@ pub async fn env(registry: &Registry, name: &str, instance: u32) -> Result<Respo
             slot: instance,
             reply,
         })
-        .await
-        .and_then(|env| env.map(|env| Response::Env { env }))
+        .await?
+        .map(|env| Response::Env { env })
 }

@@ -34,7 +34,9 @@ pub async fn start(
         let name = config.name.clone();
         let result = match registry.find(&name) {
             Some(app) => match registry.port_taken(config.port, &name) {
-                Ok(()) => ops::start(&app, Some((config, base_env.clone()))).await,
+                Ok(()) => ops::start(&app, Some((config, base_env.clone())))
+                    .await
+                    .map_err(String::from),
                 Err(e) => Err(e),
             },
             None => match runnable(&config, &base_env) {
@@ -62,7 +64,10 @@ pub async fn start_known(registry: &Registry, targets: &[String]) -> Result<Resp
     let mut outcomes = Vec::new();
     for app in apps {
         let outcome = ops::start(&app, None).await;
-        outcomes.push(StartOutcome::of(app.name.clone(), outcome));
+        outcomes.push(StartOutcome::of(
+            app.name.clone(),
+            outcome.map_err(String::from),
+        ));
     }
     Ok(Response::Started { apps: outcomes })
 }

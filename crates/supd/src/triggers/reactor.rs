@@ -37,13 +37,13 @@ impl Why {
         }
     }
 
-    /// How the daemon log names a failure of its operation.
-    fn failure(&self) -> &'static str {
+    /// How the daemon log names its operation.
+    fn operation_name(&self) -> &'static str {
         match self {
-            Why::Cron(_) => "cron_restart failed",
-            Why::Changed(_) => "restart after a change failed",
-            Why::Unhealthy => "reload after failed health checks failed",
-            Why::Trouble { .. } => "replacing a process failed",
+            Why::Cron(_) => "the cron_restart",
+            Why::Changed(_) => "the restart after a change",
+            Why::Unhealthy => "the reload after failed health checks",
+            Why::Trouble { .. } => "the replacement of a process",
         }
     }
 }
@@ -96,8 +96,13 @@ async fn act(trigger: Trigger) {
             }
             Operation::Replace(generation, reason) => ops::replace(&app, generation, &reason).await,
         };
-        if let Err(e) = result {
-            tracing::error!(app = %name, "{}: {e}", why.failure());
+        match result {
+            // A user's stop or delete came first: nothing failed.
+            Err(e) if e.is_preemption() => {
+                tracing::info!(app = %name, "{} did not finish: {e}", why.operation_name())
+            }
+            Err(e) => tracing::error!(app = %name, "{} failed: {e}", why.operation_name()),
+            Ok(()) => {}
         }
     }
     if let Some(done) = done {
@@ -119,27 +124,27 @@ mod tests {
             (
                 Why::Cron("0 3 * * *".into()),
                 Operation::ScheduledRestart("cron_restart \"0 3 * * *\"".into()),
-                "cron_restart failed",
+                "the cron_restart",
             ),
             (
                 Why::Changed("watch: src/a.js changed".into()),
                 Operation::RestartBecause("watch: src/a.js changed".into()),
-                "restart after a change failed",
+                "the restart after a change",
             ),
             (
                 Why::Unhealthy,
                 Operation::Reload,
-                "reload after failed health checks failed",
+                "the reload after failed health checks",
             ),
             (
                 trouble,
                 Operation::Replace(7, "memory limit 10MB exceeded: 12MB".into()),
-                "replacing a process failed",
+                "the replacement of a process",
             ),
         ];
-        for (why, operation, failure) in table {
+        for (why, operation, name) in table {
             assert_eq!(why.operation(), operation, "{why:?}");
-            assert_eq!(why.failure(), failure, "{why:?}");
+            assert_eq!(why.operation_name(), name, "{why:?}");
         }
     }
 }
