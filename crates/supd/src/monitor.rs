@@ -29,10 +29,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::app::{AppView, Trouble};
 use crate::views::Views;
+use limits::{CLOSE_LOOK, Limits};
 
-/// How long after a memory report the same process is reported again if it
-/// is still there (its replacement failed).
-const REPORT_AGAIN: Duration = Duration::from_secs(30);
+mod limits;
 
 /// What one instance's process tree uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -138,15 +137,27 @@ pub async fn run(
     mut interval: watch::Receiver<Duration>,
 ) {
     let mut meter = Meter::new();
-    // Instances reported over their limit, and when: one breach causes one
-    // restart, and a replacement that failed is asked for again later.
-    let mut reported: HashMap<u64, Instant> = HashMap::new();
+    let mut limits = Limits::default();
     let mut escaped = Escaped::default();
-    loop {
+    'samples: loop {
         let period = *interval.borrow_and_update();
-        tokio::select! {
-            () = tokio::time::sleep(period) => {}
-            _ = interval.changed() => continue,
+        let next = tokio::time::Instant::now() + period;
+        // Until the next sample, instances that may cross their memory
+        // limit meanwhile are looked at every CLOSE_LOOK.
+        loop {
+            let wake = if limits.watching() {
+                next.min(tokio::time::Instant::now() + CLOSE_LOOK)
+            } else {
+                next
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                _ = interval.changed() => continue 'samples,
+            }
+            if tokio::time::Instant::now() >= next {
+                break;
+            }
+            limits.look_closer(meter.page_size, &trouble);
         }
         let handles = apps.handles();
         let views: Vec<AppView> = handles.iter().map(|a| a.view()).collect();
@@ -158,32 +169,7 @@ pub async fn run(
             .collect();
         let mut trees = HashMap::new();
         let figures = meter.sample(&roots, &mut trees);
-        let mut live = HashSet::new();
-        for view in &views {
-            let Some(limit) = view.config.max_memory_restart else {
-                continue;
-            };
-            for inst in view.instances.iter().filter(|i| i.status == Status::Online) {
-                live.insert(inst.generation);
-                let used = inst
-                    .pid
-                    .and_then(|p| figures.get(&p))
-                    .map_or(0, |u| u.memory);
-                let due = reported
-                    .get(&inst.generation)
-                    .is_none_or(|at| at.elapsed() >= REPORT_AGAIN);
-                if used > limit && due {
-                    reported.insert(inst.generation, Instant::now());
-                    let reason = format!("memory limit {} exceeded: {}", size(limit), size(used));
-                    let _ = trouble.send(Trouble {
-                        app: view.config.name.clone(),
-                        generation: inst.generation,
-                        reason,
-                    });
-                }
-            }
-        }
-        reported.retain(|g, _| live.contains(g));
+        limits.after_sample(&handles, &views, &figures, &trouble);
         samples.replace(figures, &mut trees);
         escaped.end_with(&roots, trees);
         // Apps without a port are not asked (see [`crate::unserved`]).
