@@ -99,43 +99,35 @@ fn main() -> ExitCode {
             }
         };
     }
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG").unwrap_or_else(|_| "info".into())
-    };
-    let apps = match &args.mode {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let (apps, writer) = match &args.mode {
         // In a container everything goes to the engine: our messages on stderr.
-        Some(Mode::Run(run_args)) => {
-            let apps = match run::load(run_args) {
-                Ok(apps) => apps,
-                Err(e) => {
-                    eprintln!("supd: {e:#}");
-                    return ExitCode::from(2);
-                }
-            };
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .with_env_filter(filter())
-                .init();
-            logs::print_on_console(run_args.console());
-            Some(apps)
-        }
-        None => {
-            let log = match daemon_log::DaemonLog::new(&Home::from_env()) {
-                Ok(log) => log,
-                Err(e) => {
-                    eprintln!("supd: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            tracing_subscriber::fmt()
-                .with_writer(move || log.clone())
-                .with_ansi(false)
-                .with_env_filter(filter())
-                .init();
-            None
-        }
+        Some(Mode::Run(run_args)) => match run::load(run_args) {
+            Ok(apps) => (Some(apps), BoxMakeWriter::new(std::io::stderr)),
+            Err(e) => {
+                eprintln!("supd: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+        None => match daemon_log::DaemonLog::new(&Home::from_env()) {
+            Ok(log) => (None, BoxMakeWriter::new(move || log.clone())),
+            Err(e) => {
+                eprintln!("supd: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SUPD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Some(Mode::Run(run_args)) = &args.mode {
+        logs::print_on_console(run_args.console());
+    }
     match run(args, apps) {
         Ok(code) => code,
         Err(e) => {

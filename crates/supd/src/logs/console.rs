@@ -13,6 +13,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use super::Stream;
+use super::lines::stamp;
 
 /// How lines are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,28 +49,26 @@ pub fn write(app: &str, instance: u32, stream: Stream, lines: &[u8]) {
 
 /// `lines` as `mode` prints them.
 fn render(mode: Console, app: &str, instance: u32, stream: Stream, lines: &[u8]) -> Vec<u8> {
-    let mut text = Vec::with_capacity(lines.len() + 32);
-    let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
-    for line in lines.split(|&b| b == b'\n') {
-        match mode {
-            Console::Tagged => {
-                text.extend_from_slice(format!("{app}:{instance} | ").as_bytes());
-                text.extend_from_slice(line);
-            }
-            Console::Json => {
+    let mut text = Vec::new();
+    match mode {
+        Console::Tagged => stamp(lines, &format!("{app}:{instance} | "), &mut text),
+        Console::Json => {
+            let stream = match stream {
+                Stream::Out => "out",
+                Stream::Err => "err",
+            };
+            let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
+            for line in lines.split(|&b| b == b'\n') {
                 let object = serde_json::json!({
                     "app": app,
                     "instance": instance,
-                    "stream": match stream {
-                        Stream::Out => "out",
-                        Stream::Err => "err",
-                    },
+                    "stream": stream,
                     "line": String::from_utf8_lossy(line),
                 });
                 text.extend_from_slice(object.to_string().as_bytes());
+                text.push(b'\n');
             }
         }
-        text.push(b'\n');
     }
     text
 }
