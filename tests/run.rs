@@ -254,3 +254,49 @@ fn supd_run_of_a_bad_file_names_it_and_starts_nothing() {
     );
     assert!(!supd.home().join("supd.sock").exists());
 }
+
+/// `--only` starts only the apps named, and `--env NAME` applies their
+/// `env_NAME` over `env`, as `supctl start FILE` does.
+#[test]
+fn supd_run_starts_only_the_apps_named_with_the_env_asked_for() {
+    let supd = Supd::new();
+    supd.write(
+        "eco.toml",
+        r#"
+[[apps]]
+name = "api"
+script = "sh"
+args = ["-c", "echo mode=$MODE; exec sleep 1000"]
+[apps.env]
+MODE = "development"
+[apps.env_production]
+MODE = "production"
+
+[[apps]]
+name = "worker"
+script = "sh"
+args = ["-c", "echo worker; exec sleep 1000"]
+"#,
+    );
+    let (mut daemon, out, err) = run(
+        &supd,
+        &[],
+        "eco.toml",
+        &["--only", "api", "--env", "production"],
+    );
+    out.wait_line("api:0 | mode=production");
+    let names: Vec<String> = supd
+        .list()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["api"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = exit_of(&mut daemon.0);
+    assert!(exit.success(), "{exit:?}; stderr:\n{}", err.text());
+    assert!(!out.text().contains("worker"), "{}", out.text());
+}
